@@ -1,0 +1,154 @@
+"""The MV-MGINR network: multi-grid latents (time, view, time-and-view) and a PixelShuffle synthesis net.
+
+For view v and frame t the input latent (c1 + c2 channels, latent_h x latent_w) is
+
+    concat( concat(T0[t], T1[t // 2]) + V[v],  TV[v * frames + t] )
+
+with T0 (frames slices) and T1 (ceil(frames / 2) slices) the two temporal levels of c1/2 channels each,
+V the view grid (c1 channels) and TV the integrated time-and-view grid (c2 channels). c1 = 0 drops the
+time and view grids, c2 = 0 the integrated grid (the paper's ablations). Each synthesis block is
+
+    x <- GELU( PixelShuffle_s( Conv3x3(x) + GE[v] ) )
+
+where GE (views, c_out, s, s) is a view-conditioned bias for every channel and sub-pixel phase; adding it
+to the conv output before PixelShuffle is the same as tiling it over the upsampled map after. A 1x1 head
+and a sigmoid give RGB in [0, 1]; the output is computed on the padded size and cropped to the frame.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, fields
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything needed to rebuild the network; stored in the stream."""
+
+    views: int
+    frames: int
+    height: int  # frame size the output is cropped to
+    width: int
+    latent_h: int
+    latent_w: int
+    strides: tuple[int, ...]  # PixelShuffle factor of each block
+    widths: tuple[int, ...]  # output channels of each block
+    c1: int  # channels of the time/view latent (each temporal level has c1 / 2); 0: no such grids
+    c2: int  # channels of the integrated time-and-view grid; 0: no such grid
+    kernel: int = 3
+
+    def __post_init__(self) -> None:
+        if len(self.strides) != len(self.widths) or not self.strides:
+            raise ValueError("strides and widths must be non-empty and of equal length")
+        if self.c1 % 2 or self.c1 < 0 or self.c2 < 0 or self.c1 + self.c2 == 0:
+            raise ValueError(f"grid channels c1={self.c1} (even), c2={self.c2}: at least one must be positive")
+        if self.padded_h < self.height or self.padded_w < self.width:
+            raise ValueError("latent x strides does not cover the frame")
+
+    @property
+    def upscale(self) -> int:
+        return math.prod(self.strides)
+
+    @property
+    def padded_h(self) -> int:
+        return self.latent_h * self.upscale
+
+    @property
+    def padded_w(self) -> int:
+        return self.latent_w * self.upscale
+
+    def param_split(self) -> dict[str, int]:
+        """Parameter count of each part: time grid, view grid, time-and-view grid, synthesis net."""
+        hw = self.latent_h * self.latent_w
+        synthesis, c_in = 0, self.c1 + self.c2
+        for s, c_out in zip(self.strides, self.widths, strict=True):
+            synthesis += (self.kernel**2 * c_in + 1 + self.views) * c_out * s * s  # conv, bias, GE
+            c_in = c_out
+        synthesis += 3 * c_in + 3  # head
+        return {
+            "time_grid": (self.frames + math.ceil(self.frames / 2)) * (self.c1 // 2) * hw,
+            "view_grid": self.views * self.c1 * hw,
+            "time_view_grid": self.views * self.frames * self.c2 * hw,
+            "synthesis": synthesis,
+        }
+
+    @property
+    def params(self) -> int:
+        return sum(self.param_split().values())
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ModelConfig:
+        names = {f.name for f in fields(cls)}
+        unknown = set(d) - names
+        if unknown:
+            raise ValueError(f"unknown model config fields: {sorted(unknown)}")
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+
+
+class Block(nn.Module):
+    """Conv3x3 -> + grid embedding -> PixelShuffle -> GELU."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int, views: int, kernel: int):
+        super().__init__()
+        self.stride = stride
+        self.conv = nn.Conv2d(c_in, c_out * stride * stride, kernel, padding=kernel // 2)
+        self.ge = nn.Parameter(torch.zeros(views, c_out, stride, stride))
+
+    def forward(self, x: torch.Tensor, view: torch.Tensor) -> torch.Tensor:
+        bias = self.ge[view].flatten(1)[:, :, None, None]  # PixelShuffle channel order: c * s * s + i * s + j
+        return F.gelu(F.pixel_shuffle(self.conv(x) + bias.to(x.dtype), self.stride))
+
+
+class MVMGINR(nn.Module):
+    """Maps (view, frame) index pairs to RGB frames (B, 3, height, width) in [0, 1]."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        h, w, half = cfg.latent_h, cfg.latent_w, cfg.c1 // 2
+        if cfg.c1:
+            self.time_grids = nn.ParameterList(
+                [nn.Parameter(torch.empty(n, half, h, w)) for n in (cfg.frames, math.ceil(cfg.frames / 2))]
+            )
+            self.view_grid = nn.Parameter(torch.empty(cfg.views, cfg.c1, h, w))
+        if cfg.c2:
+            self.time_view_grid = nn.Parameter(torch.empty(cfg.views * cfg.frames, cfg.c2, h, w))
+        for p in self.grids():
+            nn.init.xavier_uniform_(p)  # as MV-IERV
+        c_in = cfg.c1 + cfg.c2
+        blocks = []
+        for s, c_out in zip(cfg.strides, cfg.widths, strict=True):
+            blocks.append(Block(c_in, c_out, s, cfg.views, cfg.kernel))
+            c_in = c_out
+        self.blocks = nn.ModuleList(blocks)
+        self.head = nn.Conv2d(c_in, 3, 1)
+
+    def grids(self) -> list[nn.Parameter]:
+        """The grid parameters, in stream order."""
+        out = list(self.time_grids) + [self.view_grid] if self.cfg.c1 else []
+        return out + [self.time_view_grid] if self.cfg.c2 else out
+
+    def latents(self, view: torch.Tensor, frame: torch.Tensor) -> torch.Tensor:
+        """Input latents (B, c1 + c2, latent_h, latent_w) for index tensors view, frame of shape (B,)."""
+        parts = []
+        if self.cfg.c1:
+            temporal = torch.cat([g[frame // 2**level] for level, g in enumerate(self.time_grids)], dim=1)
+            parts.append(temporal + self.view_grid[view])
+        if self.cfg.c2:
+            parts.append(self.time_view_grid[view * self.cfg.frames + frame])
+        return torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]
+
+    def forward(self, view: torch.Tensor, frame: torch.Tensor) -> torch.Tensor:
+        x = self.latents(view, frame)
+        for block in self.blocks:
+            x = block(x, view)
+        rgb = torch.sigmoid(self.head(x))
+        return rgb[..., : self.cfg.height, : self.cfg.width]

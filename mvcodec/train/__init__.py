@@ -1,0 +1,1 @@
+"""Encoder-side training: motion masks, the motion-aware loss and the overfitting loop."""

@@ -1,0 +1,340 @@
+"""Overfitting MV-MGINR to a multi-view source: data on the device, the training loop, checkpoints.
+
+Training runs in RGB (as the papers), converted per batch from the source's YUV 4:2:0, which stays on
+the device as integers. Quality is measured after converting the output back to YUV 4:2:0 at the
+source's bit depth. A checkpoint (numpy .npz, no pickle) holds the model, Adam's state, the position in
+the epoch and the sampler's RNG state, so a resumed run equals an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from mvcodec.color import ColorSpec, quantize, rgb_to_yuv420, yuv420_to_rgb
+from mvcodec.errors import InputError
+from mvcodec.fsutil import atomic_write
+from mvcodec.io import MultiViewSource, Planes
+from mvcodec.metrics import frame_quality, mean_quality
+from mvcodec.model import MVMGINR, ModelConfig
+from mvcodec.progress import Progress
+from mvcodec.train.loss import motion_aware_loss
+
+CHECKPOINT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The training recipe (presets fill it; every field can be overridden)."""
+
+    epochs: int
+    batch_size: int = 2
+    lr: float = 2e-3
+    warmup: float = 0.1  # fraction of the steps with a linear warm-up
+    min_lr: float = 0.0  # fraction of lr reached at the end of the cosine decay
+    grad_clip: float = 1.0
+    alpha: float = 0.7  # L1 weight in the loss; 1 - alpha on 1 - SSIM
+    motion_weight: float = 1.0  # beta: L1 weight 1 + beta * mask; 0 trains without the motion mask
+    seed: int = 0
+    checkpoint_every: int = 10  # epochs
+    compile: bool = False
+
+
+PRESETS: dict[str, dict] = {
+    "fast": dict(epochs=30),
+    "medium": dict(epochs=100),
+    "paper": dict(epochs=300),
+    "slow": dict(epochs=600),
+}
+
+
+def lr_at(step: int, total: int, cfg: TrainConfig) -> float:
+    """Learning rate at an optimiser step: linear warm-up, then cosine decay to min_lr * lr."""
+    warm = max(1, round(cfg.warmup * total))
+    if step < warm:
+        return cfg.lr * (step + 1) / warm
+    progress = (step - warm) / max(1, total - warm)
+    return cfg.lr * (cfg.min_lr + (1 - cfg.min_lr) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0))))
+
+
+class FrameStore:
+    """A source's planes held on a device as integers, served as RGB batches and compared in YUV."""
+
+    def __init__(self, source: MultiViewSource, device: torch.device, color: ColorSpec | None = None):
+        self.views, self.frames = source.num_views, source.num_frames
+        self.bit_depth, self.color, self.device = source.fmt.bit_depth, color or ColorSpec(), device
+        dtype = np.uint8 if self.bit_depth == 8 else np.int16 if self.bit_depth < 16 else np.int32
+        planes = [[], [], []]
+        for v in range(self.views):
+            for p in source.frames(v):
+                for i in range(3):
+                    planes[i].append(p[i].astype(dtype))
+        n = (self.views, self.frames)
+        self.y, self.u, self.v = (torch.from_numpy(np.stack(ps).reshape(*n, *ps[0].shape)).to(device) for ps in planes)
+
+    def rgb(self, view: torch.Tensor, frame: torch.Tensor) -> torch.Tensor:
+        """Target RGB (B, 3, H, W) in [0, 1], float32, for index tensors on the device."""
+        y, u, v = (p[view, frame].float() for p in (self.y, self.u, self.v))
+        return yuv420_to_rgb(y, u, v, self.bit_depth, self.color).clamp_(0, 1)
+
+    def planes(self, view: int, frame: int) -> Planes:
+        """The source frame as numpy planes."""
+        return Planes(*(p[view, frame].cpu().numpy() for p in (self.y, self.u, self.v)))
+
+
+def rgb_to_planes(rgb: torch.Tensor, bit_depth: int, color: ColorSpec) -> list[Planes]:
+    """Network output (B, 3, H, W) -> YUV 4:2:0 code values at `bit_depth`, one Planes per frame."""
+    dtype = np.uint8 if bit_depth == 8 else np.uint16
+    ys, us, vs = (
+        quantize(p, bit_depth).cpu().numpy().astype(dtype) for p in rgb_to_yuv420(rgb.float(), bit_depth, color)
+    )
+    return [Planes(ys[i], us[i], vs[i]) for i in range(rgb.shape[0])]
+
+
+class _DeferredInterrupt:
+    """Holds back Ctrl-C until the current optimiser step is done; a second Ctrl-C stops at once."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._old = None
+
+    def __enter__(self) -> _DeferredInterrupt:
+        if threading.current_thread() is threading.main_thread():
+            self._old = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __exit__(self, *exc) -> None:
+        if self._old is not None:
+            signal.signal(signal.SIGINT, self._old)
+
+
+@dataclass
+class FitState:
+    """Where training stands: epoch, step within it, the epoch's sample order and the sampler's RNG."""
+
+    epoch: int
+    step_in_epoch: int
+    perm: torch.Tensor
+    rng_state: torch.Tensor
+    seconds: float = 0.0
+
+
+def save_checkpoint(
+    path: Path, model: MVMGINR, opt: torch.optim.Adam, tcfg: TrainConfig, state: FitState, fingerprint: str
+) -> None:
+    """Write a resumable checkpoint atomically (.npz of plain arrays plus a JSON record)."""
+    arrays = {f"model/{k}": v.detach().cpu().numpy() for k, v in model.state_dict().items()}
+    index = {p: i for i, p in enumerate(model.parameters())}
+    for p, s in opt.state.items():
+        for k, v in s.items():
+            arrays[f"adam/{index[p]}/{k}"] = v.detach().cpu().numpy()
+    arrays["perm"] = state.perm.cpu().numpy()
+    arrays["rng"] = state.rng_state.numpy()
+    meta = {
+        "version": CHECKPOINT_VERSION,
+        "model": json.loads(model.cfg.to_json()),
+        "train": asdict(tcfg),
+        "epoch": state.epoch,
+        "step_in_epoch": state.step_in_epoch,
+        "seconds": state.seconds,
+        "fingerprint": fingerprint,
+    }
+    arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+    with atomic_write(path) as f:
+        np.savez(f, **arrays)
+
+
+def read_checkpoint(path: Path) -> tuple[dict, dict[str, np.ndarray]]:
+    """(meta record, arrays) of a checkpoint; InputError if it is not one."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+        meta = json.loads(arrays.pop("meta").tobytes())
+    except (OSError, ValueError, KeyError) as e:
+        raise InputError(f"{path}: not a readable mvenc checkpoint ({e}); delete it to start afresh") from None
+    if meta.get("version") != CHECKPOINT_VERSION:
+        raise InputError(f"{path}: checkpoint version {meta.get('version')} is not {CHECKPOINT_VERSION}; delete it")
+    return meta, arrays
+
+
+def load_model(path: Path, device: torch.device | str = "cpu") -> MVMGINR:
+    """The network stored in a checkpoint."""
+    meta, arrays = read_checkpoint(path)
+    model = MVMGINR(ModelConfig.from_dict(meta["model"]))
+    model.load_state_dict({k[6:]: torch.from_numpy(v) for k, v in arrays.items() if k.startswith("model/")})
+    return model.to(device)
+
+
+def _restore(path: Path, model: MVMGINR, opt: torch.optim.Adam, tcfg: TrainConfig, fingerprint: str) -> FitState:
+    meta, arrays = read_checkpoint(path)
+    if meta["fingerprint"] != fingerprint:
+        raise InputError(f"{path}: checkpoint was made from other input; delete it or give the same input")
+    if meta["model"] != json.loads(model.cfg.to_json()):
+        raise InputError(f"{path}: checkpoint has another model size; give the same -q/--params or delete it")
+    stored = meta["train"]
+    if {k: v for k, v in stored.items() if k != "compile"} != {k: v for k, v in asdict(tcfg).items() if k != "compile"}:
+        raise InputError(f"{path}: checkpoint was made with other training options; give the same ones or delete it")
+    device = next(model.parameters()).device
+    model.load_state_dict({k[6:]: torch.from_numpy(v) for k, v in arrays.items() if k.startswith("model/")})
+    params = list(model.parameters())
+    for key, value in arrays.items():
+        if key.startswith("adam/"):
+            _, i, name = key.split("/")
+            t = torch.from_numpy(value)
+            opt.state[params[int(i)]][name] = t if name == "step" else t.to(device)
+    return FitState(
+        meta["epoch"],
+        meta["step_in_epoch"],
+        torch.from_numpy(arrays["perm"]).to(device),
+        torch.from_numpy(arrays["rng"]),
+        meta["seconds"],
+    )
+
+
+@dataclass
+class FitResult:
+    model: MVMGINR
+    epochs: int
+    seconds: float
+    frames_per_second: float  # training throughput: frames seen per second of training
+    final_loss: float
+
+
+def fit(
+    model: MVMGINR,
+    store: FrameStore,
+    masks: np.ndarray | None,
+    tcfg: TrainConfig,
+    *,
+    checkpoint: Path | None = None,
+    resume: bool = False,
+    fingerprint: str = "",
+    progress: bool = True,
+    on_epoch: Callable[[int, float], None] | None = None,
+) -> FitResult:
+    """Train `model` on every (view, frame) of `store` for tcfg.epochs epochs; resumable from `checkpoint`."""
+    device = store.device
+    cuda = device.type == "cuda"
+    model.to(device)
+    if cuda:
+        model.to(memory_format=torch.channels_last)
+    opt = torch.optim.Adam(model.parameters(), lr=tcfg.lr)
+    forward = torch.compile(model) if tcfg.compile else model
+    n = store.views * store.frames
+    steps_per_epoch = math.ceil(n / tcfg.batch_size)
+    total_steps = tcfg.epochs * steps_per_epoch
+    mask_t = torch.from_numpy(masks).to(device) if masks is not None and tcfg.motion_weight else None
+
+    gen = torch.Generator().manual_seed(tcfg.seed)
+    state = FitState(0, 0, torch.randperm(n, generator=gen).to(device), gen.get_state())
+    if resume and checkpoint is not None and checkpoint.exists():
+        state = _restore(checkpoint, model, opt, tcfg, fingerprint)
+        gen.set_state(state.rng_state)
+
+    bar = Progress(total_steps, "training", "steps", enabled=progress)
+    bar.done = state.epoch * steps_per_epoch + state.step_in_epoch
+    loss_sum = torch.zeros((), device=device)
+    mse_sum = torch.zeros((), device=device)
+    last_loss = float("nan")
+    shown = {"loss": "-", "rgb_psnr": "-"}
+    started = time.monotonic() - state.seconds
+    frames_seen = 0
+    run_start = time.monotonic()
+
+    def snapshot() -> None:
+        state.seconds = time.monotonic() - started
+        save_checkpoint(checkpoint, model, opt, tcfg, state, fingerprint)
+
+    with _DeferredInterrupt() as interrupt:
+        while state.epoch < tcfg.epochs:
+            for s in range(state.step_in_epoch, steps_per_epoch):
+                idx = state.perm[s * tcfg.batch_size : (s + 1) * tcfg.batch_size]
+                view, frame = idx // store.frames, idx % store.frames
+                for g in opt.param_groups:
+                    g["lr"] = lr_at(state.epoch * steps_per_epoch + s, total_steps, tcfg)
+                target = store.rgb(view, frame)
+                mask = None
+                if mask_t is not None:
+                    mask = F.interpolate(
+                        mask_t[view, frame][:, None].float() / 255,
+                        size=target.shape[-2:],
+                        mode="bilinear",
+                        align_corners=False,
+                    )
+                if cuda:
+                    target = target.contiguous(memory_format=torch.channels_last)
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
+                    pred = forward(view, frame)
+                loss = motion_aware_loss(pred.float(), target, mask, tcfg.alpha, tcfg.motion_weight)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), tcfg.grad_clip)
+                opt.step()
+                loss_sum += loss.detach()
+                mse_sum += F.mse_loss(pred.detach().float(), target)
+                frames_seen += len(idx)
+                state.step_in_epoch = s + 1
+                bar.update(epoch=f"{state.epoch + 1}/{tcfg.epochs}", **shown)
+                if interrupt.requested:
+                    if checkpoint is not None:
+                        snapshot()
+                    bar.close()
+                    raise KeyboardInterrupt
+            last_loss = float(loss_sum) / steps_per_epoch  # host syncs: once per epoch
+            mse = float(mse_sum) / steps_per_epoch
+            shown = {"loss": f"{last_loss:.4f}", "rgb_psnr": f"{-10 * math.log10(max(mse, 1e-12)):.2f}"}
+            loss_sum.zero_()
+            mse_sum.zero_()
+            state.epoch += 1
+            state.step_in_epoch = 0
+            state.perm = torch.randperm(n, generator=gen).to(device)
+            state.rng_state = gen.get_state()
+            if checkpoint is not None and (state.epoch % tcfg.checkpoint_every == 0 or state.epoch == tcfg.epochs):
+                snapshot()
+            if on_epoch is not None:
+                on_epoch(state.epoch, last_loss)
+    bar.close()
+    run_seconds = time.monotonic() - run_start
+    return FitResult(
+        model, tcfg.epochs, time.monotonic() - started, frames_seen / run_seconds if run_seconds > 0 else 0.0, last_loss
+    )
+
+
+@torch.no_grad()
+def evaluate(model: MVMGINR, store: FrameStore, batch: int = 4) -> dict:
+    """Per-view and overall PSNR (Y, U, V, YUV) and SSIM of the reconstruction in YUV 4:2:0, vs the source."""
+    model.eval()
+    per_view = []
+    for v in range(store.views):
+        frames = []
+        for start in range(0, store.frames, batch):
+            t = torch.arange(start, min(start + batch, store.frames), device=store.device)
+            rgb = model(torch.full_like(t, v), t)
+            for i, planes in enumerate(rgb_to_planes(rgb, store.bit_depth, store.color)):
+                frames.append(frame_quality(store.planes(v, start + i), planes, store.bit_depth))
+        per_view.append(mean_quality(frames))
+    model.train()
+    return {**mean_quality(per_view), "per_view": per_view}
+
+
+def train_config(preset: str, **overrides) -> TrainConfig:
+    """The preset's TrainConfig with the given fields replaced (None leaves a field as the preset has it)."""
+    if preset not in PRESETS:
+        raise InputError(f"--preset: unknown preset '{preset}'; use one of {', '.join(PRESETS)}")
+    cfg = TrainConfig(**PRESETS[preset])
+    return replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
