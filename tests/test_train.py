@@ -1,0 +1,195 @@
+"""Training: motion masks, loss, the fitting loop, checkpoints and resume, mvenc training runs."""
+
+from __future__ import annotations
+
+import os
+import signal
+from fractions import Fraction
+
+import numpy as np
+import pytest
+import torch
+from helpers import SAMPLE_FILES, run_tool
+
+from mvcodec.io import MultiViewSource, Planes, VideoFormat, open_source, pix_fmt
+from mvcodec.model import MVMGINR, solve_config
+from mvcodec.train.fit import FrameStore, evaluate, fit, load_model, lr_at, read_checkpoint, train_config
+from mvcodec.train.loss import motion_aware_loss
+from mvcodec.train.motion import motion_masks, view_masks
+
+
+class ArraySource(MultiViewSource):
+    """A MultiViewSource over in-memory frames (views x frames of Planes)."""
+
+    def __init__(self, frames: list[list[Planes]], fmt: VideoFormat):
+        super().__init__(fmt, [f"v{i}" for i in range(len(frames))], [], len(frames[0]))
+        self._frames = frames
+
+    @property
+    def num_views(self) -> int:
+        return len(self._frames)
+
+    def read(self, view: int, t: int) -> Planes:
+        return self._frames[view][t]
+
+
+def moving_square_source(views=2, frames=3, width=64, height=36, step=4) -> ArraySource:
+    """A textured static background with a bright square moving right by `step` pixels per frame."""
+    fmt = VideoFormat(width, height, pix_fmt("yuv420p"), Fraction(30))
+    yy, xx = np.mgrid[0:height, 0:width]
+    background = (90 + 30 * np.sin(xx / 5) * np.cos(yy / 7)).astype(np.uint8)  # smooth static texture
+    out = []
+    for v in range(views):
+        frames_v = []
+        for t in range(frames):
+            y = background.copy()
+            x0 = 8 + step * t + 2 * v
+            y[10:22, x0 : x0 + 12] = 230
+            u = np.full((height // 2, width // 2), 128 - 10 * v, np.uint8)
+            frames_v.append(Planes(y, u, np.full_like(u, 120)))
+        out.append(frames_v)
+    return ArraySource(out, fmt)
+
+
+def test_motion_mask_is_higher_where_things_move():
+    src = moving_square_source(views=1, frames=4)
+    masks = view_masks(src, 0)
+    assert masks.shape == (4, 36, 64) and masks.min() >= 0 and masks.max() <= 1
+    for t in range(4):
+        x0 = 8 + 4 * t
+        square = masks[t][12:20, x0 + 2 : x0 + 10]
+        far = masks[t][:, 48:]  # static background well away from the square
+        assert square.mean() > 0.5 and far.mean() < 0.1 * square.mean()
+
+
+def test_motion_masks_are_cached(tmp_path):
+    src = moving_square_source()
+    cache = tmp_path / "m.npz"
+    first = motion_masks(src, cache, progress=False)
+    assert first.dtype == np.uint8 and first.shape == (2, 3, 36, 64) and cache.exists()
+    with np.load(cache, allow_pickle=False) as z:
+        z_masks = z["masks"]
+    np.testing.assert_array_equal(motion_masks(src, cache, progress=False), z_masks)
+
+
+def test_loss_weights_l1_by_motion():
+    pred, target = torch.zeros(1, 3, 16, 16), torch.zeros(1, 3, 16, 16)
+    target[..., :8] = 0.5
+    mask = torch.zeros(1, 1, 16, 16)
+    base = motion_aware_loss(pred, target, None)
+    assert motion_aware_loss(pred, target, mask) == pytest.approx(float(base))
+    mask[..., :8] = 1
+    assert motion_aware_loss(pred, target, mask) > base
+    assert float(motion_aware_loss(target, target, mask)) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_learning_rate_warms_up_then_decays():
+    tcfg = train_config("fast", lr=1e-3, warmup=0.1)
+    lrs = [lr_at(s, 100, tcfg) for s in range(100)]
+    assert lrs[0] == pytest.approx(1e-4) and max(lrs) == pytest.approx(1e-3)
+    assert lrs[9] == pytest.approx(1e-3) and lrs[-1] < 1e-5
+    assert all(a >= b for a, b in zip(lrs[10:], lrs[11:], strict=False))
+
+
+def _tiny(seed=0):
+    src = moving_square_source()
+    torch.manual_seed(seed)
+    model = MVMGINR(solve_config(2, 3, 36, 64, 20_000))
+    return src, model, FrameStore(src, torch.device("cpu")), motion_masks(src, progress=False)
+
+
+def test_fitting_lowers_the_loss_and_raises_psnr():
+    src, model, store, masks = _tiny()
+    before = evaluate(model, store)["psnr_y"]
+    losses = []
+    fit(
+        model,
+        store,
+        masks,
+        train_config("fast", epochs=20),
+        progress=False,
+        on_epoch=lambda e, loss: losses.append(loss),
+    )
+    assert losses[-1] < 0.8 * losses[0] and all(b < a for a, b in zip(losses[:-5], losses[5:], strict=False))
+    assert evaluate(model, store)["psnr_y"] > before + 2
+
+
+def _params(model):
+    return [p.detach().clone() for p in model.parameters()]
+
+
+def test_resume_after_interruption_equals_an_uninterrupted_run(tmp_path):
+    tcfg = train_config("fast", epochs=4, checkpoint_every=1, seed=3)
+    src, model, store, masks = _tiny(seed=3)
+    fit(model, store, masks, tcfg, progress=False, fingerprint="x")
+    uninterrupted = _params(model)
+
+    ckpt = tmp_path / "run.ckpt"
+    src, model, store, masks = _tiny(seed=3)
+
+    def ctrl_c(epoch, loss):
+        if epoch == 2:
+            os.kill(os.getpid(), signal.SIGINT)  # a real Ctrl-C: deferred until the step in flight is done
+
+    with pytest.raises(KeyboardInterrupt):
+        fit(model, store, masks, tcfg, checkpoint=ckpt, progress=False, fingerprint="x", on_epoch=ctrl_c)
+    meta, _ = read_checkpoint(ckpt)
+    assert (meta["epoch"], meta["step_in_epoch"]) == (2, 1)  # stopped inside epoch 3, after one step
+
+    src, model, store, masks = _tiny(seed=99)  # a different initialisation: everything comes from the checkpoint
+    fit(model, store, masks, tcfg, checkpoint=ckpt, resume=True, progress=False, fingerprint="x")
+    for a, b in zip(uninterrupted, _params(model), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    torch.testing.assert_close(_params(load_model(ckpt))[0], uninterrupted[0], rtol=0, atol=0)
+
+
+def test_same_seed_gives_the_same_model_on_cpu():
+    runs = []
+    for _ in range(2):
+        src, model, store, masks = _tiny(seed=5)
+        fit(model, store, masks, train_config("fast", epochs=2, seed=5), progress=False)
+        runs.append(_params(model))
+    for a, b in zip(*runs, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_mvenc_trains_reports_quality_and_refuses_to_overwrite_a_checkpoint(tmp_path):
+    out = tmp_path / "o.mvinr"
+    args = [*SAMPLE_FILES[:2], out, "-f", "3", "--params", "40k", "--epochs", "2", "--no-progress"]
+    r = run_tool("mvenc", *args, "--stats", tmp_path / "s.json")
+    assert r.returncode == 0, r.stderr
+    assert "PSNR-YUV" in r.stdout and "mean" in r.stdout and "time grid" in r.stdout
+    import json
+
+    stats = json.loads((tmp_path / "s.json").read_text())
+    assert len(stats["per_view"]) == 2 and stats["psnr_y"] > 10 and abs(stats["params"] - 40_000) <= 2000
+    assert (tmp_path / "o.mvinr.ckpt").exists()
+    again = run_tool("mvenc", *args)
+    assert again.returncode == 2 and "--resume" in again.stderr and len(again.stderr.strip().splitlines()) == 1
+    resumed = run_tool("mvenc", *args, "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+
+
+def test_resume_refuses_a_checkpoint_of_other_input(tmp_path):
+    out = tmp_path / "o.mvinr"
+    common = ["-f", "3", "--params", "40k", "--epochs", "1", "--no-progress"]
+    assert run_tool("mvenc", *SAMPLE_FILES[:2], out, *common).returncode == 0
+    r = run_tool("mvenc", *SAMPLE_FILES[2:], out, *common, "--resume")
+    assert r.returncode == 2 and "other input" in r.stderr
+
+
+def test_checkpoints_load_without_pickle(tmp_path):
+    src = open_source(SAMPLE_FILES[:1], frames=2)
+    torch.manual_seed(0)
+    model = MVMGINR(solve_config(1, 2, 96, 160, 40_000))
+    store = FrameStore(src, torch.device("cpu"))
+    fit(
+        model,
+        store,
+        None,
+        train_config("fast", epochs=1, motion_weight=0.0),
+        checkpoint=tmp_path / "c.ckpt",
+        progress=False,
+    )
+    with np.load(tmp_path / "c.ckpt", allow_pickle=False) as z:  # would raise if anything were pickled
+        assert all(z[k].dtype != object for k in z.files)
