@@ -199,9 +199,15 @@ def mvenc(
             f"device {dev}, seed {tcfg.seed}"
         )
         started = time.monotonic()
-        result = encoder.train_model(
-            source, cfg, tcfg, dev, work=output, resume=resume, progress=not no_progress, log=click.echo
-        )
+        try:
+            result = encoder.train_model(
+                source, cfg, tcfg, dev, work=output, resume=resume, progress=not no_progress, log=click.echo
+            )
+        except KeyboardInterrupt:
+            click.echo(
+                f"mvenc: interrupted; {output}.ckpt keeps the progress: repeat the command with --resume", err=True
+            )
+            sys.exit(EXIT_INTERRUPTED)
         seconds = time.monotonic() - started
         for line in encoder.quality_table(source, result.quality):
             click.echo(line)

@@ -12,7 +12,7 @@ import torch
 from mvcodec.errors import InputError
 from mvcodec.io import MultiViewSource
 from mvcodec.model import MVMGINR, ModelConfig, format_split, solve_config
-from mvcodec.train.fit import FrameStore, TrainConfig, evaluate, fit
+from mvcodec.train.fit import FrameStore, TrainConfig, evaluate, fit, read_checkpoint
 from mvcodec.train.motion import motion_masks, source_fingerprint
 
 QUALITY_LEVELS = range(1, 9)
@@ -82,9 +82,14 @@ def train_model(
     """Fit the network to the source; `work` is the path prefix of the checkpoint and the mask cache."""
     checkpoint = Path(f"{work}.ckpt") if work else None
     if checkpoint and checkpoint.exists() and not resume:
-        raise InputError(
-            f"{checkpoint}: an interrupted encode left this checkpoint; add --resume to continue it, or delete it"
-        )
+        meta, _ = read_checkpoint(checkpoint)
+        if meta["epoch"] < meta["train"]["epochs"]:
+            raise InputError(
+                f"{checkpoint}: an interrupted encode left this checkpoint; add --resume to continue it, or delete it"
+            )
+        checkpoint.unlink()  # the finished result of an earlier run: overwritten, as codecs overwrite outputs
+    if work:
+        Path(work).parent.mkdir(parents=True, exist_ok=True)
     log(f"model: {format_split(cfg)}")
     log(
         f"layout: latent {cfg.latent_h}x{cfg.latent_w}, strides {','.join(map(str, cfg.strides))}, "

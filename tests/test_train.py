@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 from fractions import Fraction
@@ -159,15 +160,21 @@ def test_mvenc_trains_reports_quality_and_refuses_to_overwrite_a_checkpoint(tmp_
     r = run_tool("mvenc", *args, "--stats", tmp_path / "s.json")
     assert r.returncode == 0, r.stderr
     assert "PSNR-YUV" in r.stdout and "mean" in r.stdout and "time grid" in r.stdout
-    import json
-
     stats = json.loads((tmp_path / "s.json").read_text())
     assert len(stats["per_view"]) == 2 and stats["psnr_y"] > 10 and abs(stats["params"] - 40_000) <= 2000
     assert (tmp_path / "o.mvinr.ckpt").exists()
+    assert run_tool("mvenc", *args).returncode == 0  # a finished checkpoint is an output: overwritten
+    # an interrupted one is not: make one by stopping after epoch 1 of 2
+    meta, arrays = read_checkpoint(tmp_path / "o.mvinr.ckpt")
+    meta["epoch"] = 1
+    arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+    with open(tmp_path / "o.mvinr.ckpt", "wb") as f:
+        np.savez(f, **arrays)
     again = run_tool("mvenc", *args)
     assert again.returncode == 2 and "--resume" in again.stderr and len(again.stderr.strip().splitlines()) == 1
     resumed = run_tool("mvenc", *args, "--resume")
     assert resumed.returncode == 0, resumed.stderr
+    assert read_checkpoint(tmp_path / "o.mvinr.ckpt")[0]["epoch"] == 2
 
 
 def test_resume_refuses_a_checkpoint_of_other_input(tmp_path):
@@ -193,3 +200,32 @@ def test_checkpoints_load_without_pickle(tmp_path):
     )
     with np.load(tmp_path / "c.ckpt", allow_pickle=False) as z:  # would raise if anything were pickled
         assert all(z[k].dtype != object for k in z.files)
+
+
+def test_ctrl_c_during_mvenc_keeps_a_checkpoint_that_resume_finishes(tmp_path):
+    import subprocess
+
+    from helpers import tool
+
+    out = tmp_path / "o.mvinr"
+    common = [*map(str, SAMPLE_FILES[:2]), str(out), "-f", "3", "--params", "40k", "--checkpoint-every", "1000"]
+    proc = subprocess.Popen(
+        [tool("mvenc"), *common, "--epochs", "40"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    line = ""
+    while not line.startswith("training "):  # wait for the first line of the training progress
+        line = proc.stderr.readline()
+        assert line, "mvenc ended before training"
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "--resume" in err and "Traceback" not in err
+    meta, _ = read_checkpoint(tmp_path / "o.mvinr.ckpt")
+    assert 0 < meta["epoch"] * 3 + meta["step_in_epoch"] and meta["epoch"] < 40
+    assert not out.exists() and not list(tmp_path.glob("*.part"))
+    common.append("--no-progress")
+    other = run_tool("mvenc", *common, "--epochs", "41", "--resume")
+    assert other.returncode == 2 and "other training options" in other.stderr
+    done = run_tool("mvenc", *common, "--epochs", "40", "--resume")
+    assert done.returncode == 0, done.stderr
+    assert read_checkpoint(tmp_path / "o.mvinr.ckpt")[0]["epoch"] == 40
