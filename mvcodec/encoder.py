@@ -96,9 +96,10 @@ def train_model(
         f"widths {','.join(map(str, cfg.widths))}, grid channels c1={cfg.c1} c2={cfg.c2}"
     )
     t0 = time.monotonic()
+    fingerprint = source_fingerprint(source)
     masks = None
     if tcfg.motion_weight:
-        masks = motion_masks(source, Path(f"{work}.motion.npz") if work else None, progress=progress)
+        masks = motion_masks(source, Path(f"{work}.motion.npz") if work else None, progress=progress, key=fingerprint)
     mask_seconds = time.monotonic() - t0
     store = FrameStore(source, device)
     torch.manual_seed(tcfg.seed)
@@ -110,7 +111,7 @@ def train_model(
         tcfg,
         checkpoint=checkpoint,
         resume=resume,
-        fingerprint=source_fingerprint(source),
+        fingerprint=fingerprint,
         progress=progress,
     )
     quality = evaluate(result.model, store)

@@ -2,7 +2,7 @@
 
 Training runs in RGB (as the papers), converted per batch from the source's YUV 4:2:0, which stays on
 the device as integers. Quality is measured after converting the output back to YUV 4:2:0 at the
-source's bit depth. A checkpoint (numpy .npz, no pickle) holds the model, Adam's state, the position in
+source's bit depth. A checkpoint (numpy .npz of plain arrays) holds the model, Adam's state, the position in
 the epoch and the sampler's RNG state, so a resumed run equals an uninterrupted one.
 """
 
@@ -172,11 +172,16 @@ def read_checkpoint(path: Path) -> tuple[dict, dict[str, np.ndarray]]:
     return meta, arrays
 
 
+def _model_state(arrays: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
+    """The network's state dict from a checkpoint's arrays."""
+    return {k.removeprefix("model/"): torch.from_numpy(v) for k, v in arrays.items() if k.startswith("model/")}
+
+
 def load_model(path: Path, device: torch.device | str = "cpu") -> MVMGINR:
     """The network stored in a checkpoint."""
     meta, arrays = read_checkpoint(path)
     model = MVMGINR(ModelConfig.from_dict(meta["model"]))
-    model.load_state_dict({k[6:]: torch.from_numpy(v) for k, v in arrays.items() if k.startswith("model/")})
+    model.load_state_dict(_model_state(arrays))
     return model.to(device)
 
 
@@ -190,7 +195,7 @@ def _restore(path: Path, model: MVMGINR, opt: torch.optim.Adam, tcfg: TrainConfi
     if {k: v for k, v in stored.items() if k != "compile"} != {k: v for k, v in asdict(tcfg).items() if k != "compile"}:
         raise InputError(f"{path}: checkpoint was made with other training options; give the same ones or delete it")
     device = next(model.parameters()).device
-    model.load_state_dict({k[6:]: torch.from_numpy(v) for k, v in arrays.items() if k.startswith("model/")})
+    model.load_state_dict(_model_state(arrays))
     params = list(model.parameters())
     for key, value in arrays.items():
         if key.startswith("adam/"):
@@ -318,7 +323,7 @@ def fit(
 @torch.no_grad()
 def evaluate(model: MVMGINR, store: FrameStore, batch: int = 4) -> dict:
     """Per-view and overall PSNR (Y, U, V, YUV) and SSIM of the reconstruction in YUV 4:2:0, vs the source."""
-    model.eval()
+    model.train(False)  # inference mode for the measurement
     per_view = []
     for v in range(store.views):
         frames = []

@@ -62,9 +62,14 @@ def source_fingerprint(source: MultiViewSource) -> str:
     return h.hexdigest()[:16]
 
 
-def motion_masks(source: MultiViewSource, cache: Path | None = None, progress: bool = True) -> np.ndarray:
-    """Masks (views, frames, h, w) as uint8 (255 = most motion), computed with all cores or read from cache."""
-    key = source_fingerprint(source)
+def motion_masks(
+    source: MultiViewSource, cache: Path | None = None, progress: bool = True, key: str | None = None
+) -> np.ndarray:
+    """Masks (views, frames, h, w) as uint8 (255 = most motion), computed with all cores or read from cache.
+
+    key: the source's fingerprint where the caller has it already (computing it reads every view).
+    """
+    key = key or source_fingerprint(source)
     if cache is not None and cache.exists():
         with np.load(cache, allow_pickle=False) as z:
             if str(z["key"]) == key:
