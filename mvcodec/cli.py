@@ -1,10 +1,12 @@
-"""Command-line tools: mvenc. Bad input ends with one line on stderr and exit code 2."""
+"""Command-line tools: mvenc, mvdec, mvinfo. Failures end with one line on stderr and a documented exit code.
+
+Each command imports what it needs when it runs, so mvdec and mvinfo load no training code.
+"""
 
 from __future__ import annotations
 
 import json
 import sys
-import time
 from pathlib import Path
 
 import click
@@ -12,7 +14,7 @@ import click
 from mvcodec import __version__
 from mvcodec.errors import InputError
 from mvcodec.fsutil import atomic_write
-from mvcodec.io import open_source, parse_fps, parse_size
+from mvcodec.io.formats import parse_fps, parse_size
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -74,6 +76,8 @@ def source_options(fn):
 
 def open_cli_source(inputs, size, pix_fmt, fps, frames, seek, views):
     """open_source() from the CLI's option strings."""
+    from mvcodec.io.source import open_source
+
     return open_source(
         inputs,
         size=parse_size(size) if size else None,
@@ -121,7 +125,14 @@ def write_json(path: Path, record: dict) -> None:
     metavar="EPOCHS",
     help="Write OUTPUT.ckpt every so many epochs (and on Ctrl-C).",
 )
-@click.option("--resume", is_flag=True, help="Continue an interrupted encode from OUTPUT.ckpt.")
+@click.option(
+    "--segment-frames",
+    type=int,
+    metavar="N",
+    help="Frames per segment (an independently decodable model); default: segments of at most 100 frames.",
+)
+@click.option("--resume", is_flag=True, help="Continue an interrupted encode from its checkpoints.")
+@click.option("--keep-checkpoints", is_flag=True, help="Keep OUTPUT.ckpt (the trained float32 model) after writing.")
 @click.option("--no-progress", is_flag=True, help="No progress display.")
 @click.option("--dry-run", is_flag=True, help="Read and check the inputs, print what would be encoded, and stop.")
 @click.option(
@@ -151,12 +162,14 @@ def mvenc(
     compile_,
     seed,
     checkpoint_every,
+    segment_frames,
     resume,
+    keep_checkpoints,
     no_progress,
     dry_run,
     stats,
 ):
-    """Encode a multi-view YUV 4:2:0 video.
+    """Encode a multi-view YUV 4:2:0 video to an .mvinr stream.
 
     INPUT is one file per view (raw .yuv, MIV-named .yuv, .y4m, or any video PyAV reads), a directory
     of them, or one raw file holding all views with --views N.
@@ -190,54 +203,204 @@ def mvenc(
         )
         if tcfg.epochs <= 0 or tcfg.batch_size <= 0 or tcfg.checkpoint_every <= 0:
             raise InputError("--epochs, --batch-size and --checkpoint-every must be 1 or more")
-        cfg = encoder.model_config_for(source, quality, encoder.parse_params(params) if params else None)
-        dev = encoder.pick_device(device)
+        if quality is not None:
+            encoder.params_for_quality(quality, 1, 1, 2, 2)  # checks the level before any work
+        opts = encoder.EncodeOptions(
+            tcfg,
+            encoder.pick_device(device),
+            quality=quality,
+            params=encoder.parse_params(params) if params else None,
+            segment_frames=segment_frames,
+            resume=resume,
+            progress=not no_progress,
+            keep_checkpoints=keep_checkpoints,
+            command=" ".join(["mvenc", *sys.argv[1:]]),
+        )
+        encoder.plan_segments(source.num_frames, segment_frames)  # checks --segment-frames before any work
         for line in source.summary_lines():
             click.echo(line)
         click.echo(
             f"training: preset {preset}, {tcfg.epochs} epochs, batch {tcfg.batch_size}, lr {tcfg.lr:g}, "
-            f"device {dev}, seed {tcfg.seed}"
+            f"device {opts.device}, seed {tcfg.seed}"
         )
-        started = time.monotonic()
         try:
-            result = encoder.train_model(
-                source, cfg, tcfg, dev, work=output, resume=resume, progress=not no_progress, log=click.echo
-            )
+            record = encoder.encode(source, output, opts, log=click.echo)
         except KeyboardInterrupt:
             click.echo(
-                f"mvenc: interrupted; {output}.ckpt keeps the progress: repeat the command with --resume", err=True
+                f"mvenc: interrupted; {output} was not written and the checkpoints keep the progress: "
+                "repeat the command with --resume",
+                err=True,
             )
             sys.exit(EXIT_INTERRUPTED)
-        seconds = time.monotonic() - started
-        for line in encoder.quality_table(source, result.quality):
+        for line in encoder.summary_lines(source, record, output):
             click.echo(line)
-        click.echo(
-            f"trained in {result.train_seconds:.1f} s ({result.frames_per_second:.1f} frames/s), "
-            f"motion masks {result.mask_seconds:.1f} s, total {seconds:.1f} s; model saved in {output}.ckpt "
-            "(the .mvinr container arrives with the bitstream issue)"
-        )
         if stats:
-            per_view = [
-                dict(q, view=name) for name, q in zip(source.view_names, result.quality["per_view"], strict=True)
-            ]
-            write_json(
-                stats,
-                {
-                    **source.describe(),
-                    **{k: v for k, v in result.quality.items() if k != "per_view"},
-                    "per_view": per_view,
-                    "params": cfg.params,
-                    "param_split": cfg.param_split(),
-                    "epochs": tcfg.epochs,
-                    "train_seconds": result.train_seconds,
-                    "train_fps": result.frames_per_second,
-                    "encode_seconds": seconds,
-                    "device": result.device,
-                },
-            )
+            write_json(stats, record)
     finally:
         source.close()
 
 
 def mvenc_main() -> None:
     run_cli(mvenc, "mvenc")
+
+
+EXIT_MD5_MISMATCH = 10
+
+
+def parse_index_list(text: str, count: int, what: str, names: tuple[str, ...] = ()) -> list[int]:
+    """Indices from '0,3', '10-19', '5-' (to the end) or view names, each checked against `count`."""
+    out: list[int] = []
+    for part in text.split(","):
+        part = part.strip()
+        if part in names:
+            out.append(names.index(part))
+            continue
+        lo, sep, hi = part.partition("-")
+        try:
+            first = int(lo)
+            last = (int(hi) if hi else count - 1) if sep else first
+        except ValueError:
+            raise InputError(f"--{what}: cannot read '{part}'; write e.g. 0,3 or 10-19") from None
+        if not 0 <= first <= last < count:
+            raise InputError(f"--{what}: '{part}' is outside 0-{count - 1}")
+        out.extend(range(first, last + 1))
+    if len(set(out)) != len(out):
+        raise InputError(f"--{what}: '{text}' names an index twice")
+    return sorted(out)
+
+
+def read_md5_file(path: Path) -> dict[str, str]:
+    """name -> MD5 from md5sum-style lines ('<hex>  <name>')."""
+    sums = {}
+    for line in Path(path).read_text().splitlines():
+        parts = line.split(maxsplit=1)
+        if len(parts) == 2 and len(parts[0]) == 32:
+            sums[parts[1].lstrip("*").strip()] = parts[0].lower()
+    if not sums:
+        raise InputError(f"--check-md5: {path} holds no '<md5>  <file name>' lines")
+    return sums
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("stream", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "-o",
+    "--output",
+    metavar="DIR|-",
+    help="Output directory (one file per view, MIV names), or - for one view on stdout.",
+)
+@click.option("--y4m", is_flag=True, help="Write Y4M (<view>.y4m) instead of raw YUV.")
+@click.option("--views", "view_list", metavar="LIST", help="Views to decode: indices or names, e.g. 0,3 or 0-2.")
+@click.option("--frames", "frame_list", metavar="LIST", help="Frames to decode, e.g. 10-19 or 0,5,9.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option(
+    "--precision",
+    type=click.Choice(["auto", "reference", "fast"]),
+    default="auto",
+    show_default=True,
+    help="reference: float32, deterministic (conformance); fast: float16 on CUDA. auto: fast on CUDA.",
+)
+@click.option("--batch", type=click.IntRange(1, 256), default=4, show_default=True, help="Frames per forward pass.")
+@click.option("--md5", is_flag=True, help="Print the MD5 of each output (md5sum format).")
+@click.option(
+    "--check-md5",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    metavar="FILE",
+    help="Compare the outputs' MD5s with FILE (md5sum format); exit code 10 on a mismatch.",
+)
+@click.option("--no-progress", is_flag=True, help="No progress display.")
+@click.version_option(__version__, prog_name="mvdec")
+def mvdec(stream, output, y4m, view_list, frame_list, device, precision, batch, md5, check_md5, no_progress):
+    """Decode an .mvinr stream to YUV 4:2:0 views.
+
+    Without -o, the stream is decoded and checked (with --md5 or --check-md5) but nothing is written.
+    """
+    import time
+
+    from mvcodec.decoder import Decoder, HashingWriter, output_name, pick_device
+    from mvcodec.io.raw import RawWriter
+    from mvcodec.io.y4m import Y4MWriter
+    from mvcodec.progress import Progress
+
+    if output is None and not (md5 or check_md5):
+        raise InputError("no output given: add -o DIR (or -o - for stdout), or --md5 to decode and hash only")
+    expected = read_md5_file(check_md5) if check_md5 else None
+    to_stdout = output == "-"
+    info = sys.stderr if to_stdout else sys.stdout
+    started = time.monotonic()
+    with Decoder(stream, pick_device(device), precision, batch) as dec:
+        seq = dec.sequence
+        views = parse_index_list(view_list, seq.views, "views", seq.view_names) if view_list else list(range(seq.views))
+        frames = parse_index_list(frame_list, seq.frames, "frames") if frame_list else list(range(seq.frames))
+        if to_stdout and len(views) != 1:
+            raise InputError(f"-o -: stdout takes one view; add --views with one of 0-{seq.views - 1}")
+        names = [output_name(seq, v, y4m) for v in views]
+        if output and not to_stdout:
+            Path(output).mkdir(parents=True, exist_ok=True)
+        files = {}
+        writers = {}
+        try:
+            for v, name in zip(views, names, strict=True):
+                if to_stdout:
+                    target = sys.stdout.buffer
+                elif output:
+                    target = files[v] = open(Path(output) / name, "wb")  # noqa: SIM115
+                else:
+                    target = None
+                sink = HashingWriter(target)
+                writers[v] = (sink, (Y4MWriter if y4m else RawWriter)(sink, seq.fmt))
+            bar = Progress(len(views) * len(frames), "decoding", "frames", enabled=not no_progress)
+            for out in dec.frames(views, frames):
+                writers[out.view][1].write(out.planes)
+                bar.update()
+            bar.close()
+        finally:
+            for f in files.values():
+                f.close()
+        seconds = time.monotonic() - started
+        sums = {name: writers[v][0].md5.hexdigest() for v, name in zip(views, names, strict=True)}
+        click.echo(
+            f"mvdec: decoded {len(views)} views x {len(frames)} frames ({seq.width}x{seq.height} "
+            f"{seq.pix_fmt.name}) in {seconds:.2f} s, {len(frames) / seconds:.1f} fps per view, "
+            f"{'fast' if dec.fast else 'reference'} path on {dec.device}",
+            file=info,
+        )
+    if md5:
+        for name, digest in sums.items():
+            click.echo(f"{digest}  {name}", file=info)
+    if expected is not None:
+        bad = [n for n, d in sums.items() if expected.get(n) != d]
+        for n in bad:
+            state = "no checksum given" if n not in expected else "MD5 mismatch"
+            click.echo(f"mvdec: {n}: {state}", err=True)
+        if bad:
+            click.echo(f"mvdec: error: {len(bad)} of {len(sums)} outputs do not match {check_md5}", err=True)
+            sys.exit(EXIT_MD5_MISMATCH)
+        click.echo(f"mvdec: all {len(sums)} outputs match {check_md5}", file=info)
+
+
+def mvdec_main() -> None:
+    run_cli(mvdec, "mvdec")
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("stream", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON record instead of text.")
+@click.version_option(__version__, prog_name="mvinfo")
+def mvinfo(stream, as_json):
+    """Show what is in an .mvinr stream: sequence, rate, model, chunks, per-tensor bits, parameter hash."""
+    from mvcodec.errors import HashMismatch
+    from mvcodec.info import report_lines, stream_report
+
+    report = stream_report(stream)
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+    else:
+        for line in report_lines(report):
+            click.echo(line)
+    if not report["hash_ok"]:
+        raise HashMismatch("decoded parameters do not match the stream's SHA-256 (the file is damaged)")
+
+
+def mvinfo_main() -> None:
+    run_cli(mvinfo, "mvinfo")

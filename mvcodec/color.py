@@ -23,6 +23,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from mvcodec.io.formats import Planes
+
 # (Kr, Kb) luma coefficients.
 MATRICES: dict[str, tuple[float, float]] = {
     "bt709": (0.2126, 0.0722),
@@ -160,3 +162,12 @@ def yuv420_to_rgb(
 def quantize(x: torch.Tensor, bit_depth: int) -> torch.Tensor:
     """Code values rounded half up (floor(x + 0.5)) and clipped to [0, 2^b - 1], still as floats."""
     return torch.floor(x + 0.5).clamp_(0, (1 << bit_depth) - 1)
+
+
+def rgb_to_planes(rgb: torch.Tensor, bit_depth: int, color: ColorSpec) -> list[Planes]:
+    """Network output (B, 3, H, W) -> YUV 4:2:0 code values at `bit_depth`, one Planes per frame."""
+    dtype = np.uint8 if bit_depth == 8 else np.uint16
+    ys, us, vs = (
+        quantize(p, bit_depth).cpu().numpy().astype(dtype) for p in rgb_to_yuv420(rgb.float(), bit_depth, color)
+    )
+    return [Planes(ys[i], us[i], vs[i]) for i in range(rgb.shape[0])]

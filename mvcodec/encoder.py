@@ -1,17 +1,28 @@
-"""Source -> trained MV-MGINR model: size choice, motion masks, fitting, quality report."""
+"""Source -> trained MV-MGINR models (one per segment) -> compressed tensors -> .mvinr, checked by decoding."""
 
 from __future__ import annotations
 
+import math
 import re
+import sys
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
 
+from mvcodec import __version__
+from mvcodec.bitstream import SegmentData, SegmentHeader, SequenceHeader, parameter_hash, write_stream
+from mvcodec.bitstream.tensor import CodedTensor
+from mvcodec.color import ColorSpec
+from mvcodec.compress.quantize import quantize_uniform
+from mvcodec.decoder import Decoder, pick_device  # noqa: F401  (mvenc's --device)
 from mvcodec.errors import InputError
+from mvcodec.fsutil import atomic_write
 from mvcodec.io import MultiViewSource
-from mvcodec.model import MVMGINR, ModelConfig, format_split, solve_config
+from mvcodec.metrics import bits_per_pixel, frame_quality, kbps, mean_quality
+from mvcodec.model import MVMGINR, ModelConfig, format_split, parameter_layout, solve_config
+from mvcodec.progress import Progress
 from mvcodec.train.fit import FrameStore, TrainConfig, evaluate, fit, read_checkpoint
 from mvcodec.train.motion import motion_masks, source_fingerprint
 
@@ -19,6 +30,7 @@ QUALITY_LEVELS = range(1, 9)
 DEFAULT_QUALITY = 4
 PARAMS_PER_PIXEL_AT_4 = 0.002  # the paper's 0.0166 bpp at 8 bits per parameter
 MIN_PARAMS_AT_4 = 50_000  # small inputs: a floor so the network can still learn the content
+DEFAULT_SEGMENT_FRAMES = 100  # the papers fit 65-100 frames per model
 
 
 def params_for_quality(q: int, views: int, frames: int, width: int, height: int) -> int:
@@ -40,15 +52,6 @@ def parse_params(text: str) -> int:
     return round(value)
 
 
-def pick_device(name: str) -> torch.device:
-    """auto: CUDA when available, else CPU; cuda: InputError where there is none."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise InputError("--device cuda: no CUDA device is available here; use --device cpu or auto")
-    return torch.device(name)
-
-
 @dataclass
 class EncodeResult:
     model: MVMGINR
@@ -60,12 +63,29 @@ class EncodeResult:
 
 
 def model_config_for(source: MultiViewSource, quality: int | None, params: int | None) -> ModelConfig:
-    """The model size for a source from --params, or else from -q."""
+    """The model size for a source (or one segment of it) from --params, or else from -q."""
     f = source.fmt
     budget = params or params_for_quality(
         quality or DEFAULT_QUALITY, source.num_views, source.num_frames, f.width, f.height
     )
     return solve_config(source.num_views, source.num_frames, f.height, f.width, budget)
+
+
+def prepare_checkpoints(checkpoints: list[Path], resume: bool) -> None:
+    """Without --resume: refuse if an interrupted encode left a checkpoint, delete finished ones (outputs are
+    overwritten, as codecs do)."""
+    if resume:
+        return
+    for checkpoint in checkpoints:
+        if checkpoint.exists():
+            meta, _ = read_checkpoint(checkpoint)
+            if meta["epoch"] < meta["train"]["epochs"]:
+                raise InputError(
+                    f"{checkpoint}: an interrupted encode left this checkpoint; add --resume to continue it, "
+                    "or delete it"
+                )
+    for checkpoint in checkpoints:
+        checkpoint.unlink(missing_ok=True)
 
 
 def train_model(
@@ -81,13 +101,8 @@ def train_model(
 ) -> EncodeResult:
     """Fit the network to the source; `work` is the path prefix of the checkpoint and the mask cache."""
     checkpoint = Path(f"{work}.ckpt") if work else None
-    if checkpoint and checkpoint.exists() and not resume:
-        meta, _ = read_checkpoint(checkpoint)
-        if meta["epoch"] < meta["train"]["epochs"]:
-            raise InputError(
-                f"{checkpoint}: an interrupted encode left this checkpoint; add --resume to continue it, or delete it"
-            )
-        checkpoint.unlink()  # the finished result of an earlier run: overwritten, as codecs overwrite outputs
+    if checkpoint:
+        prepare_checkpoints([checkpoint], resume)
     if work:
         Path(work).parent.mkdir(parents=True, exist_ok=True)
     log(f"model: {format_split(cfg)}")
@@ -126,4 +141,161 @@ def quality_table(source: MultiViewSource, quality: dict) -> list[str]:
         lines.append(
             f"{name:<10} {q['psnr_y']:8.3f} {q['psnr_u']:8.3f} {q['psnr_v']:8.3f} {q['psnr_yuv']:9.3f} {q['ssim']:7.4f}"
         )
+    return lines
+
+
+def plan_segments(frames: int, segment_frames: int | None) -> list[tuple[int, int]]:
+    """(first frame, frame count) of each segment: runs of segment_frames, or by default as few segments
+    of at most DEFAULT_SEGMENT_FRAMES as possible, of near-equal length."""
+    if segment_frames is not None and segment_frames < 1:
+        raise InputError("--segment-frames must be 1 or more")
+    if segment_frames is None:
+        count = math.ceil(frames / DEFAULT_SEGMENT_FRAMES)
+        segment_frames = math.ceil(frames / count)
+    return [(first, min(segment_frames, frames - first)) for first in range(0, frames, segment_frames)]
+
+
+def segment_source(source: MultiViewSource, first: int, count: int) -> MultiViewSource:
+    """The frames [first, first + count) of a source (sharing its readers)."""
+    return replace(source, seek=source.seek + first, num_frames=count)
+
+
+_UNSAFE = re.compile(r"[/\\:\x00-\x1f\x7f]")
+
+
+def stream_view_names(names: list[str]) -> tuple[str, ...]:
+    """View names usable as file names (at most 255 UTF-8 bytes, no path separators), made unique."""
+    out: list[str] = []
+    for i, name in enumerate(names):
+        safe = _UNSAFE.sub("_", name).encode("utf-8")[:200].decode("utf-8", "ignore")
+        safe = f"v{i}" if safe in ("", ".", "..") or safe in out else safe
+        out.append(safe)
+    return tuple(out)
+
+
+def compress_model(model: MVMGINR) -> tuple[list[CodedTensor], bytes]:
+    """The network's tensors quantised (8 bit, a step per channel) and range-coded, and the SHA-256 of the
+    dequantised parameters the decoder will rebuild."""
+    state = model.state_dict()
+    tensors, arrays = [], []
+    for name, _ in parameter_layout(model.cfg):
+        t, values = quantize_uniform(name, state[name].detach().float().cpu().numpy())
+        tensors.append(t)
+        arrays.append(values)
+    return tensors, parameter_hash(arrays)
+
+
+def measure_stream(path: Path, source: MultiViewSource, device: torch.device, progress: bool = True) -> dict:
+    """Decode a written stream with the real decoder and measure it against the source, per view and overall."""
+    per_view: list[list[dict]] = [[] for _ in range(source.num_views)]
+    bar = Progress(source.num_views * source.num_frames, "checking", "frames", enabled=progress)
+    with Decoder(path, device) as dec:
+        for out in dec.frames():
+            per_view[out.view].append(
+                frame_quality(source.read(out.view, out.frame), out.planes, dec.sequence.bit_depth)
+            )
+            bar.update()
+    bar.close()
+    views = [mean_quality(q) for q in per_view]
+    return {**mean_quality(views), "per_view": views}
+
+
+@dataclass
+class EncodeOptions:
+    """What mvenc was asked for, beyond the source and the output."""
+
+    tcfg: TrainConfig
+    device: torch.device
+    quality: int | None = None
+    params: int | None = None
+    segment_frames: int | None = None
+    resume: bool = False
+    progress: bool = True
+    keep_checkpoints: bool = False
+    command: str = ""
+
+
+def encode(source: MultiViewSource, output: Path, opts: EncodeOptions, log=print) -> dict:
+    """Encode a source to `output` (.mvinr, written atomically), decode it back and return the summary record."""
+    started = time.monotonic()
+    plan = plan_segments(source.num_frames, opts.segment_frames)
+    prefixes = [str(output)] if len(plan) == 1 else [f"{output}.s{k}" for k in range(len(plan))]
+    prepare_checkpoints([Path(f"{p}.ckpt") for p in prefixes], opts.resume)
+    segments, results, configs = [], [], []
+    for k, (first, count) in enumerate(plan):
+        sub = segment_source(source, first, count)
+        budget = round(opts.params * count / source.num_frames) if opts.params else None
+        cfg = model_config_for(sub, opts.quality, budget)
+        if len(plan) > 1:
+            log(f"segment {k + 1}/{len(plan)}: frames {first}-{first + count - 1}")
+        result = train_model(
+            sub, cfg, opts.tcfg, opts.device, work=prefixes[k], resume=True, progress=opts.progress, log=log
+        )
+        tensors, digest = compress_model(result.model)
+        segments.append(SegmentData(SegmentHeader(k, first, count), cfg, tensors, digest))
+        results.append(result)
+        configs.append(cfg)
+    train_seconds = sum(r.train_seconds for r in results)
+    seq = SequenceHeader(
+        stream_view_names(source.view_names),
+        source.num_frames,
+        source.fmt.width,
+        source.fmt.height,
+        source.fmt.bit_depth,
+        ColorSpec(),
+        source.fmt.fps,
+        len(plan),
+    )
+    info = {
+        "encoder": f"mvcodec {__version__}",
+        "command": opts.command,
+        "train": asdict(opts.tcfg),
+        "device": str(opts.device),
+        "train_seconds": round(train_seconds, 3),
+        "python": sys.version.split()[0],
+        "torch": torch.__version__,
+    }
+    with atomic_write(output) as f:
+        size = write_stream(f, seq, segments, info)
+    quality = measure_stream(output, source, opts.device, opts.progress)
+    if not opts.keep_checkpoints:
+        for p in prefixes:
+            for suffix in (".ckpt", ".motion.npz"):
+                Path(p + suffix).unlink(missing_ok=True)
+    unquantised = sum(r.quality["psnr_yuv"] * n for r, (_, n) in zip(results, plan, strict=True)) / source.num_frames
+    f = source.fmt
+    return {
+        **source.describe(),
+        "bytes": size,
+        "bpp": bits_per_pixel(size, source.num_views, source.num_frames, f.width, f.height),
+        "kbps": kbps(size, source.num_frames, float(f.fps)),
+        **{k: v for k, v in quality.items() if k != "per_view"},
+        "per_view": [dict(q, view=n) for n, q in zip(seq.view_names, quality["per_view"], strict=True)],
+        "psnr_yuv_unquantised": unquantised,
+        "segments": [
+            {"first_frame": a, "frames": b, "params": c.params} for (a, b), c in zip(plan, configs, strict=True)
+        ],
+        "params": sum(c.params for c in configs),
+        "epochs": opts.tcfg.epochs,
+        "train_seconds": train_seconds,
+        "train_fps": sum(r.frames_per_second for r in results) / len(results),
+        "mask_seconds": sum(r.mask_seconds for r in results),
+        "encode_seconds": time.monotonic() - started,
+        "device": str(opts.device),
+    }
+
+
+def summary_lines(source: MultiViewSource, record: dict, output: Path) -> list[str]:
+    """The end-of-encode summary, as HM and x265 print it: rate, then quality per view and overall."""
+    lines = [
+        f"wrote {output}: {record['bytes']} bytes, {record['bpp']:.5f} bpp, {record['kbps']:.2f} kbps "
+        f"at {record['fps']:g} fps ({record['views']} views x {record['frames']} frames, {record['params']} params)",
+        "quality of the decoded stream (the float network before quantisation: "
+        f"PSNR-YUV {record['psnr_yuv_unquantised']:.3f} dB):",
+    ]
+    lines += quality_table(source, record)
+    lines.append(
+        f"encoded in {record['encode_seconds']:.1f} s (training {record['train_seconds']:.1f} s at "
+        f"{record['train_fps']:.1f} frames/s, motion masks {record['mask_seconds']:.1f} s) on {record['device']}"
+    )
     return lines

@@ -156,13 +156,13 @@ def test_same_seed_gives_the_same_model_on_cpu():
 
 def test_mvenc_trains_reports_quality_and_refuses_to_overwrite_a_checkpoint(tmp_path):
     out = tmp_path / "o.mvinr"
-    args = [*SAMPLE_FILES[:2], out, "-f", "3", "--params", "40k", "--epochs", "2", "--no-progress"]
+    args = [*SAMPLE_FILES[:2], out, "-f", "3", "--params", "40k", "--epochs", "2", "--no-progress", "--keep-checkpoints"]
     r = run_tool("mvenc", *args, "--stats", tmp_path / "s.json")
     assert r.returncode == 0, r.stderr
     assert "PSNR-YUV" in r.stdout and "mean" in r.stdout and "time grid" in r.stdout
     stats = json.loads((tmp_path / "s.json").read_text())
     assert len(stats["per_view"]) == 2 and stats["psnr_y"] > 10 and abs(stats["params"] - 40_000) <= 2000
-    assert (tmp_path / "o.mvinr.ckpt").exists()
+    assert (tmp_path / "o.mvinr.ckpt").exists() and out.exists()
     assert run_tool("mvenc", *args).returncode == 0  # a finished checkpoint is an output: overwritten
     # an interrupted one is not: make one by stopping after epoch 1 of 2
     meta, arrays = read_checkpoint(tmp_path / "o.mvinr.ckpt")
@@ -179,7 +179,7 @@ def test_mvenc_trains_reports_quality_and_refuses_to_overwrite_a_checkpoint(tmp_
 
 def test_resume_refuses_a_checkpoint_of_other_input(tmp_path):
     out = tmp_path / "o.mvinr"
-    common = ["-f", "3", "--params", "40k", "--epochs", "1", "--no-progress"]
+    common = ["-f", "3", "--params", "40k", "--epochs", "1", "--no-progress", "--keep-checkpoints"]
     assert run_tool("mvenc", *SAMPLE_FILES[:2], out, *common).returncode == 0
     r = run_tool("mvenc", *SAMPLE_FILES[2:], out, *common, "--resume")
     assert r.returncode == 2 and "other input" in r.stderr
@@ -226,6 +226,7 @@ def test_ctrl_c_during_mvenc_keeps_a_checkpoint_that_resume_finishes(tmp_path):
     common.append("--no-progress")
     other = run_tool("mvenc", *common, "--epochs", "41", "--resume")
     assert other.returncode == 2 and "other training options" in other.stderr
-    done = run_tool("mvenc", *common, "--epochs", "40", "--resume")
+    done = run_tool("mvenc", *common, "--epochs", "40", "--resume", "--stats", tmp_path / "s.json")
     assert done.returncode == 0, done.stderr
-    assert read_checkpoint(tmp_path / "o.mvinr.ckpt")[0]["epoch"] == 40
+    assert out.exists() and not (tmp_path / "o.mvinr.ckpt").exists()  # written: the checkpoint is not needed
+    assert json.loads((tmp_path / "s.json").read_text())["bytes"] == out.stat().st_size

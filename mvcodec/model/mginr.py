@@ -93,6 +93,29 @@ class ModelConfig:
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
 
 
+def parameter_layout(cfg: ModelConfig) -> list[tuple[str, tuple[int, ...]]]:
+    """(name, shape) of every parameter tensor, in stream order (bitstream_spec.md, "Parameter order")."""
+    h, w, k = cfg.latent_h, cfg.latent_w, cfg.kernel
+    out: list[tuple[str, tuple[int, ...]]] = []
+    if cfg.c1:
+        out += [
+            ("time_grids.0", (cfg.frames, cfg.c1 // 2, h, w)),
+            ("time_grids.1", (math.ceil(cfg.frames / 2), cfg.c1 // 2, h, w)),
+            ("view_grid", (cfg.views, cfg.c1, h, w)),
+        ]
+    if cfg.c2:
+        out.append(("time_view_grid", (cfg.views * cfg.frames, cfg.c2, h, w)))
+    c_in = cfg.c1 + cfg.c2
+    for i, (s, c_out) in enumerate(zip(cfg.strides, cfg.widths, strict=True)):
+        out += [
+            (f"blocks.{i}.conv.weight", (c_out * s * s, c_in, k, k)),
+            (f"blocks.{i}.conv.bias", (c_out * s * s,)),
+            (f"blocks.{i}.ge", (cfg.views, c_out, s, s)),
+        ]
+        c_in = c_out
+    return out + [("head.weight", (3, c_in, 1, 1)), ("head.bias", (3,))]
+
+
 class Block(nn.Module):
     """Conv3x3 -> + grid embedding -> PixelShuffle -> GELU."""
 

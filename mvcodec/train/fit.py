@@ -21,7 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from mvcodec.color import ColorSpec, quantize, rgb_to_yuv420, yuv420_to_rgb
+from mvcodec.color import ColorSpec, rgb_to_planes, yuv420_to_rgb
 from mvcodec.errors import InputError
 from mvcodec.fsutil import atomic_write
 from mvcodec.io import MultiViewSource, Planes
@@ -90,15 +90,6 @@ class FrameStore:
     def planes(self, view: int, frame: int) -> Planes:
         """The source frame as numpy planes."""
         return Planes(*(p[view, frame].cpu().numpy() for p in (self.y, self.u, self.v)))
-
-
-def rgb_to_planes(rgb: torch.Tensor, bit_depth: int, color: ColorSpec) -> list[Planes]:
-    """Network output (B, 3, H, W) -> YUV 4:2:0 code values at `bit_depth`, one Planes per frame."""
-    dtype = np.uint8 if bit_depth == 8 else np.uint16
-    ys, us, vs = (
-        quantize(p, bit_depth).cpu().numpy().astype(dtype) for p in rgb_to_yuv420(rgb.float(), bit_depth, color)
-    )
-    return [Planes(ys[i], us[i], vs[i]) for i in range(rgb.shape[0])]
 
 
 class _DeferredInterrupt:

@@ -1,0 +1,214 @@
+"""The sequence header (SEQH), segment header (SEGM), architecture (ARCH), hash (PHSH) and info (enci) chunks."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from fractions import Fraction
+
+from mvcodec.bitstream.syntax import ByteReader, ByteWriter
+from mvcodec.color import ColorSpec
+from mvcodec.io.formats import PIX_FMTS, PixFmt, VideoFormat
+from mvcodec.model.mginr import ModelConfig
+
+MAX_VIEWS = 1024
+MAX_FRAMES = 1 << 20
+MAX_DIMENSION = 16384
+MAX_PARAMS = 1 << 28  # 1 GiB of float32 parameters
+MAX_BLOCKS = 16
+MAX_WIDTH = 4096
+
+# H.273 MatrixCoefficients and ChromaSampleLocType codes.
+MATRIX_CODES = {"bt709": 1, "bt601": 6, "bt2020": 9}
+MATRIX_NAMES = {1: "bt709", 5: "bt601", 6: "bt601", 9: "bt2020"}
+SITING_CODES = {"left": 0, "center": 1}
+SITING_NAMES = {v: k for k, v in SITING_CODES.items()}
+PIX_FMT_BY_DEPTH = {p.bit_depth: p for p in PIX_FMTS.values()}
+HASH_SHA256 = 1
+ACTIVATION_GELU, OUTPUT_SIGMOID = 0, 0
+
+
+def _check_view_name(r: ByteReader, name: str) -> None:
+    bad = name in (".", "..") or any(c in name for c in "/\\:") or any(ord(c) < 32 or ord(c) == 127 for c in name)
+    r.check(not bad, f"view name {name!r} is not usable as a file name")
+
+
+@dataclass(frozen=True)
+class SequenceHeader:
+    """What the stream represents: views, frames, size, sample format, colour and frame rate."""
+
+    view_names: tuple[str, ...]
+    frames: int
+    width: int
+    height: int
+    bit_depth: int
+    color: ColorSpec
+    fps: Fraction
+    segments: int
+
+    @property
+    def views(self) -> int:
+        return len(self.view_names)
+
+    @property
+    def pix_fmt(self) -> PixFmt:
+        return PIX_FMT_BY_DEPTH[self.bit_depth]
+
+    @property
+    def fmt(self) -> VideoFormat:
+        return VideoFormat(self.width, self.height, self.pix_fmt, self.fps)
+
+    def to_bytes(self) -> bytes:
+        w = ByteWriter()
+        w.u16(self.views)
+        w.u32(self.frames)
+        w.u16(self.width)
+        w.u16(self.height)
+        w.u8(self.bit_depth)
+        w.u8(1)  # chroma_format_idc: 4:2:0
+        w.u8(MATRIX_CODES[self.color.matrix])
+        w.u8(int(self.color.full_range))
+        w.u8(SITING_CODES[self.color.chroma_siting])
+        w.u8(0)  # reserved
+        w.u32(self.fps.numerator)
+        w.u32(self.fps.denominator)
+        w.u32(self.segments)
+        for name in self.view_names:
+            data = name.encode("utf-8")
+            w.u8(len(data))
+            w.raw(data)
+        return w.bytes()
+
+    @classmethod
+    def parse(cls, payload: bytes) -> SequenceHeader:
+        r = ByteReader(payload, "SEQH")
+        views, frames, width, height = r.u16(), r.u32(), r.u16(), r.u16()
+        r.check(1 <= views <= MAX_VIEWS, f"views = {views}, must be 1 to {MAX_VIEWS}")
+        r.check(1 <= frames <= MAX_FRAMES, f"frames = {frames}, must be 1 to {MAX_FRAMES}")
+        for name, v in (("width", width), ("height", height)):
+            r.check(2 <= v <= MAX_DIMENSION and v % 2 == 0, f"{name} = {v}, must be even, 2 to {MAX_DIMENSION}")
+        bit_depth, chroma, matrix, full, siting, reserved = (r.u8() for _ in range(6))
+        r.check(bit_depth in PIX_FMT_BY_DEPTH, f"bit depth {bit_depth} is not one of 8, 10, 12, 16")
+        r.check(chroma == 1, f"chroma_format_idc {chroma} is not 1 (4:2:0)")
+        r.check(matrix in MATRIX_NAMES, f"matrix_coefficients {matrix} is not 1, 5, 6 or 9")
+        r.check(full in (0, 1), f"full_range {full} is not 0 or 1")
+        r.check(siting in SITING_NAMES, f"chroma_sample_loc_type {siting} is not 0 or 1")
+        r.check(reserved == 0, "reserved byte is not 0")
+        num, den, segments = r.u32(), r.u32(), r.u32()
+        r.check(num > 0 and den > 0, f"frame rate {num}/{den} is not positive")
+        r.check(1 <= segments <= frames, f"segments = {segments}, must be 1 to frames ({frames})")
+        names = []
+        for _ in range(views):
+            n = r.u8()
+            r.check(n > 0, "empty view name")
+            name = r.text(n, "a view name")
+            _check_view_name(r, name)
+            names.append(name)
+        r.check(len(set(names)) == len(names), "view names are not unique")
+        r.end()
+        color = ColorSpec(MATRIX_NAMES[matrix], bool(full), SITING_NAMES[siting])
+        return cls(tuple(names), frames, width, height, bit_depth, color, Fraction(num, den), segments)
+
+
+@dataclass(frozen=True)
+class SegmentHeader:
+    """A run of frames coded by one independent model."""
+
+    index: int
+    first_frame: int
+    frames: int
+
+    def to_bytes(self) -> bytes:
+        w = ByteWriter()
+        w.u32(self.index)
+        w.u32(self.first_frame)
+        w.u32(self.frames)
+        return w.bytes()
+
+    @classmethod
+    def parse(cls, payload: bytes) -> SegmentHeader:
+        r = ByteReader(payload, "SEGM")
+        seg = cls(r.u32(), r.u32(), r.u32())
+        r.end()
+        return seg
+
+
+def arch_bytes(cfg: ModelConfig) -> bytes:
+    """The ARCH payload of a model configuration."""
+    w = ByteWriter()
+    w.u16(cfg.views)
+    w.u32(cfg.frames)
+    w.u16(cfg.height)
+    w.u16(cfg.width)
+    w.u16(cfg.latent_h)
+    w.u16(cfg.latent_w)
+    w.u8(len(cfg.strides))
+    for s, c in zip(cfg.strides, cfg.widths, strict=True):
+        w.u8(s)
+        w.u16(c)
+    w.u16(cfg.c1)
+    w.u16(cfg.c2)
+    w.u8(cfg.kernel)
+    w.u8(ACTIVATION_GELU)
+    w.u8(OUTPUT_SIGMOID)
+    return w.bytes()
+
+
+def parse_arch(payload: bytes, seq: SequenceHeader, seg: SegmentHeader) -> ModelConfig:
+    """The model configuration of an ARCH payload, checked against the sequence and the segment."""
+    r = ByteReader(payload, "ARCH")
+    views, frames, height, width, latent_h, latent_w = r.u16(), r.u32(), r.u16(), r.u16(), r.u16(), r.u16()
+    r.check(views == seq.views, f"views = {views}, the sequence has {seq.views}")
+    r.check(frames == seg.frames, f"frames = {frames}, segment {seg.index} has {seg.frames}")
+    r.check((height, width) == (seq.height, seq.width), f"size {width}x{height} is not the sequence's")
+    n = r.u8()
+    r.check(1 <= n <= MAX_BLOCKS, f"{n} blocks, must be 1 to {MAX_BLOCKS}")
+    strides, widths = [], []
+    for _ in range(n):
+        s, c = r.u8(), r.u16()
+        r.check(1 <= s <= 8, f"stride {s}, must be 1 to 8")
+        r.check(1 <= c <= MAX_WIDTH, f"block width {c}, must be 1 to {MAX_WIDTH}")
+        strides.append(s)
+        widths.append(c)
+    c1, c2, kernel, activation, output = r.u16(), r.u16(), r.u8(), r.u8(), r.u8()
+    r.check(c1 % 2 == 0 and c1 + c2 > 0 and c1 <= MAX_WIDTH and c2 <= MAX_WIDTH, f"grid channels c1={c1}, c2={c2}")
+    r.check(kernel % 2 == 1 and kernel <= 7, f"kernel {kernel}, must be odd, 1 to 7")
+    r.check(activation == ACTIVATION_GELU, f"activation {activation} is not 0 (GELU)")
+    r.check(output == OUTPUT_SIGMOID, f"output function {output} is not 0 (sigmoid)")
+    r.end()
+    up = math.prod(strides)
+    r.check(
+        0 <= latent_h * up - height < up and 0 <= latent_w * up - width < up,
+        f"latent {latent_h}x{latent_w} x {up} does not cover {width}x{height} with less than one cell of padding",
+    )
+    cfg = ModelConfig(views, frames, height, width, latent_h, latent_w, tuple(strides), tuple(widths), c1, c2, kernel)
+    r.check(cfg.params <= MAX_PARAMS, f"{cfg.params} parameters, more than the limit of {MAX_PARAMS}")
+    return cfg
+
+
+def hash_bytes(digest: bytes) -> bytes:
+    """The PHSH payload: hash type 1 (SHA-256) and the 32-byte digest."""
+    return bytes([HASH_SHA256]) + digest
+
+
+def parse_hash(payload: bytes) -> bytes:
+    r = ByteReader(payload, "PHSH")
+    r.check(r.u8() == HASH_SHA256, "hash type is not 1 (SHA-256)")
+    digest = r.raw(32)
+    r.end()
+    return digest
+
+
+def info_bytes(info: dict) -> bytes:
+    """The enci payload: encoder information as UTF-8 JSON."""
+    return json.dumps(info, sort_keys=True).encode("utf-8")
+
+
+def parse_info(payload: bytes) -> dict | None:
+    """Encoder information, or None where the ancillary chunk cannot be read (it is not needed to decode)."""
+    try:
+        info = json.loads(payload.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        return None
+    return info if isinstance(info, dict) else None

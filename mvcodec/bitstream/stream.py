@@ -1,0 +1,195 @@
+"""Whole streams: writing the chunk sequence, and reading its structure with every rule of the spec checked.
+
+Chunk order (bitstream_spec.md, "Stream structure"):
+
+    SEQH, then per segment: SEGM ARCH TNSR... PHSH, then MEND
+    ancillary chunks (enci, unknown lower-case types) may appear anywhere after SEQH and before MEND.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import BinaryIO
+
+import numpy as np
+
+from mvcodec.bitstream.headers import (
+    SegmentHeader,
+    SequenceHeader,
+    arch_bytes,
+    hash_bytes,
+    info_bytes,
+    parse_arch,
+    parse_hash,
+    parse_info,
+)
+from mvcodec.bitstream.syntax import (
+    ChunkRef,
+    chunk_bytes,
+    file_header,
+    read_file_header,
+    read_payload,
+    scan_chunks,
+)
+from mvcodec.bitstream.tensor import CodedTensor
+from mvcodec.errors import InvalidStream, UnknownCriticalChunk
+from mvcodec.model.mginr import ModelConfig, parameter_layout
+
+KNOWN_CRITICAL = {"SEQH", "SEGM", "ARCH", "TNSR", "PHSH", "MEND"}
+
+
+def parameter_hash(arrays: Iterable[np.ndarray]) -> bytes:
+    """SHA-256 over the tensors' float32 values, little-endian, C order, concatenated in stream order."""
+    h = hashlib.sha256()
+    for a in arrays:
+        h.update(np.ascontiguousarray(a, dtype="<f4").tobytes())
+    return h.digest()
+
+
+@dataclass
+class SegmentData:
+    """A segment as the encoder writes it."""
+
+    header: SegmentHeader
+    config: ModelConfig
+    tensors: list[CodedTensor]
+    digest: bytes
+
+
+def write_stream(f: BinaryIO, seq: SequenceHeader, segments: Sequence[SegmentData], info: dict | None = None) -> int:
+    """Write a complete stream; returns its size in bytes."""
+    parts = [file_header(), chunk_bytes("SEQH", seq.to_bytes())]
+    if info is not None:
+        parts.append(chunk_bytes("enci", info_bytes(info)))
+    for seg in segments:
+        parts.append(chunk_bytes("SEGM", seg.header.to_bytes()))
+        parts.append(chunk_bytes("ARCH", arch_bytes(seg.config)))
+        parts += [chunk_bytes("TNSR", t.to_bytes()) for t in seg.tensors]
+        parts.append(chunk_bytes("PHSH", hash_bytes(seg.digest)))
+    parts.append(chunk_bytes("MEND", b""))
+    data = b"".join(parts)
+    f.write(data)
+    return len(data)
+
+
+@dataclass
+class SegmentRef:
+    """A segment as read: its header, model configuration, tensor chunks (payloads not yet read) and hash."""
+
+    header: SegmentHeader
+    config: ModelConfig
+    tensors: list[ChunkRef] = field(default_factory=list)
+    digest: bytes = b""
+
+    @property
+    def frames(self) -> range:
+        return range(self.header.first_frame, self.header.first_frame + self.header.frames)
+
+
+@dataclass
+class StreamIndex:
+    """The structure of a stream: version, sequence header, segments, every chunk, encoder info."""
+
+    version: tuple[int, int]
+    size: int
+    sequence: SequenceHeader
+    segments: list[SegmentRef]
+    chunks: list[ChunkRef]
+    info: dict | None = None
+
+    def segment_of(self, frame: int) -> int:
+        """Index of the segment holding a frame."""
+        for i, seg in enumerate(self.segments):
+            if frame in seg.frames:
+                return i
+        raise IndexError(frame)
+
+
+def read_index(f: BinaryIO) -> StreamIndex:
+    """Read and check a stream's structure; tensor payloads are left for decoding (their CRC is checked then)."""
+    size = f.seek(0, os.SEEK_END)
+    f.seek(0)
+    version = read_file_header(f)
+    chunks: list[ChunkRef] = []
+    seq: SequenceHeader | None = None
+    segments: list[SegmentRef] = []
+    info = None
+    state = "start"  # start -> (segment: arch -> tensors) -> between -> end
+    for ref in scan_chunks(f, size):
+        chunks.append(ref)
+        if ref.type == "MEND":
+            if state not in ("between",):
+                raise InvalidStream(f"end chunk at byte {ref.offset - 8} comes before the stream is complete")
+            if ref.length:
+                raise InvalidStream("end chunk MEND has a payload")
+            break
+        if not ref.critical:
+            if state == "start":
+                raise InvalidStream(f"chunk {ref.type} comes before the sequence header SEQH")
+            if ref.type == "enci":
+                info = parse_info(read_payload(f, ref))
+            continue
+        if ref.type not in KNOWN_CRITICAL:
+            raise UnknownCriticalChunk(
+                f"unknown critical chunk {ref.type!r} at byte {ref.offset - 8}: the stream needs a newer decoder"
+            )
+        if state == "start":
+            if ref.type != "SEQH":
+                raise InvalidStream(f"stream starts with chunk {ref.type}, not the sequence header SEQH")
+            seq = SequenceHeader.parse(read_payload(f, ref))
+            state = "between"
+        elif ref.type == "SEGM":
+            _expect(state == "between", ref, "a segment header inside a segment")
+            head = SegmentHeader.parse(read_payload(f, ref))
+            first = segments[-1].frames.stop if segments else 0
+            _expect(head.index == len(segments), ref, f"segment index {head.index}, expected {len(segments)}")
+            _expect(head.first_frame == first, ref, f"segment starts at frame {head.first_frame}, expected {first}")
+            _expect(1 <= head.frames <= seq.frames - first, ref, f"segment of {head.frames} frames")
+            _expect(len(segments) < seq.segments, ref, f"more segments than the {seq.segments} announced")
+            segments.append(SegmentRef(head, None))  # type: ignore[arg-type]
+            state = "arch"
+        elif ref.type == "ARCH":
+            _expect(state == "arch", ref, "an architecture chunk outside its place after SEGM")
+            segments[-1].config = parse_arch(read_payload(f, ref), seq, segments[-1].header)
+            state = "tensors"
+        elif ref.type == "TNSR":
+            _expect(state == "tensors", ref, "a tensor chunk outside a segment")
+            seg = segments[-1]
+            _expect(len(seg.tensors) < len(parameter_layout(seg.config)), ref, "more tensors than the model has")
+            seg.tensors.append(ref)
+        elif ref.type == "PHSH":
+            _expect(state == "tensors", ref, "a parameter hash outside a segment")
+            seg = segments[-1]
+            n = len(parameter_layout(seg.config))
+            _expect(len(seg.tensors) == n, ref, f"segment has {len(seg.tensors)} tensors, its model has {n}")
+            seg.digest = parse_hash(read_payload(f, ref))
+            state = "between"
+        else:
+            _expect(False, ref, f"a second {ref.type} chunk")
+    if len(segments) != seq.segments or segments[-1].frames.stop != seq.frames:
+        raise InvalidStream(f"the segments do not cover the {seq.frames} frames in {seq.segments} segments")
+    end = chunks[-1].offset + chunks[-1].length + 4
+    if end != size:
+        raise InvalidStream(f"{size - end} bytes of trailing data after the end chunk")
+    return StreamIndex(version, size, seq, segments, chunks, info)
+
+
+def _expect(ok: bool, ref: ChunkRef, message: str) -> None:
+    if not ok:
+        raise InvalidStream(f"chunk {ref.type} at byte {ref.offset - 8}: {message}")
+
+
+def read_segment_tensors(f: BinaryIO, seg: SegmentRef) -> list[CodedTensor]:
+    """The coded tensors of a segment, each checked against the name and shape the model gives it."""
+    out = []
+    for ref, (name, shape) in zip(seg.tensors, parameter_layout(seg.config), strict=True):
+        t = CodedTensor.parse(read_payload(f, ref))
+        if t.name != name or t.shape != shape:
+            raise InvalidStream(
+                f"segment {seg.header.index}: tensor {t.name} {list(t.shape)} where the model has {name} {list(shape)}"
+            )
+        out.append(t)
+    return out

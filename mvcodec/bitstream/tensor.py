@@ -1,0 +1,135 @@
+"""The coded-tensor chunk (TNSR): shape, quantisation steps, pruning mask, entropy model, range-coded words."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from mvcodec.bitstream.syntax import ByteReader, ByteWriter
+
+MAX_NDIM = 6
+MAX_ELEMENTS = 1 << 28
+MAX_SYMBOL = 1 << 20
+STEP_RANGE = (2.0**-40, 2.0**40)
+MEAN_LIMIT = 2.0**21
+STD_RANGE = (2.0**-16, 2.0**21)
+
+CODING_FLOAT32, CODING_QUANTISED = 0, 1
+STEP_SCALAR, STEP_PER_AXIS, STEP_ROW_COLUMN = 0, 1, 2
+MASK_NONE, MASK_BERNOULLI = 0, 1
+MODEL_SCALAR, MODEL_PER_AXIS = 0, 1
+
+
+@dataclass
+class CodedTensor:
+    """One parameter tensor as stored: either float32 values, or quantised symbols and their coding."""
+
+    name: str
+    shape: tuple[int, ...]
+    coding: int = CODING_QUANTISED
+    values: np.ndarray | None = None  # coding 0: float32 values in C order
+    step_mode: int = STEP_SCALAR
+    step_axis: int = 0
+    steps: np.ndarray | None = None  # float32; step_mode 2: the row steps then the column steps
+    mask_mode: int = MASK_NONE
+    p_keep: float = 1.0  # float32 probability that a weight is kept (mask_mode 1)
+    mask_words: np.ndarray | None = None  # uint32 range-coded mask (mask_mode 1)
+    sym_min: int = 0
+    sym_max: int = 0
+    model_mode: int = MODEL_SCALAR
+    model_axis: int = 0
+    means: np.ndarray | None = None  # float32 Gaussian means, one per model
+    stds: np.ndarray | None = None  # float32 Gaussian standard deviations
+    words: np.ndarray | None = None  # uint32 range-coded symbols
+
+    @property
+    def numel(self) -> int:
+        return math.prod(self.shape)
+
+    def group_count(self, mode: int, axis: int) -> int:
+        """Number of steps or Gaussians a mode implies: 1, shape[axis], or rows + columns."""
+        if mode == STEP_SCALAR:
+            return 1
+        if mode == STEP_PER_AXIS:
+            return self.shape[axis]
+        return self.shape[0] + self.shape[1]
+
+    def to_bytes(self) -> bytes:
+        w = ByteWriter()
+        name = self.name.encode("ascii")
+        w.u8(len(name))
+        w.raw(name)
+        w.u8(len(self.shape))
+        for d in self.shape:
+            w.u32(d)
+        w.u8(self.coding)
+        if self.coding == CODING_FLOAT32:
+            w.array(self.values, "<f4")
+            return w.bytes()
+        w.u8(self.step_mode)
+        w.u8(self.step_axis)
+        w.u32(len(self.steps))
+        w.array(self.steps, "<f4")
+        w.u8(self.mask_mode)
+        if self.mask_mode == MASK_BERNOULLI:
+            w.array(np.float32(self.p_keep), "<f4")
+            w.u32(len(self.mask_words))
+            w.array(self.mask_words, "<u4")
+        w.i32(self.sym_min)
+        w.i32(self.sym_max)
+        w.u8(self.model_mode)
+        w.u8(self.model_axis)
+        w.u32(len(self.means))
+        w.array(self.means, "<f4")
+        w.array(self.stds, "<f4")
+        w.u32(len(self.words))
+        w.array(self.words, "<u4")
+        return w.bytes()
+
+    @classmethod
+    def parse(cls, payload: bytes) -> CodedTensor:
+        """Parse and validate a TNSR payload (every count against what is left and the limits)."""
+        r = ByteReader(payload, "TNSR")
+        name = r.raw(r.u8())
+        r.check(name.isascii() and name.replace(b".", b"").replace(b"_", b"").isalnum(), f"bad tensor name {name!r}")
+        ndim = r.u8()
+        r.check(1 <= ndim <= MAX_NDIM, f"{ndim} dimensions, must be 1 to {MAX_NDIM}")
+        shape = tuple(r.u32() for _ in range(ndim))
+        r.check(all(d >= 1 for d in shape) and math.prod(shape) <= MAX_ELEMENTS, f"shape {shape} is out of range")
+        t = cls(name.decode("ascii"), shape, coding=r.u8())
+        r.ctype = f"TNSR {t.name}"
+        if t.coding == CODING_FLOAT32:
+            t.values = r.array("<f4", t.numel)
+            r.check(bool(np.isfinite(t.values).all()), "values are not all finite")
+            r.end()
+            return t
+        r.check(t.coding == CODING_QUANTISED, f"coding {t.coding} is not 0 or 1")
+        t.step_mode, t.step_axis = r.u8(), r.u8()
+        r.check(t.step_mode in (STEP_SCALAR, STEP_PER_AXIS, STEP_ROW_COLUMN), f"step mode {t.step_mode}")
+        r.check(t.step_axis < ndim, f"step axis {t.step_axis} of a {ndim}-d tensor")
+        r.check(t.step_mode != STEP_ROW_COLUMN or ndim >= 2, "row/column steps on a 1-d tensor")
+        n = r.u32()
+        r.check(n == t.group_count(t.step_mode, t.step_axis), f"{n} steps where the mode implies another count")
+        t.steps = r.array("<f4", n)
+        r.check(bool(((t.steps >= STEP_RANGE[0]) & (t.steps <= STEP_RANGE[1])).all()), "a step is out of range")
+        t.mask_mode = r.u8()
+        r.check(t.mask_mode in (MASK_NONE, MASK_BERNOULLI), f"mask mode {t.mask_mode}")
+        if t.mask_mode == MASK_BERNOULLI:
+            t.p_keep = float(r.array("<f4", 1)[0])
+            r.check(0.0 < t.p_keep < 1.0, f"mask probability {t.p_keep} is not in (0, 1)")
+            t.mask_words = r.array("<u4", r.u32())
+        t.sym_min, t.sym_max = r.i32(), r.i32()
+        r.check(-MAX_SYMBOL <= t.sym_min <= t.sym_max <= MAX_SYMBOL, f"symbol range {t.sym_min}..{t.sym_max}")
+        t.model_mode, t.model_axis = r.u8(), r.u8()
+        r.check(t.model_mode in (MODEL_SCALAR, MODEL_PER_AXIS), f"entropy model mode {t.model_mode}")
+        r.check(t.model_axis < ndim, f"entropy model axis {t.model_axis} of a {ndim}-d tensor")
+        n = r.u32()
+        r.check(n == t.group_count(t.model_mode, t.model_axis), f"{n} Gaussians where the mode implies another")
+        t.means, t.stds = r.array("<f4", n), r.array("<f4", n)
+        r.check(bool((np.abs(t.means) <= MEAN_LIMIT).all()), "a Gaussian mean is out of range")
+        r.check(bool(((t.stds >= STD_RANGE[0]) & (t.stds <= STD_RANGE[1])).all()), "a Gaussian std is out of range")
+        t.words = r.array("<u4", r.u32())
+        r.end()
+        return t

@@ -1,0 +1,1 @@
+"""Compressing the network: quantisation, entropy models and range coding (constriction)."""

@@ -1,0 +1,67 @@
+"""Range coding of quantised parameters with constriction: a quantised Gaussian per symbol, Bernoulli masks.
+
+Both sides build the models from the float32 values stored in the stream (widened exactly to float64),
+so encoder and decoder use bit-identical probabilities.
+"""
+
+from __future__ import annotations
+
+import constriction
+import numpy as np
+import torch
+
+QuantizedGaussian = constriction.stream.model.QuantizedGaussian
+Bernoulli = constriction.stream.model.Bernoulli
+RangeEncoder = constriction.stream.queue.RangeEncoder
+RangeDecoder = constriction.stream.queue.RangeDecoder
+
+
+def _params(means: np.ndarray, stds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    return np.asarray(means, np.float32).astype(np.float64), np.asarray(stds, np.float32).astype(np.float64)
+
+
+def gaussian_encode(symbols: np.ndarray, lo: int, hi: int, means: np.ndarray, stds: np.ndarray) -> np.ndarray:
+    """Range-coded words (uint32) of int symbols in [lo, hi], each with its own Gaussian (mean, std)."""
+    enc = RangeEncoder()
+    if len(symbols):
+        m, s = _params(means, stds)
+        enc.encode(np.ascontiguousarray(symbols, dtype=np.int32), QuantizedGaussian(lo, hi), m, s)
+    return enc.get_compressed()
+
+
+def gaussian_decode(words: np.ndarray, lo: int, hi: int, means: np.ndarray, stds: np.ndarray) -> np.ndarray:
+    """len(means) int32 symbols decoded from range-coded words (the inverse of gaussian_encode)."""
+    if not len(means):
+        return np.zeros(0, np.int32)
+    m, s = _params(means, stds)
+    return RangeDecoder(np.ascontiguousarray(words, dtype=np.uint32)).decode(QuantizedGaussian(lo, hi), m, s)
+
+
+def gaussian_bits(symbols: np.ndarray, lo: int, hi: int, means: np.ndarray, stds: np.ndarray) -> float:
+    """Ideal code length in bits: -sum log2 P(symbol), P the Gaussian's mass on [s - 1/2, s + 1/2],
+    with the tails below lo and above hi folded into the end symbols."""
+    s = torch.from_numpy(np.asarray(symbols, np.float64))
+    m, d = (torch.from_numpy(a) for a in _params(means, stds))
+    upper = torch.where(s >= hi, torch.ones_like(s), torch.special.ndtr((s + 0.5 - m) / d))
+    lower = torch.where(s <= lo, torch.zeros_like(s), torch.special.ndtr((s - 0.5 - m) / d))
+    return float(-torch.log2((upper - lower).clamp_min(1e-300)).sum())
+
+
+def mask_encode(mask: np.ndarray, p_keep: float) -> np.ndarray:
+    """Range-coded words of a boolean mask (True = kept), each entry Bernoulli(p_keep)."""
+    enc = RangeEncoder()
+    enc.encode(np.ascontiguousarray(mask.ravel(), dtype=np.int32), Bernoulli(float(np.float32(p_keep)), perfect=False))
+    return enc.get_compressed()
+
+
+def mask_decode(words: np.ndarray, count: int, p_keep: float) -> np.ndarray:
+    """count mask entries (bool, True = kept) decoded from range-coded words."""
+    dec = RangeDecoder(np.ascontiguousarray(words, dtype=np.uint32))
+    return dec.decode(Bernoulli(float(np.float32(p_keep)), perfect=False), count).astype(bool)
+
+
+def mask_bits(mask: np.ndarray, p_keep: float) -> float:
+    """Ideal code length of a mask in bits under Bernoulli(p_keep)."""
+    kept = int(mask.sum())
+    p = float(np.float32(p_keep))
+    return -(kept * np.log2(p) + (mask.size - kept) * np.log2(1 - p))

@@ -1,0 +1,136 @@
+"""Uniform scalar quantisation of parameter tensors, and turning a coded tensor back into float32 values.
+
+Dequantisation is value = float32(symbol) * step, in float32 (round to nearest even), with the step of
+each element taken from the stored float32 steps (one, one per index along an axis, or row x column);
+pruned elements are +0.0. This is exact on every IEEE-754 platform, so the parameter hash is exact.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from mvcodec.bitstream.tensor import (
+    CODING_FLOAT32,
+    MASK_BERNOULLI,
+    MODEL_SCALAR,
+    STEP_PER_AXIS,
+    STEP_SCALAR,
+    CodedTensor,
+)
+from mvcodec.compress.entropy import gaussian_bits, gaussian_decode, gaussian_encode, mask_bits, mask_decode
+
+MIN_STD = 0.1  # a Gaussian narrower than this buys nothing for integer symbols
+
+
+def _along(values: np.ndarray, shape: tuple[int, ...], axis: int) -> np.ndarray:
+    """values (one per index along axis) broadcast to shape."""
+    view = [1] * len(shape)
+    view[axis] = shape[axis]
+    return np.broadcast_to(values.reshape(view), shape)
+
+
+def step_grid(t: CodedTensor) -> np.ndarray:
+    """The float32 step of every element of the tensor."""
+    steps = t.steps.astype(np.float32)
+    if t.step_mode == STEP_SCALAR:
+        return np.broadcast_to(steps[0], t.shape)
+    if t.step_mode == STEP_PER_AXIS:
+        return _along(steps, t.shape, t.step_axis)
+    rows, cols = steps[: t.shape[0]], steps[t.shape[0] :]
+    return _along(rows, t.shape, 0) * _along(cols, t.shape, 1)  # float32 * float32, rounded to float32
+
+
+def model_grid(t: CodedTensor) -> tuple[np.ndarray, np.ndarray]:
+    """(means, stds) of every element's Gaussian, as float32 arrays of the tensor's shape."""
+    if t.model_mode == MODEL_SCALAR:
+        return np.broadcast_to(t.means[0], t.shape), np.broadcast_to(t.stds[0], t.shape)
+    return _along(t.means, t.shape, t.model_axis), _along(t.stds, t.shape, t.model_axis)
+
+
+def decode_mask(t: CodedTensor) -> np.ndarray | None:
+    """The kept-elements mask of the tensor (bool, its shape), or None where nothing is pruned."""
+    if t.mask_mode != MASK_BERNOULLI:
+        return None
+    return mask_decode(t.mask_words, t.numel, t.p_keep).reshape(t.shape)
+
+
+def decode_symbols(t: CodedTensor, mask: np.ndarray | None) -> np.ndarray:
+    """The int32 symbols of the kept elements, in C order."""
+    means, stds = model_grid(t)
+    if mask is not None:
+        means, stds = means[mask], stds[mask]
+    return gaussian_decode(t.words, t.sym_min, t.sym_max, means.ravel(), stds.ravel())
+
+
+def dequantize(t: CodedTensor, symbols: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
+    """float32 values of the tensor from its kept symbols (pruned elements are 0)."""
+    steps = step_grid(t)
+    out = np.zeros(t.shape, np.float32)
+    if mask is None:
+        out[...] = symbols.reshape(t.shape).astype(np.float32) * steps
+    else:
+        out[mask] = symbols.astype(np.float32) * steps[mask]
+    return out
+
+
+def decode_tensor(t: CodedTensor) -> np.ndarray:
+    """The float32 values a coded tensor stands for."""
+    if t.coding == CODING_FLOAT32:
+        return t.values.reshape(t.shape)
+    mask = decode_mask(t)
+    return dequantize(t, decode_symbols(t, mask), mask)
+
+
+def ideal_bits(t: CodedTensor) -> float:
+    """Ideal size in bits of the tensor's coded symbols and mask under its stored models (32 per float)."""
+    if t.coding == CODING_FLOAT32:
+        return 32.0 * t.numel
+    mask = decode_mask(t)
+    means, stds = model_grid(t)
+    if mask is not None:
+        means, stds = means[mask], stds[mask]
+    bits = gaussian_bits(decode_symbols(t, mask), t.sym_min, t.sym_max, means.ravel(), stds.ravel())
+    return bits + (mask_bits(mask, t.p_keep) if mask is not None else 0.0)
+
+
+def channel_axis(name: str, shape: tuple[int, ...]) -> int | None:
+    """Axis that gets its own step: output channels of conv weights, channels of grids and grid
+    embeddings, none (one step) for biases."""
+    if len(shape) == 1:
+        return None
+    if name.endswith("conv.weight") or name == "head.weight":
+        return 0
+    return 1
+
+
+def quantize_uniform(name: str, w: np.ndarray, bits: int = 8) -> tuple[CodedTensor, np.ndarray]:
+    """(coded tensor, dequantised float32 values): `w` quantised uniformly to signed `bits`-bit symbols
+    (a step per channel), range-coded with one quantised Gaussian of the symbols' mean and std."""
+    w = np.asarray(w, np.float32)
+    levels = (1 << (bits - 1)) - 1
+    axis = channel_axis(name, w.shape)
+    if axis is None:
+        peak = np.abs(w).max(keepdims=True).reshape(1)
+    else:
+        peak = np.abs(np.moveaxis(w, axis, 0).reshape(w.shape[axis], -1)).max(axis=1)
+    steps = np.where(peak > 0, peak / levels, 1.0).astype(np.float32)
+    t = CodedTensor(
+        name,
+        tuple(w.shape),
+        step_mode=STEP_SCALAR if axis is None else STEP_PER_AXIS,
+        step_axis=axis or 0,
+        steps=steps,
+    )
+    symbols = np.clip(np.rint(w / step_grid(t)), -levels, levels).astype(np.int32).ravel()
+    t.sym_min, t.sym_max = int(symbols.min()), int(symbols.max())
+    t.means = np.array([symbols.mean()], np.float32)
+    t.stds = np.array([max(symbols.std(), MIN_STD)], np.float32)
+    means, stds = model_grid(t)
+    t.words = gaussian_encode(symbols, t.sym_min, t.sym_max, means.ravel(), stds.ravel())
+    return t, dequantize(t, symbols, None)
+
+
+def float32_tensor(name: str, w: np.ndarray) -> CodedTensor:
+    """A tensor stored as plain float32 values (no quantisation)."""
+    w = np.asarray(w, np.float32)
+    return CodedTensor(name, tuple(w.shape), coding=CODING_FLOAT32, values=w.ravel().copy())

@@ -1,0 +1,175 @@
+"""The lightweight decoder: .mvinr -> YUV 4:2:0 frames. It uses the network definition, the container and
+the tensor decoding, and nothing of the training code (no OpenCV, no PyAV).
+
+Two numeric paths: "reference" (float32, TF32 off, deterministic algorithms; the conformance path) and
+"fast" (float16 autocast and channels_last on CUDA; on the CPU it is the reference path).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+import torch
+
+from mvcodec.bitstream import SequenceHeader, StreamIndex, parameter_hash, read_index, read_segment_tensors
+from mvcodec.color import rgb_to_planes
+from mvcodec.compress.quantize import decode_tensor
+from mvcodec.errors import HashMismatch, InputError, InvalidStream
+from mvcodec.io.formats import Planes
+from mvcodec.model.mginr import MVMGINR, parameter_layout
+
+PRECISIONS = ("auto", "reference", "fast")
+
+
+@dataclass(frozen=True)
+class DecodedFrame:
+    view: int
+    frame: int
+    planes: Planes
+
+
+class Decoder:
+    """Decodes any views and frames of a stream; loads one segment's network at a time."""
+
+    def __init__(
+        self,
+        source: str | Path | BinaryIO,
+        device: str | torch.device = "cpu",
+        precision: str = "auto",
+        batch: int = 4,
+    ):
+        if precision not in PRECISIONS:
+            raise InputError(f"--precision: use one of {', '.join(PRECISIONS)}")
+        self._own = not hasattr(source, "read")
+        self.f: BinaryIO = open(source, "rb") if self._own else source  # noqa: SIM115
+        try:
+            self.index: StreamIndex = read_index(self.f)
+        except BaseException:
+            self.close()
+            raise
+        self.device = torch.device(device)
+        cuda = self.device.type == "cuda"
+        self.fast = cuda and precision in ("auto", "fast")
+        self.batch = max(1, batch)
+        self._loaded: tuple[int, MVMGINR] | None = None
+
+    @property
+    def sequence(self) -> SequenceHeader:
+        return self.index.sequence
+
+    def close(self) -> None:
+        self._loaded = None
+        if self._own:
+            self.f.close()
+
+    def __enter__(self) -> Decoder:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def parameters(self, segment: int) -> list[np.ndarray]:
+        """A segment's dequantised float32 tensors in stream order, checked against its SHA-256."""
+        seg = self.index.segments[segment]
+        try:
+            arrays = [decode_tensor(t) for t in read_segment_tensors(self.f, seg)]
+        except (ValueError, RuntimeError, OverflowError) as e:  # constriction rejects the coded words
+            raise InvalidStream(f"segment {segment}: tensor data cannot be decoded ({e})") from None
+        if parameter_hash(arrays) != seg.digest:
+            raise HashMismatch(
+                f"segment {segment}: decoded parameters do not match the stream's SHA-256 (the file is damaged)"
+            )
+        return arrays
+
+    def model(self, segment: int) -> MVMGINR:
+        """The network of a segment, rebuilt from the stream alone, on the decoder's device."""
+        if self._loaded and self._loaded[0] == segment:
+            return self._loaded[1]
+        self._loaded = None
+        cfg = self.index.segments[segment].config
+        arrays = self.parameters(segment)
+        with torch.device("meta"):
+            model = MVMGINR(cfg)
+        state = {name: torch.from_numpy(a) for (name, _), a in zip(parameter_layout(cfg), arrays, strict=True)}
+        model.load_state_dict(state, assign=True)
+        model = model.to(self.device).train(False)
+        if self.fast:
+            model = model.to(memory_format=torch.channels_last)
+        self._loaded = (segment, model)
+        return model
+
+    @contextlib.contextmanager
+    def _numerics(self) -> Iterator[None]:
+        """The reference path's settings (TF32 off, deterministic), or half-precision autocast."""
+        if self.fast:
+            with torch.autocast("cuda", dtype=torch.float16):
+                yield
+            return
+        cuda = torch.backends.cuda.matmul
+        saved = (cuda.allow_tf32, torch.backends.cudnn.allow_tf32, torch.backends.cudnn.deterministic)
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+        torch.backends.cudnn.deterministic = True
+        try:
+            yield
+        finally:
+            cuda.allow_tf32, torch.backends.cudnn.allow_tf32, torch.backends.cudnn.deterministic = saved
+
+    @torch.inference_mode()
+    def frames(self, views: Sequence[int] | None = None, frames: Sequence[int] | None = None) -> Iterator[DecodedFrame]:
+        """Decoded frames in order of frame, then view; only the segments that hold them are loaded."""
+        seq = self.sequence
+        views = list(range(seq.views)) if views is None else list(views)
+        frames = list(range(seq.frames)) if frames is None else list(frames)
+        pairs = [(t, v) for t in frames for v in views]
+        with self._numerics():
+            start = 0
+            while start < len(pairs):
+                segment = self.index.segment_of(pairs[start][0])
+                span = self.index.segments[segment].frames
+                stop = start
+                while stop < len(pairs) and stop - start < self.batch and pairs[stop][0] in span:
+                    stop += 1
+                chunk = pairs[start:stop]
+                model = self.model(segment)
+                t = torch.tensor([p[0] - span.start for p in chunk], device=self.device)
+                v = torch.tensor([p[1] for p in chunk], device=self.device)
+                rgb = model(v, t)
+                for (ft, fv), planes in zip(chunk, rgb_to_planes(rgb, seq.bit_depth, seq.color), strict=True):
+                    yield DecodedFrame(fv, ft, planes)
+                start = stop
+
+
+def pick_device(name: str) -> torch.device:
+    """auto: CUDA when available, else CPU; cuda: InputError where there is none."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise InputError("--device cuda: no CUDA device is available here; use --device cpu or auto")
+    return torch.device(name)
+
+
+def output_name(seq: SequenceHeader, view: int, y4m: bool = False) -> str:
+    """File name of a view's output: MIV style `<view>_texture_<W>x<H>_<pix_fmt>.yuv`, or `<view>.y4m`."""
+    name = seq.view_names[view]
+    return f"{name}.y4m" if y4m else f"{name}_texture_{seq.width}x{seq.height}_{seq.pix_fmt.name}.yuv"
+
+
+class HashingWriter:
+    """Wraps a binary output so that everything written to it is also fed to an MD5."""
+
+    def __init__(self, f: BinaryIO):
+        self.f, self.md5 = f, hashlib.md5()
+
+    def write(self, data: bytes) -> int:
+        self.md5.update(data)
+        return self.f.write(data) if self.f is not None else len(data)
+
+    def flush(self) -> None:
+        if self.f is not None:
+            self.f.flush()

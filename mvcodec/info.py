@@ -1,0 +1,133 @@
+"""What is in a stream (mvinfo): headers, rate, model, chunks, per-tensor coded and ideal bits, hashes."""
+
+from __future__ import annotations
+
+import json
+from fractions import Fraction
+from pathlib import Path
+
+from mvcodec.bitstream import parameter_hash, read_index, read_segment_tensors
+from mvcodec.bitstream.syntax import CHUNK_OVERHEAD, FILE_HEADER_BYTES
+from mvcodec.bitstream.tensor import CODING_FLOAT32, CodedTensor
+from mvcodec.compress.quantize import decode_tensor, ideal_bits
+from mvcodec.errors import InvalidStream
+from mvcodec.io.formats import format_fps
+from mvcodec.metrics import bits_per_pixel, kbps
+
+
+def coded_bits(t: CodedTensor) -> int:
+    """Bits the tensor's coded data takes in the stream: range-coded words (symbols and mask), or floats."""
+    if t.coding == CODING_FLOAT32:
+        return 32 * t.numel
+    return 32 * (len(t.words) + (len(t.mask_words) if t.mask_words is not None else 0))
+
+
+def stream_report(path: Path) -> dict:
+    """Everything mvinfo shows, as a JSON-ready dict; checks CRCs and the parameter hashes."""
+    with open(path, "rb") as f:
+        index = read_index(f)
+        seq = index.sequence
+        segments = []
+        for k, seg in enumerate(index.segments):
+            tensors = read_segment_tensors(f, seg)
+            try:
+                arrays = [decode_tensor(t) for t in tensors]
+                ideal = [ideal_bits(t) for t in tensors]
+            except (ValueError, RuntimeError, OverflowError) as e:
+                raise InvalidStream(f"segment {k}: tensor data cannot be decoded ({e})") from None
+            digest = parameter_hash(arrays)
+            segments.append(
+                {
+                    "first_frame": seg.header.first_frame,
+                    "frames": seg.header.frames,
+                    "model": json.loads(seg.config.to_json()),
+                    "params": seg.config.params,
+                    "param_split": seg.config.param_split(),
+                    "param_hash": seg.digest.hex(),
+                    "hash_ok": digest == seg.digest,
+                    "tensors": [
+                        {
+                            "name": t.name,
+                            "shape": list(t.shape),
+                            "coding": "float32" if t.coding == CODING_FLOAT32 else "quantised",
+                            "symbols": t.numel,
+                            "coded_bits": coded_bits(t),
+                            "ideal_bits": round(bits, 1),
+                            "chunk_bytes": ref.total_bytes,
+                        }
+                        for t, bits, ref in zip(tensors, ideal, seg.tensors, strict=True)
+                    ],
+                }
+            )
+    pixels = seq.views * seq.frames * seq.width * seq.height
+    coded = sum(t["coded_bits"] for s in segments for t in s["tensors"])
+    ideal_total = sum(t["ideal_bits"] for s in segments for t in s["tensors"])
+    return {
+        "version": f"{index.version[0]}.{index.version[1]}",
+        "views": seq.views,
+        "view_names": list(seq.view_names),
+        "frames": seq.frames,
+        "width": seq.width,
+        "height": seq.height,
+        "pix_fmt": seq.pix_fmt.name,
+        "bit_depth": seq.bit_depth,
+        "color": {"matrix": seq.color.matrix, "full_range": seq.color.full_range, "siting": seq.color.chroma_siting},
+        "fps": float(seq.fps),
+        "fps_fraction": f"{seq.fps.numerator}/{seq.fps.denominator}",
+        "bytes": index.size,
+        "bpp": bits_per_pixel(index.size, seq.views, seq.frames, seq.width, seq.height),
+        "kbps": kbps(index.size, seq.frames, float(seq.fps)),
+        "params": sum(s["params"] for s in segments),
+        "param_hash": ",".join(s["param_hash"] for s in segments),
+        "hash_ok": all(s["hash_ok"] for s in segments),
+        "coded_bits": coded,
+        "ideal_bits": round(ideal_total, 1),
+        "side_bytes": index.size - coded // 8,
+        "side_share": (index.size - coded / 8) / index.size,
+        "header_bytes": FILE_HEADER_BYTES,
+        "chunks": [{"type": c.type, "bytes": c.length + CHUNK_OVERHEAD} for c in index.chunks],
+        "segments": segments,
+        "encoder_info": index.info,
+        "pixels": pixels,
+    }
+
+
+def report_lines(r: dict) -> list[str]:
+    """mvinfo's text output."""
+    lines = [
+        f"version   {r['version']}",
+        f"views     {r['views']} ({', '.join(r['view_names'])})",
+        f"frames    {r['frames']} in {len(r['segments'])} segment(s)",
+        f"size      {r['width']}x{r['height']} {r['pix_fmt']} ({r['color']['matrix']}, "
+        f"{'full' if r['color']['full_range'] else 'limited'} range, chroma {r['color']['siting']})",
+        f"fps       {format_fps(Fraction(r['fps_fraction']))}",
+        f"rate      {r['bytes']} bytes, {r['bpp']:.5f} bpp, {r['kbps']:.2f} kbps",
+        f"params    {r['params']}",
+        f"coded     {r['coded_bits']} bits of tensor data, {r['ideal_bits']:.0f} ideal "
+        f"({100 * (r['coded_bits'] / r['ideal_bits'] - 1) if r['ideal_bits'] else 0:+.2f}%); "
+        f"side information {100 * r['side_share']:.1f}% of the file",
+        f"hash      {r['param_hash']} ({'verified' if r['hash_ok'] else 'MISMATCH'})",
+    ]
+    counts: dict[str, list[int]] = {}
+    for c in r["chunks"]:
+        counts.setdefault(c["type"], [0, 0])
+        counts[c["type"]][0] += 1
+        counts[c["type"]][1] += c["bytes"]
+    lines.append("chunks    " + ", ".join(f"{t} x{n} {b} B" for t, (n, b) in counts.items()))
+    for k, s in enumerate(r["segments"]):
+        m = s["model"]
+        lines.append(
+            f"segment {k}: frames {s['first_frame']}-{s['first_frame'] + s['frames'] - 1}, {s['params']} params, "
+            f"latent {m['latent_h']}x{m['latent_w']}, strides {','.join(map(str, m['strides']))}, "
+            f"widths {','.join(map(str, m['widths']))}, c1={m['c1']} c2={m['c2']}"
+        )
+        lines.append(f"  {'tensor':<22} {'shape':<18} {'symbols':>9} {'coded bits':>11} {'ideal bits':>11}")
+        for t in s["tensors"]:
+            shape = "x".join(map(str, t["shape"]))
+            lines.append(
+                f"  {t['name']:<22} {shape:<18} {t['symbols']:>9} {t['coded_bits']:>11} {t['ideal_bits']:>11.0f}"
+            )
+    if r["encoder_info"]:
+        info = r["encoder_info"]
+        lines.append(f"encoder   {info.get('encoder', '?')}: {info.get('command', '')}")
+    return lines
