@@ -34,6 +34,20 @@ class DecodedFrame:
     planes: Planes
 
 
+def decode_segment(f: BinaryIO, seg, segment: int) -> list[np.ndarray]:
+    """A segment's tensors decoded to float32 (not yet checked against the hash)."""
+    tensors = read_segment_tensors(f, seg)
+    try:
+        return [decode_tensor(t) for t in tensors]
+    except BaseException as e:  # the fields were validated; this is the last line of defence around constriction
+        if (
+            isinstance(e, (AssertionError, ValueError, RuntimeError, OverflowError))
+            or type(e).__name__ == "PanicException"
+        ):
+            raise InvalidStream(f"segment {segment}: tensor data cannot be decoded ({e})") from None
+        raise
+
+
 class Decoder:
     """Decodes any views and frames of a stream; loads one segment's network at a time."""
 
@@ -77,10 +91,7 @@ class Decoder:
     def parameters(self, segment: int) -> list[np.ndarray]:
         """A segment's dequantised float32 tensors in stream order, checked against its SHA-256."""
         seg = self.index.segments[segment]
-        try:
-            arrays = [decode_tensor(t) for t in read_segment_tensors(self.f, seg)]
-        except (ValueError, RuntimeError, OverflowError) as e:  # constriction rejects the coded words
-            raise InvalidStream(f"segment {segment}: tensor data cannot be decoded ({e})") from None
+        arrays = decode_segment(self.f, seg, segment)
         if parameter_hash(arrays) != seg.digest:
             raise HashMismatch(
                 f"segment {segment}: decoded parameters do not match the stream's SHA-256 (the file is damaged)"

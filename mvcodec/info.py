@@ -9,8 +9,8 @@ from pathlib import Path
 from mvcodec.bitstream import parameter_hash, read_index, read_segment_tensors
 from mvcodec.bitstream.syntax import CHUNK_OVERHEAD, FILE_HEADER_BYTES
 from mvcodec.bitstream.tensor import CODING_FLOAT32, CodedTensor
-from mvcodec.compress.quantize import decode_tensor, ideal_bits
-from mvcodec.errors import InvalidStream
+from mvcodec.compress.quantize import ideal_bits
+from mvcodec.decoder import decode_segment
 from mvcodec.io.formats import format_fps
 from mvcodec.metrics import bits_per_pixel, kbps
 
@@ -30,11 +30,8 @@ def stream_report(path: Path) -> dict:
         segments = []
         for k, seg in enumerate(index.segments):
             tensors = read_segment_tensors(f, seg)
-            try:
-                arrays = [decode_tensor(t) for t in tensors]
-                ideal = [ideal_bits(t) for t in tensors]
-            except (ValueError, RuntimeError, OverflowError) as e:
-                raise InvalidStream(f"segment {k}: tensor data cannot be decoded ({e})") from None
+            arrays = decode_segment(f, seg, k)
+            ideal = [ideal_bits(t) for t in tensors]
             digest = parameter_hash(arrays)
             segments.append(
                 {

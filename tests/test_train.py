@@ -156,7 +156,18 @@ def test_same_seed_gives_the_same_model_on_cpu():
 
 def test_mvenc_trains_reports_quality_and_refuses_to_overwrite_a_checkpoint(tmp_path):
     out = tmp_path / "o.mvinr"
-    args = [*SAMPLE_FILES[:2], out, "-f", "3", "--params", "40k", "--epochs", "2", "--no-progress", "--keep-checkpoints"]
+    args = [
+        *SAMPLE_FILES[:2],
+        out,
+        "-f",
+        "3",
+        "--params",
+        "40k",
+        "--epochs",
+        "2",
+        "--no-progress",
+        "--keep-checkpoints",
+    ]
     r = run_tool("mvenc", *args, "--stats", tmp_path / "s.json")
     assert r.returncode == 0, r.stderr
     assert "PSNR-YUV" in r.stdout and "mean" in r.stdout and "time grid" in r.stdout

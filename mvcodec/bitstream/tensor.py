@@ -121,7 +121,7 @@ class CodedTensor:
             r.check(0.0 < t.p_keep < 1.0, f"mask probability {t.p_keep} is not in (0, 1)")
             t.mask_words = r.array("<u4", r.u32())
         t.sym_min, t.sym_max = r.i32(), r.i32()
-        r.check(-MAX_SYMBOL <= t.sym_min <= t.sym_max <= MAX_SYMBOL, f"symbol range {t.sym_min}..{t.sym_max}")
+        r.check(-MAX_SYMBOL <= t.sym_min < t.sym_max <= MAX_SYMBOL, f"symbol range {t.sym_min}..{t.sym_max}")
         t.model_mode, t.model_axis = r.u8(), r.u8()
         r.check(t.model_mode in (MODEL_SCALAR, MODEL_PER_AXIS), f"entropy model mode {t.model_mode}")
         r.check(t.model_axis < ndim, f"entropy model axis {t.model_axis} of a {ndim}-d tensor")

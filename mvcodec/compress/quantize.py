@@ -103,6 +103,12 @@ def channel_axis(name: str, shape: tuple[int, ...]) -> int | None:
     return 1
 
 
+def symbol_range(symbols: np.ndarray) -> tuple[int, int]:
+    """(lo, hi) of the coded alphabet: the symbols' extremes, widened to two symbols at least (lo < hi)."""
+    lo = int(symbols.min()) if symbols.size else 0
+    return lo, max(int(symbols.max()) if symbols.size else 0, lo + 1)
+
+
 def quantize_uniform(name: str, w: np.ndarray, bits: int = 8) -> tuple[CodedTensor, np.ndarray]:
     """(coded tensor, dequantised float32 values): `w` quantised uniformly to signed `bits`-bit symbols
     (a step per channel), range-coded with one quantised Gaussian of the symbols' mean and std."""
@@ -122,7 +128,7 @@ def quantize_uniform(name: str, w: np.ndarray, bits: int = 8) -> tuple[CodedTens
         steps=steps,
     )
     symbols = np.clip(np.rint(w / step_grid(t)), -levels, levels).astype(np.int32).ravel()
-    t.sym_min, t.sym_max = int(symbols.min()), int(symbols.max())
+    t.sym_min, t.sym_max = symbol_range(symbols)
     t.means = np.array([symbols.mean()], np.float32)
     t.stds = np.array([max(symbols.std(), MIN_STD)], np.float32)
     means, stds = model_grid(t)

@@ -1,0 +1,135 @@
+"""Conformance: the frozen reference streams decode to their recorded hashes and outputs; negative streams
+fail with their documented exit codes; random access equals a full decode."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from helpers import run_tool, tool
+
+from mvcodec.decoder import Decoder, output_name
+from mvcodec.io.raw import frame_bytes_of
+
+ROOT = Path(__file__).parent / "conformance"
+STREAMS = sorted(p for p in ROOT.iterdir() if (p / "stream.mvinr").exists())
+NEGATIVE = json.loads((ROOT / "negative" / "expected.json").read_text())
+
+
+def test_there_are_conformance_streams():
+    assert len(STREAMS) >= 9 and len(NEGATIVE) >= 7
+
+
+@pytest.mark.parametrize("folder", STREAMS, ids=lambda p: p.name)
+def test_stream_decodes_to_its_parameter_hash_and_md5s(folder):
+    expected = json.loads((folder / "expected.json").read_text())
+    with Decoder(folder / "stream.mvinr", "cpu", "reference") as dec:
+        assert [s.digest.hex() for s in dec.index.segments] == expected["param_hashes"]
+        for k in range(len(dec.index.segments)):
+            dec.parameters(k)  # checks the SHA-256 of the decoded parameters
+        seq = dec.sequence
+        md5 = [hashlib.md5() for _ in range(seq.views)]
+        for frame in dec.frames():
+            md5[frame.view].update(frame_bytes_of(frame.planes, seq.fmt))
+        assert {output_name(seq, v): m.hexdigest() for v, m in enumerate(md5)} == expected["md5"]
+        assert (seq.views, seq.frames, seq.width, seq.height) == tuple(
+            expected[k] for k in ("views", "frames", "width", "height")
+        )
+
+
+@pytest.mark.parametrize("folder", [STREAMS[0], STREAMS[6]], ids=lambda p: p.name)
+def test_mvdec_check_md5_passes_on_the_reference_streams(folder, tmp_path):
+    r = run_tool("mvdec", folder / "stream.mvinr", "-o", tmp_path, "--check-md5", folder / "md5.txt", "--no-progress")
+    assert r.returncode == 0, r.stderr
+    expected = json.loads((folder / "expected.json").read_text())
+    for name, digest in expected["md5"].items():
+        assert hashlib.md5((tmp_path / name).read_bytes()).hexdigest() == digest
+
+
+def test_mvdec_check_md5_fails_with_exit_code_10(tmp_path):
+    folder = STREAMS[0]
+    wrong = tmp_path / "md5.txt"
+    wrong.write_text((folder / "md5.txt").read_text().replace("a", "b", 1).replace("1", "2", 1))
+    r = run_tool("mvdec", folder / "stream.mvinr", "--check-md5", wrong, "--no-progress")
+    assert r.returncode == 10 and "do not match" in r.stderr
+
+
+@pytest.mark.parametrize("name", sorted(NEGATIVE))
+def test_negative_stream_gives_its_exit_code_and_one_line(name):
+    case = NEGATIVE[name]
+    for cmd in ("mvdec", "mvinfo"):
+        args = ["--md5", "--no-progress"] if cmd == "mvdec" else []
+        r = run_tool(cmd, ROOT / "negative" / f"{name}.mvinr", *args)
+        assert r.returncode == case["exit_code"], (cmd, r.stderr)
+        assert len(r.stderr.strip().splitlines()) == 1 and case["message"] in r.stderr, r.stderr
+        assert "Traceback" not in r.stderr
+
+
+def test_random_access_equals_the_same_frames_of_a_full_decode(tmp_path):
+    folder = ROOT / "c06_two_segments"  # frames 0-2 and 3-4 in two segments
+    full, part = tmp_path / "full", tmp_path / "part"
+    assert run_tool("mvdec", folder / "stream.mvinr", "-o", full, "--no-progress").returncode == 0
+    r = run_tool("mvdec", folder / "stream.mvinr", "-o", part, "--views", "1", "--frames", "2-3", "--no-progress")
+    assert r.returncode == 0, r.stderr
+    name = "v1_texture_64x36_yuv420p.yuv"
+    frame_bytes = 64 * 36 * 3 // 2
+    assert sorted(p.name for p in part.iterdir()) == [name]
+    assert (part / name).read_bytes() == (full / name).read_bytes()[2 * frame_bytes : 4 * frame_bytes]
+
+
+def test_stdout_output_is_one_view_and_pipes(tmp_path):
+    folder = STREAMS[0]
+    out = subprocess.run(
+        [tool("mvdec"), folder / "stream.mvinr", "-o", "-", "--views", "0", "--y4m", "--no-progress"],
+        capture_output=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith(b"YUV4MPEG2 W64 H36 F30:1") and out.stdout.count(b"FRAME\n") == 3
+    two = run_tool("mvdec", folder / "stream.mvinr", "-o", "-", "--no-progress")
+    assert two.returncode == 2 and "one view" in two.stderr
+
+
+def test_mvinfo_json_has_the_documented_keys():
+    r = run_tool("mvinfo", STREAMS[0] / "stream.mvinr", "--json")
+    assert r.returncode == 0, r.stderr
+    info = json.loads(r.stdout)
+    keys = "version views frames width height pix_fmt fps bytes bpp kbps params param_hash coded_bits ideal_bits chunks"
+    assert set(keys.split()) <= set(info)
+    expected = json.loads((STREAMS[0] / "expected.json").read_text())
+    assert info["version"] == "0.1" and info["param_hash"] == expected["param_hashes"][0]
+    assert info["bytes"] == expected["bytes"] == sum(c["bytes"] for c in info["chunks"]) + 12
+    assert abs(info["coded_bits"] / info["ideal_bits"] - 1) < 0.01
+
+
+def test_bad_decoder_options_are_one_line_errors():
+    stream = STREAMS[0] / "stream.mvinr"
+    for args, text in (
+        (["--frames", "2-9", "--md5"], "outside 0-2"),
+        (["--views", "x", "--md5"], "cannot read"),
+        ([], "no output given"),
+    ):
+        r = run_tool("mvdec", stream, *args)
+        assert r.returncode == 2 and text in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+def test_decoder_imports_no_training_code_no_opencv_and_no_pyav():
+    code = (
+        "import sys, mvcodec.cli, mvcodec.decoder, mvcodec.info; "
+        "bad = [m for m in sys.modules if m.startswith(('mvcodec.train', 'mvcodec.encoder', 'cv2', 'av'))]; "
+        "print(bad)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "[]", out.stdout + out.stderr
+
+
+def test_fast_path_equals_reference_on_cpu():
+    with Decoder(STREAMS[0] / "stream.mvinr", "cpu", "fast") as fast, Decoder(STREAMS[0] / "stream.mvinr") as ref:
+        assert not fast.fast  # half precision is a CUDA path; on the CPU "fast" is the reference path
+        for a, b in zip(fast.frames(), ref.frames(), strict=True):
+            assert all(np.array_equal(x, y) for x, y in zip(a.planes, b.planes, strict=True))

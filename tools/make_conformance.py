@@ -1,0 +1,277 @@
+"""Make the conformance streams in tests/conformance/ (run once per format version; the tests never re-encode).
+
+Each positive stream exercises one feature; its directory holds stream.mvinr, md5.txt (per-view MD5 of the
+raw output of the reference decoding path, in md5sum format, for `mvdec --check-md5`) and expected.json
+(the parameter hash of each segment and what the stream holds). The negative streams are damaged copies of
+the first one, each with the exit code mvdec must give.
+
+    python tools/make_conformance.py tests/conformance
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import shutil
+import struct
+import tempfile
+import zlib
+from fractions import Fraction
+from pathlib import Path
+
+import click
+import cv2
+import numpy as np
+import torch
+
+from mvcodec.bitstream import SegmentData, SegmentHeader, SequenceHeader, parameter_hash, write_stream
+from mvcodec.bitstream.syntax import FILE_HEADER_BYTES, SIGNATURE, chunk_bytes
+from mvcodec.bitstream.tensor import MASK_BERNOULLI, MODEL_PER_AXIS, STEP_ROW_COLUMN, CodedTensor
+from mvcodec.color import ColorSpec
+from mvcodec.compress.entropy import gaussian_encode, mask_encode
+from mvcodec.compress.quantize import (
+    decode_tensor,
+    float32_tensor,
+    model_grid,
+    quantize_uniform,
+    step_grid,
+    symbol_range,
+)
+from mvcodec.decoder import Decoder, output_name
+from mvcodec.encoder import plan_segments, segment_source, train_model
+from mvcodec.io import RawWriter, VideoFormat, open_source, pix_fmt
+from mvcodec.io.raw import frame_bytes_of
+from mvcodec.model import ablate, parameter_layout, solve_config
+from mvcodec.train.fit import train_config
+
+SAMPLE = Path(__file__).resolve().parent.parent / "tests" / "data"
+
+
+@dataclasses.dataclass
+class Case:
+    name: str
+    description: str
+    views: int = 2
+    frames: int = 3
+    width: int = 64
+    height: int = 36
+    pix_fmt: str = "yuv420p"
+    params: int = 12_000
+    segment_frames: int | None = None
+    color: ColorSpec = ColorSpec()
+    fps: Fraction = Fraction(30)
+    view_names: tuple[str, ...] | None = None
+    ablation: str | None = None
+    coding_tools: bool = False
+
+
+CASES = [
+    Case("c01_8bit", "8-bit, 2 views x 3 frames, 64x36, 8-bit uniform quantisation (the encoder's default coding)"),
+    Case("c02_10bit", "10-bit (yuv420p10le)", pix_fmt="yuv420p10le"),
+    Case("c03_one_view", "a single view, 4 frames", views=1, frames=4),
+    Case("c04_three_views", "an odd number of views (3)", views=3, frames=2),
+    Case("c05_portrait", "non-16:9 portrait size 48x64", width=48, height=64, frames=2, params=24_000),
+    Case("c06_two_segments", "5 frames in two segments (3 + 2)", frames=5, segment_frames=3, params=24_000),
+    Case(
+        "c07_coding_tools",
+        "12-bit full-range BT.601 centre-sited, 30000/1001 fps, free view names, no integrated grid (c2 = 0); "
+        "tensors coded with float32 biases, row x column steps, a Bernoulli pruning mask and per-axis Gaussians",
+        pix_fmt="yuv420p12le",
+        color=ColorSpec("bt601", True, "center"),
+        fps=Fraction(30000, 1001),
+        view_names=("cam left", "cam-right.2"),
+        ablation="time_view_grid",
+        coding_tools=True,
+    ),
+    Case("c08_16bit_no_time_view", "16-bit, no time/view grids (c1 = 0)", pix_fmt="yuv420p16le", ablation="time_view"),
+]
+
+
+def write_views(case: Case, folder: Path) -> list[Path]:
+    """The bundled sample scaled (area filter) to the case's size and bit depth, as MIV-named files."""
+    src = open_source(sorted(SAMPLE.glob("v*_texture_*.yuv")), frames=case.frames)
+    fmt = VideoFormat(case.width, case.height, pix_fmt(case.pix_fmt), case.fps)
+    scale = 2.0 ** (fmt.bit_depth - src.fmt.bit_depth)
+    paths = []
+    for v in range(case.views):
+        path = folder / f"v{v}_texture_{case.width}x{case.height}_{case.pix_fmt}.yuv"
+        with RawWriter(path, fmt) as w:
+            for planes in src.frames(v):
+                out = []
+                for plane, (h, wd) in zip(planes, fmt.plane_shapes, strict=True):
+                    small = cv2.resize(plane.astype(np.float32) * scale, (wd, h), interpolation=cv2.INTER_AREA)
+                    out.append(np.clip(np.rint(small), 0, fmt.pix_fmt.max_value).astype(fmt.pix_fmt.dtype))
+                w.write(type(planes)(*out))
+        paths.append(path)
+    src.close()
+    return paths
+
+
+def tools_tensor(name: str, w: np.ndarray, prune: float) -> CodedTensor:
+    """A tensor coded with row x column steps, a pruning mask (the smallest |w| dropped) and a Gaussian
+    per output channel: the fields the compression issue fills, exercised here."""
+    w = np.asarray(w, np.float32)
+    rows = np.abs(w.reshape(w.shape[0], -1)).max(axis=1) / 127
+    rows = np.where(rows > 0, rows, 1).astype(np.float32)
+    ratio = np.abs(w) / rows.reshape(-1, *[1] * (w.ndim - 1))
+    cols = np.moveaxis(ratio, 1, 0).reshape(w.shape[1], -1).max(axis=1)
+    cols = np.where(cols > 0, cols, 1).astype(np.float32)
+    t = CodedTensor(name, w.shape, step_mode=STEP_ROW_COLUMN, steps=np.concatenate([rows, cols]))
+    mask = np.abs(w) > np.quantile(np.abs(w), prune)
+    t.mask_mode, t.p_keep = MASK_BERNOULLI, float(np.float32(mask.mean()))
+    t.mask_words = mask_encode(mask, t.p_keep)
+    symbols = np.clip(np.rint(w / step_grid(t)), -127, 127).astype(np.int32)
+    kept = symbols[mask]
+    t.sym_min, t.sym_max = symbol_range(kept)
+    t.model_mode, t.model_axis = MODEL_PER_AXIS, 0
+    t.means = np.zeros(w.shape[0], np.float32)
+    t.stds = np.ones(w.shape[0], np.float32)
+    for i in range(w.shape[0]):
+        row = symbols[i][mask[i]]
+        if row.size:
+            t.means[i], t.stds[i] = row.mean(), max(row.std(), 0.1)
+    means, stds = model_grid(t)
+    t.words = gaussian_encode(kept, t.sym_min, t.sym_max, means[mask], stds[mask])
+    return t
+
+
+def code_model(model, coding_tools: bool) -> tuple[list[CodedTensor], bytes]:
+    state = model.state_dict()
+    tensors = []
+    for name, _ in parameter_layout(model.cfg):
+        w = state[name].detach().float().cpu().numpy()
+        if coding_tools and w.ndim == 1:
+            tensors.append(float32_tensor(name, w))
+        elif coding_tools and name.endswith("conv.weight"):
+            tensors.append(tools_tensor(name, w, prune=0.3))
+        else:
+            tensors.append(quantize_uniform(name, w)[0])
+    return tensors, parameter_hash(decode_tensor(t) for t in tensors)
+
+
+def make_stream(case: Case, out: Path, work: Path) -> None:
+    paths = write_views(case, work)
+    source = open_source(paths, fps=case.fps)
+    if case.view_names:
+        source.view_names = list(case.view_names)
+    tcfg = train_config("fast", epochs=8, motion_weight=0.0, seed=1)
+    segments = []
+    for k, (first, count) in enumerate(plan_segments(case.frames, case.segment_frames)):
+        sub = segment_source(source, first, count)
+        budget = round(case.params * count / case.frames)
+        cfg = solve_config(case.views, count, case.height, case.width, budget)
+        if case.ablation:
+            cfg = ablate(cfg, case.ablation)
+        result = train_model(sub, cfg, tcfg, torch.device("cpu"), work=None, progress=False, log=lambda *_: None)
+        tensors, digest = code_model(result.model, case.coding_tools)
+        segments.append(SegmentData(SegmentHeader(k, first, count), cfg, tensors, digest))
+    seq = SequenceHeader(
+        tuple(source.view_names),
+        case.frames,
+        case.width,
+        case.height,
+        source.fmt.bit_depth,
+        case.color,
+        case.fps,
+        len(segments),
+    )
+    source.close()
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / "stream.mvinr", "wb") as f:
+        write_stream(f, seq, segments, info={"encoder": "tools/make_conformance.py", "case": case.name})
+    record_expected(out, case.description)
+
+
+def record_expected(out: Path, description: str) -> None:
+    """md5.txt and expected.json of a stream, from the reference path of the decoder."""
+    with Decoder(out / "stream.mvinr", "cpu", "reference") as dec:
+        seq = dec.sequence
+        md5 = [hashlib.md5() for _ in range(seq.views)]
+        for frame in dec.frames():
+            md5[frame.view].update(frame_bytes_of(frame.planes, seq.fmt))
+        sums = {output_name(seq, v): m.hexdigest() for v, m in enumerate(md5)}
+        hashes = [s.digest.hex() for s in dec.index.segments]
+        expected = {
+            "description": description,
+            "version": "{}.{}".format(*dec.index.version),
+            "views": seq.views,
+            "frames": seq.frames,
+            "width": seq.width,
+            "height": seq.height,
+            "pix_fmt": seq.pix_fmt.name,
+            "bytes": dec.index.size,
+            "param_hashes": hashes,
+            "md5": sums,
+        }
+    (out / "md5.txt").write_text("".join(f"{d}  {n}\n" for n, d in sums.items()))
+    (out / "expected.json").write_text(json.dumps(expected, indent=2) + "\n")
+    print(f"{out.name}: {expected['bytes']} bytes, {seq.views} views x {seq.frames} frames, {description}")
+
+
+def _chunks(data: bytes) -> list[tuple[int, str, int]]:
+    """(offset, type, payload length) of each chunk of a valid stream."""
+    out, pos = [], FILE_HEADER_BYTES
+    while pos < len(data):
+        length = struct.unpack_from("<I", data, pos)[0]
+        out.append((pos, data[pos + 4 : pos + 8].decode(), length))
+        pos += 12 + length
+    return out
+
+
+def _refit(data: bytes, offset: int, new_payload: bytes) -> bytes:
+    """The stream with the chunk at `offset` given a new payload and a correct CRC."""
+    length = struct.unpack_from("<I", data, offset)[0]
+    ctype = data[offset + 4 : offset + 8].decode()
+    return data[:offset] + chunk_bytes(ctype, new_payload) + data[offset + 12 + length :]
+
+
+def make_negatives(valid: Path, out: Path) -> None:
+    """Damaged copies of a valid stream, each with the exit code and message mvdec must give."""
+    data = valid.read_bytes()
+    chunks = _chunks(data)
+    seqh = next(c for c in chunks if c[1] == "SEQH")
+    tnsr = [c for c in chunks if c[1] == "TNSR"]
+    after_seqh = seqh[0] + 12 + seqh[2]
+    big = max(tnsr, key=lambda c: c[2])
+    flip = big[0] + 8 + big[2] - 3  # inside the range-coded words of the largest tensor
+    seq_payload = bytearray(data[seqh[0] + 8 : seqh[0] + 8 + seqh[2]])
+    seq_payload[10] = 9  # bit depth 9
+    words = bytearray(data[big[0] + 8 : big[0] + 8 + big[2]])
+    words[-3] ^= 0x55
+    cases = {
+        "bad_crc": (data[:flip] + bytes([data[flip] ^ 0x01]) + data[flip + 1 :], 6, "CRC mismatch"),
+        "truncated": (data[: len(data) * 3 // 5], 5, "truncated"),
+        "unknown_critical": (data[:after_seqh] + chunk_bytes("XTRA", b"\x00" * 4) + data[after_seqh:], 7, "XTRA"),
+        "unknown_major": (SIGNATURE + struct.pack("<HH", 9, 0) + data[FILE_HEADER_BYTES:], 4, "version 9.0"),
+        "text_mode": (data.replace(b"\r\n", b"\n"), 3, "text mode"),
+        "bad_field": (_refit(data, seqh[0], bytes(seq_payload)), 8, "bit depth 9"),
+        "hash_mismatch": (_refit(data, big[0], bytes(words)), 9, "SHA-256"),
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    expected = {}
+    for name, (stream, code, message) in cases.items():
+        (out / f"{name}.mvinr").write_bytes(stream)
+        expected[name] = {"exit_code": code, "message": message}
+    (out / "expected.json").write_text(json.dumps(expected, indent=2) + "\n")
+    # an unknown ancillary chunk must be skipped: a positive stream with the valid stream's outputs
+    ok = out.parent / "c09_unknown_ancillary"
+    ok.mkdir(exist_ok=True)
+    (ok / "stream.mvinr").write_bytes(data[:after_seqh] + chunk_bytes("zzzz", b"skip me") + data[after_seqh:])
+    record_expected(ok, "c01 with an unknown ancillary chunk 'zzzz' after SEQH (decoders skip it)")
+    assert zlib.crc32(b"") == 0
+
+
+@click.command()
+@click.argument("dst", type=click.Path(file_okay=False, path_type=Path))
+def main(dst: Path) -> None:
+    if dst.exists():
+        shutil.rmtree(dst)
+    for case in CASES:
+        with tempfile.TemporaryDirectory() as tmp:
+            make_stream(case, dst / case.name, Path(tmp))
+    make_negatives(dst / CASES[0].name / "stream.mvinr", dst / "negative")
+
+
+if __name__ == "__main__":
+    main()
