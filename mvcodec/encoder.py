@@ -65,10 +65,21 @@ class EncodeResult:
 def model_config_for(source: MultiViewSource, quality: int | None, params: int | None) -> ModelConfig:
     """The model size for a source (or one segment of it) from --params, or else from -q."""
     f = source.fmt
-    budget = params or params_for_quality(
-        quality or DEFAULT_QUALITY, source.num_views, source.num_frames, f.width, f.height
-    )
-    return solve_config(source.num_views, source.num_frames, f.height, f.width, budget)
+    if params:
+        return solve_config(source.num_views, source.num_frames, f.height, f.width, params)
+    return config_for_quality(quality or DEFAULT_QUALITY, source.num_views, source.num_frames, f.width, f.height)
+
+
+def config_for_quality(q: int, views: int, frames: int, width: int, height: int) -> ModelConfig:
+    """The model of quality level q; where its budget is below the smallest model for this many views and
+    frames (the grids grow with both), the budget is raised until a model fits."""
+    budget = params_for_quality(q, views, frames, width, height)
+    for _ in range(40):
+        try:
+            return solve_config(views, frames, height, width, budget)
+        except InputError:
+            budget = round(budget * 1.25)
+    raise InputError(f"no model size fits {views} views x {frames} frames at {width}x{height}; use --params")
 
 
 def prepare_checkpoints(checkpoints: list[Path], resume: bool) -> None:
@@ -225,7 +236,12 @@ def encode(source: MultiViewSource, output: Path, opts: EncodeOptions, log=print
     for k, (first, count) in enumerate(plan):
         sub = segment_source(source, first, count)
         budget = round(opts.params * count / source.num_frames) if opts.params else None
-        cfg = model_config_for(sub, opts.quality, budget)
+        try:
+            cfg = model_config_for(sub, opts.quality, budget)
+        except InputError as e:
+            if len(plan) == 1:
+                raise
+            raise InputError(f"segment {k} ({count} frames) gets {budget} of --params {opts.params}: {e}") from None
         if len(plan) > 1:
             log(f"segment {k + 1}/{len(plan)}: frames {first}-{first + count - 1}")
         result = train_model(

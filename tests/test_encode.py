@@ -1,0 +1,51 @@
+"""mvenc end to end: segments, the stream it writes, and the summary measured from the decoded bytes."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+from helpers import SAMPLE_FILES, run_tool
+
+from mvcodec.encoder import config_for_quality, plan_segments, stream_view_names
+from mvcodec.io import open_source
+from mvcodec.metrics import frame_quality, mean_quality
+
+
+def test_segment_plans():
+    assert plan_segments(8, None) == [(0, 8)]
+    assert plan_segments(150, None) == [(0, 75), (75, 75)]
+    assert plan_segments(5, 2) == [(0, 2), (2, 2), (4, 1)]
+
+
+def test_quality_levels_fit_many_frames():
+    cfg = config_for_quality(4, 4, 64, 160, 96)  # the 50k floor is too small for these grids: raised
+    assert cfg.frames == 64 and cfg.params > 50_000
+
+
+def test_view_names_become_file_names():
+    assert stream_view_names(["a/b", "..", "x", "x"]) == ("a_b", "v1", "x", "v3")
+
+
+def test_mvenc_writes_segments_and_reports_the_decoded_quality(tmp_path):
+    out = tmp_path / "s.mvinr"
+    args = [*SAMPLE_FILES[:2], out, "-f", "3", "--params", "80k", "--epochs", "2", "--no-progress"]
+    r = run_tool("mvenc", *args, "--segment-frames", "2", "--stats", tmp_path / "s.json")
+    assert r.returncode == 0, r.stderr
+    assert "bpp" in r.stdout and "kbps" in r.stdout and "segment 2/2" in r.stdout
+    stats = json.loads((tmp_path / "s.json").read_text())
+    for key in ("bytes", "bpp", "kbps", "psnr_y", "psnr_yuv", "ssim", "per_view", "encode_seconds"):
+        assert key in stats
+    assert stats["bytes"] == out.stat().st_size and len(stats["segments"]) == 2
+    assert stats["bpp"] == 8 * stats["bytes"] / (2 * 3 * 160 * 96)
+    assert not list(tmp_path.glob("*.ckpt")) and not list(tmp_path.glob("*.part"))
+
+    info = json.loads(run_tool("mvinfo", out, "--json").stdout)
+    assert len(info["segments"]) == 2 and info["frames"] == 3 and info["hash_ok"]
+    views = tmp_path / "views"
+    assert run_tool("mvdec", out, "-o", views, "--no-progress").returncode == 0
+    src = open_source(SAMPLE_FILES[:2], frames=3)
+    dec = open_source(sorted(views.iterdir()), frames=3)
+    per_view = [mean_quality([frame_quality(src.read(v, t), dec.read(v, t), 10) for t in range(3)]) for v in range(2)]
+    assert np.isclose(mean_quality(per_view)["psnr_yuv"], stats["psnr_yuv"], rtol=0, atol=1e-9)
+    assert [round(q["psnr_y"], 9) for q in per_view] == [round(q["psnr_y"], 9) for q in stats["per_view"]]

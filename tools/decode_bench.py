@@ -1,0 +1,180 @@
+"""Decoding benchmark: frames per second of the decoder, the compute floor, and peak memory vs frame count.
+
+For each size it builds the default-size (-q 4) model for the given views x frames, writes it as a real
+.mvinr stream (weights untrained: speed does not depend on them), then decodes every frame with the
+decoder (network, colour conversion, rounding; outputs are not written to disk) in a fresh process, and
+reports decoded frames/s, frames/s per view (multi-view time instants per second), the network's FLOPs per
+frame against this machine's measured float32 matmul peak, and the process's peak memory.
+
+    python tools/decode_bench.py --sizes 160x96,1280x720 --views 4 --frames 16,64 --json bench/decode_cpu.json
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import click
+import torch
+
+from mvcodec.bitstream import SegmentData, SegmentHeader, SequenceHeader, write_stream
+from mvcodec.color import ColorSpec
+from mvcodec.decoder import Decoder, pick_device
+from mvcodec.encoder import compress_model, config_for_quality
+from mvcodec.model import MVMGINR, ModelConfig
+
+
+def flops_per_frame(cfg: ModelConfig) -> int:
+    """Multiply-adds x 2 of the synthesis net for one output frame (convs at their input resolution, head)."""
+    h, w, c_in, total = cfg.latent_h, cfg.latent_w, cfg.c1 + cfg.c2, 0
+    for s, c_out in zip(cfg.strides, cfg.widths, strict=True):
+        total += 2 * h * w * c_in * c_out * s * s * cfg.kernel**2
+        h, w, c_in = h * s, w * s, c_out
+    return total + 2 * h * w * c_in * 3
+
+
+def matmul_peak(device: torch.device, n: int = 2048, repeat: int = 10) -> float:
+    """Measured float32 matmul throughput in FLOP/s (the machine's practical peak for this dtype)."""
+    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+    a @ b
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    for _ in range(repeat):
+        a @ b
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return 2 * n**3 * repeat / (time.perf_counter() - t0)
+
+
+def make_stream(path: Path, width: int, height: int, views: int, frames: int) -> ModelConfig:
+    cfg = config_for_quality(4, views, frames, width, height)
+    torch.manual_seed(0)
+    tensors, digest = compress_model(MVMGINR(cfg))
+    names = tuple(f"v{i}" for i in range(views))
+    seq = SequenceHeader(names, frames, width, height, 8, ColorSpec(), 30, 1)
+    with open(path, "wb") as f:
+        write_stream(f, seq, [SegmentData(SegmentHeader(0, 0, frames), cfg, tensors, digest)])
+    return cfg
+
+
+def child(stream: Path, device: str, precision: str, batch: int, frames: int) -> dict:
+    """Decode the first `frames` frames of every view once (after a warm-up frame); runs in its own process
+    for a clean peak memory."""
+    dev = pick_device(device)
+    with Decoder(stream, dev, precision, batch) as dec:
+        dec.model(0)
+        next(iter(dec.frames(frames=[0])))
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+        t0 = time.perf_counter()
+        n = sum(1 for _ in dec.frames(frames=range(frames)))
+        seconds = time.perf_counter() - t0
+        gpu_peak = torch.cuda.max_memory_allocated() / 2**20 if dev.type == "cuda" else None
+        views = dec.sequence.views
+    return {
+        "decoded_frames": n,
+        "seconds": seconds,
+        "fps": n / seconds,
+        "fps_per_view": n / seconds / views,
+        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "gpu_peak_mib": gpu_peak,
+        "path": "fast" if dec.fast else "reference",
+    }
+
+
+@click.command()
+@click.option("--sizes", default="160x96,1280x720", show_default=True)
+@click.option("--views", default=4, show_default=True)
+@click.option("--frames", "frame_counts", default="16,64", show_default=True)
+@click.option("--device", default="auto", show_default=True)
+@click.option("--precision", default="auto", show_default=True)
+@click.option("--batch", default=4, show_default=True)
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--child-stream", type=click.Path(path_type=Path), hidden=True)
+@click.option("--child-frames", type=int, hidden=True)
+def main(sizes, views, frame_counts, device, precision, batch, json_path, child_stream, child_frames):
+    """Each size gets one stream of the largest frame count; each run decodes its first N frames per view,
+    so the model is the same and only the number of decoded frames changes."""
+    if child_stream:
+        print(json.dumps(child(child_stream, device, precision, batch, child_frames)))
+        return
+    dev = pick_device(device)
+    peak = matmul_peak(dev)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for size in sizes.split(","):
+            width, height = map(int, size.split("x"))
+            counts = sorted(map(int, frame_counts.split(",")))
+            stream = Path(tmp) / f"{size}.mvinr"
+            cfg = make_stream(stream, width, height, views, counts[-1])
+            for frames in counts:
+                out = subprocess.run(
+                    [
+                        sys.executable,
+                        __file__,
+                        "--child-stream",
+                        str(stream),
+                        "--device",
+                        device,
+                        "--precision",
+                        precision,
+                        "--batch",
+                        str(batch),
+                        "--child-frames",
+                        str(frames),
+                    ],
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                )
+                r = json.loads(out.stdout.strip().splitlines()[-1])
+                flops = flops_per_frame(cfg)
+                r.update(
+                    size=size,
+                    views=views,
+                    frames=frames,
+                    params=cfg.params,
+                    bytes=stream.stat().st_size,
+                    gflops_per_frame=flops / 1e9,
+                    floor_fps=peak / flops,
+                )
+                rows.append(r)
+                click.echo(
+                    f"{size} x{frames}: {r['fps']:.1f} frames/s, {r['fps_per_view']:.1f} per view, "
+                    f"floor {r['floor_fps']:.0f} frames/s, peak RSS {r['peak_rss_mib']:.0f} MiB",
+                    err=True,
+                )
+    machine = {
+        "device": torch.cuda.get_device_name(0) if dev.type == "cuda" else platform.processor() or platform.machine(),
+        "cpu_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "matmul_peak_gflops": peak / 1e9,
+    }
+    click.echo(f"machine: {machine}")
+    click.echo(
+        "| size | decoded frames per view | params | GFLOP/frame | decoded frames/s | frames/s per view | "
+        "compute floor (frames/s) | share of floor | peak RSS (MiB) | peak GPU (MiB) | path |"
+    )
+    click.echo("|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        gpu = f"{r['gpu_peak_mib']:.0f}" if r["gpu_peak_mib"] is not None else "-"
+        click.echo(
+            f"| {r['size']} | {r['frames']} | {r['params']} | {r['gflops_per_frame']:.3f} | {r['fps']:.1f} | "
+            f"{r['fps_per_view']:.1f} | {r['floor_fps']:.0f} | {100 * r['fps'] / r['floor_fps']:.0f}% | "
+            f"{r['peak_rss_mib']:.0f} | {gpu} | {r['path']} |"
+        )
+    if json_path:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps({"machine": machine, "rows": rows}, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
