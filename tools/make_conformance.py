@@ -1,9 +1,10 @@
 """Make the conformance streams in tests/conformance/ (run once per format version; the tests never re-encode).
 
 Each positive stream exercises one feature; its directory holds stream.mvinr, md5.txt (per-view MD5 of the
-raw output of the reference decoding path, in md5sum format, for `mvdec --check-md5`) and expected.json
-(the parameter hash of each segment and what the stream holds). The negative streams are damaged copies of
-the first one, each with the exit code mvdec must give.
+raw output of the reference decoding path, in md5sum format, for `mvdec --check-md5`), expected.json
+(the parameter hash of each segment and what the stream holds) and reference_output.npz (the reference
+path's output planes, so that a platform whose float arithmetic differs can be held to 1 LSB). The
+negative streams are damaged copies of the first one, each with the exit code mvdec must give.
 
     python tools/make_conformance.py tests/conformance
 """
@@ -188,8 +189,11 @@ def record_expected(out: Path, description: str) -> None:
     with Decoder(out / "stream.mvinr", "cpu", "reference") as dec:
         seq = dec.sequence
         md5 = [hashlib.md5() for _ in range(seq.views)]
+        planes: dict[str, np.ndarray] = {}
         for frame in dec.frames():
             md5[frame.view].update(frame_bytes_of(frame.planes, seq.fmt))
+            for name, plane in zip("yuv", frame.planes, strict=True):
+                planes[f"v{frame.view}_f{frame.frame}_{name}"] = plane
         sums = {output_name(seq, v): m.hexdigest() for v, m in enumerate(md5)}
         hashes = [s.digest.hex() for s in dec.index.segments]
         expected = {
@@ -204,6 +208,7 @@ def record_expected(out: Path, description: str) -> None:
             "param_hashes": hashes,
             "md5": sums,
         }
+    np.savez_compressed(out / "reference_output.npz", **planes)  # for the 1-LSB comparison off the reference path
     (out / "md5.txt").write_text("".join(f"{d}  {n}\n" for n, d in sums.items()))
     (out / "expected.json").write_text(json.dumps(expected, indent=2) + "\n")
     print(f"{out.name}: {expected['bytes']} bytes, {seq.views} views x {seq.frames} frames, {description}")
