@@ -17,7 +17,7 @@ from typing import BinaryIO
 import numpy as np
 import torch
 
-from mvcodec.bitstream import SequenceHeader, StreamIndex, parameter_hash, read_index, read_segment_tensors
+from mvcodec.bitstream import CodedTensor, SequenceHeader, StreamIndex, parameter_hash, read_index, read_segment_tensors
 from mvcodec.color import rgb_to_planes
 from mvcodec.compress.quantize import decode_tensor
 from mvcodec.errors import HashMismatch, InputError, InvalidStream
@@ -34,9 +34,8 @@ class DecodedFrame:
     planes: Planes
 
 
-def decode_segment(f: BinaryIO, seg, segment: int) -> list[np.ndarray]:
-    """A segment's tensors decoded to float32 (not yet checked against the hash)."""
-    tensors = read_segment_tensors(f, seg)
+def decode_tensors(tensors: list[CodedTensor], segment: int) -> list[np.ndarray]:
+    """A segment's coded tensors decoded to float32 (not yet checked against the hash)."""
     try:
         return [decode_tensor(t) for t in tensors]
     except BaseException as e:  # the fields were validated; this is the last line of defence around constriction
@@ -91,7 +90,7 @@ class Decoder:
     def parameters(self, segment: int) -> list[np.ndarray]:
         """A segment's dequantised float32 tensors in stream order, checked against its SHA-256."""
         seg = self.index.segments[segment]
-        arrays = decode_segment(self.f, seg, segment)
+        arrays = decode_tensors(read_segment_tensors(self.f, seg), segment)
         if parameter_hash(arrays) != seg.digest:
             raise HashMismatch(
                 f"segment {segment}: decoded parameters do not match the stream's SHA-256 (the file is damaged)"

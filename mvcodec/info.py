@@ -10,7 +10,7 @@ from mvcodec.bitstream import parameter_hash, read_index, read_segment_tensors
 from mvcodec.bitstream.syntax import CHUNK_OVERHEAD, FILE_HEADER_BYTES
 from mvcodec.bitstream.tensor import CODING_FLOAT32, CodedTensor
 from mvcodec.compress.quantize import ideal_bits
-from mvcodec.decoder import decode_segment
+from mvcodec.decoder import decode_tensors
 from mvcodec.io.formats import format_fps
 from mvcodec.metrics import bits_per_pixel, kbps
 
@@ -30,7 +30,7 @@ def stream_report(path: Path) -> dict:
         segments = []
         for k, seg in enumerate(index.segments):
             tensors = read_segment_tensors(f, seg)
-            arrays = decode_segment(f, seg, k)
+            arrays = decode_tensors(tensors, k)
             ideal = [ideal_bits(t) for t in tensors]
             digest = parameter_hash(arrays)
             segments.append(
