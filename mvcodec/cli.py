@@ -104,12 +104,23 @@ def write_json(path: Path, record: dict) -> None:
     default="medium",
     show_default=True,
     metavar="NAME",
-    help="Training length: fast (30 epochs), medium (100), paper (300, as published), slow (600).",
+    help="Training length: fast (30 + 10 epochs), medium (100 + 35), paper (300 + 100, as published), "
+    "slow (600 + 200); the second figure is fine-tuning after pruning plus QAT.",
 )
 @click.option(
     "-q", "--quality", type=int, metavar="1-8", help="Quality level: model size doubles per level (default 4)."
 )
 @click.option("--params", metavar="N", help="Model size in parameters (250k, 1.5M); overrides -q.")
+@click.option(
+    "--bpp", type=float, metavar="X", help="Rate control: make the file X bits per pixel (all views); overrides -q."
+)
+@click.option(
+    "-b", "--bitrate", type=float, metavar="KBPS", help="Rate control: kbit/s over all views at the input's fps."
+)
+@click.option("--sparsity", type=float, help="Fraction of the conv weights pruned (default 0.4).")
+@click.option("--lambda", "rate_lambda", type=float, help="Rate-distortion trade-off of QAT: L = R + lambda D.")
+@click.option("--prune-epochs", type=int, help="Fine-tuning epochs after pruning (preset: 3/10/25/50).")
+@click.option("--qat-epochs", type=int, help="Quantisation-aware training epochs (preset: 7/25/75/150).")
 @click.option("--epochs", type=int, help="Override the preset's number of epochs.")
 @click.option("--batch-size", type=int, help="Frames per training step (default 2).")
 @click.option("--lr", type=float, help="Peak learning rate (default 2e-3).")
@@ -154,6 +165,12 @@ def mvenc(
     preset,
     quality,
     params,
+    bpp,
+    bitrate,
+    sparsity,
+    rate_lambda,
+    prune_epochs,
+    qat_epochs,
     epochs,
     batch_size,
     lr,
@@ -189,6 +206,7 @@ def mvenc(
         if output is None:
             raise InputError("no output given; end the command with OUT.mvinr (or pass -o OUT.mvinr)")
         from mvcodec import encoder
+        from mvcodec.train.compress import compress_config
         from mvcodec.train.fit import train_config
 
         tcfg = train_config(
@@ -205,11 +223,21 @@ def mvenc(
             raise InputError("--epochs, --batch-size and --checkpoint-every must be 1 or more")
         if quality is not None:
             encoder.params_for_quality(quality, 1, 1, 2, 2)  # checks the level before any work
+        target_bpp = encoder.target_bpp_of(source, bpp, bitrate)
+        ccfg = compress_config(
+            preset,
+            sparsity=sparsity,
+            rate_lambda=rate_lambda if rate_lambda is not None else encoder.lambda_for_quality(quality),
+            prune_epochs=prune_epochs,
+            qat_epochs=qat_epochs,
+        )
         opts = encoder.EncodeOptions(
             tcfg,
             encoder.pick_device(device),
+            ccfg=ccfg,
             quality=quality,
             params=encoder.parse_params(params) if params else None,
+            target_bpp=target_bpp,
             segment_frames=segment_frames,
             resume=resume,
             progress=not no_progress,
@@ -220,7 +248,8 @@ def mvenc(
         for line in source.summary_lines():
             click.echo(line)
         click.echo(
-            f"training: preset {preset}, {tcfg.epochs} epochs, batch {tcfg.batch_size}, lr {tcfg.lr:g}, "
+            f"training: preset {preset}, {tcfg.epochs} + {ccfg.prune_epochs} + {ccfg.qat_epochs} epochs (fit, "
+            f"fine-tuning after {ccfg.sparsity:.0%} pruning, QAT), batch {tcfg.batch_size}, lr {tcfg.lr:g}, "
             f"device {opts.device}, seed {tcfg.seed}"
         )
         try:

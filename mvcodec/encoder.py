@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import math
 import re
 import sys
@@ -9,20 +10,27 @@ import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from mvcodec import __version__
 from mvcodec.bitstream import SegmentData, SegmentHeader, SequenceHeader, parameter_hash, write_stream
-from mvcodec.bitstream.tensor import CodedTensor
+from mvcodec.bitstream.syntax import CHUNK_OVERHEAD
 from mvcodec.color import ColorSpec
-from mvcodec.compress.quantize import quantize_uniform
 from mvcodec.decoder import Decoder, pick_device  # noqa: F401  (mvenc's --device)
 from mvcodec.errors import InputError
 from mvcodec.fsutil import atomic_write
 from mvcodec.io import MultiViewSource
 from mvcodec.metrics import bits_per_pixel, frame_quality, kbps, mean_quality
-from mvcodec.model import MVMGINR, ModelConfig, format_split, parameter_layout, solve_config
+from mvcodec.model import MVMGINR, ModelConfig, format_split, solve_config
 from mvcodec.progress import Progress
+from mvcodec.train.compress import (
+    CompressConfig,
+    CompressibleMVMGINR,
+    ExportedTensor,
+    export_tensors,
+    prune_masks,
+)
 from mvcodec.train.fit import FrameStore, TrainConfig, evaluate, fit, read_checkpoint
 from mvcodec.train.motion import motion_masks, source_fingerprint
 
@@ -60,20 +68,62 @@ class EncodeResult:
     mask_seconds: float
     frames_per_second: float
     device: str
+    store: FrameStore | None = None
+    masks: np.ndarray | None = None
+    fingerprint: str = ""
 
 
-def model_config_for(source: MultiViewSource, quality: int | None, params: int | None) -> ModelConfig:
-    """The model size for a source (or one segment of it) from --params, or else from -q."""
+BITS_PER_PARAM = 3.0  # file bits per model parameter after the default compression (measured: BENCHMARKS.md)
+
+
+LAMBDA_AT_4 = 8.0  # QAT's rate-distortion weight at -q 4 (R in bits per pixel); it doubles per level
+
+
+def lambda_for_quality(q: int | None) -> float:
+    """lambda of L = R + lambda * D for quality level q (default 4)."""
+    return LAMBDA_AT_4 * 2.0 ** ((q or DEFAULT_QUALITY) - DEFAULT_QUALITY)
+
+
+def target_bpp_of(source: MultiViewSource, bpp: float | None, kbps_: float | None) -> float | None:
+    """The rate to reach in bits per pixel, from --bpp or from -b/--bitrate (kbit/s at the source's fps)."""
+    if bpp is not None and kbps_ is not None:
+        raise InputError("give either --bpp or -b/--bitrate, not both")
+    if kbps_ is not None:
+        if not kbps_ > 0:
+            raise InputError(f"-b/--bitrate must be positive, got {kbps_}")
+        f = source.fmt
+        return kbps_ * 1000 / (float(f.fps) * source.num_views * f.width * f.height)
+    if bpp is not None and not bpp > 0:
+        raise InputError(f"--bpp must be positive, got {bpp}")
+    return bpp
+
+
+def params_for_bytes(target_bytes: int, ccfg: CompressConfig) -> int:
+    """Model size whose compressed stream is expected to take target_bytes."""
+    return max(round(target_bytes * 8 / BITS_PER_PARAM), 1000)
+
+
+def model_config_for(
+    source: MultiViewSource, quality: int | None, params: int | None, at_least: bool = False
+) -> ModelConfig:
+    """The model size for a source (or one segment of it) from --params (at_least: or the smallest model
+    above them, for rate control), or else from -q."""
     f = source.fmt
+    if params and at_least:
+        return config_at_least(params, source.num_views, source.num_frames, f.width, f.height)
     if params:
         return solve_config(source.num_views, source.num_frames, f.height, f.width, params)
     return config_for_quality(quality or DEFAULT_QUALITY, source.num_views, source.num_frames, f.width, f.height)
 
 
 def config_for_quality(q: int, views: int, frames: int, width: int, height: int) -> ModelConfig:
-    """The model of quality level q; where its budget is below the smallest model for this many views and
-    frames (the grids grow with both), the budget is raised until a model fits."""
-    budget = params_for_quality(q, views, frames, width, height)
+    """The model of quality level q."""
+    return config_at_least(params_for_quality(q, views, frames, width, height), views, frames, width, height)
+
+
+def config_at_least(budget: int, views: int, frames: int, width: int, height: int) -> ModelConfig:
+    """The model of a budget; where the budget is below the smallest model for this many views and frames
+    (the grids grow with both), the budget is raised until a model fits."""
     for _ in range(40):
         try:
             return solve_config(views, frames, height, width, budget)
@@ -141,7 +191,82 @@ def train_model(
         progress=progress,
     )
     quality = evaluate(result.model, store)
-    return EncodeResult(result.model, quality, result.seconds, mask_seconds, result.frames_per_second, str(device))
+    return EncodeResult(
+        result.model,
+        quality,
+        result.seconds,
+        mask_seconds,
+        result.frames_per_second,
+        str(device),
+        store,
+        masks,
+        fingerprint,
+    )
+
+
+def stage_checkpoints(prefix: str) -> list[Path]:
+    """The checkpoint of each stage of one segment's encode: fit, prune + fine-tune, QAT."""
+    return [Path(f"{prefix}{suffix}") for suffix in (".ckpt", ".prune.ckpt", ".qat.ckpt")]
+
+
+def compress_stages(
+    result: EncodeResult,
+    tcfg: TrainConfig,
+    ccfg: CompressConfig,
+    *,
+    work: str | None,
+    progress: bool = True,
+    log=print,
+) -> CompressibleMVMGINR:
+    """Stages 2 and 3 on a fitted model: prune + fine-tune, then QAT with the rate term; each resumable
+    from its checkpoint. Returns the quantising model, ready for export."""
+    _, prune_ckpt, qat_ckpt = stage_checkpoints(work) if work else (None, None, None)
+    fingerprint = result.fingerprint
+    pruned = CompressibleMVMGINR(result.model, prune_masks(result.model, ccfg.sparsity))
+    kept = sum(int(m.sum()) for m in pruned.buffers())
+    total = sum(m.numel() for m in pruned.buffers())
+    log(f"pruning: {ccfg.sparsity:.0%} of the conv weights ({total - kept} of {total}), {ccfg.prune_epochs} epochs")
+    stage2 = replace(tcfg, epochs=ccfg.prune_epochs, lr=tcfg.lr * ccfg.prune_lr, warmup=0.0)
+    tag = {"stage": "prune", "sparsity": ccfg.sparsity}
+    if ccfg.prune_epochs:
+        fit(
+            pruned,
+            result.store,
+            result.masks,
+            stage2,
+            checkpoint=prune_ckpt,
+            resume=True,
+            fingerprint=fingerprint,
+            progress=progress,
+            tag=tag,
+            label="fine-tuning",
+        )
+    quantised = CompressibleMVMGINR(pruned.base, pruned.masks(), quantise=True)
+    quantised.noise_seed = tcfg.seed
+    stage3 = replace(
+        tcfg,
+        epochs=ccfg.qat_epochs,
+        lr=tcfg.lr * ccfg.qat_lr,
+        warmup=0.0,
+        rate_weight=1.0 / ccfg.rate_lambda,
+        step_lr=tcfg.lr * ccfg.step_lr,
+    )
+    log(f"quantisation-aware training: {ccfg.qat_epochs} epochs, lambda {ccfg.rate_lambda:g}")
+    if ccfg.qat_epochs:
+        fit(
+            quantised,
+            result.store,
+            result.masks,
+            stage3,
+            checkpoint=qat_ckpt,
+            resume=True,
+            fingerprint=fingerprint,
+            progress=progress,
+            tag={**tag, "stage": "qat", "lambda": ccfg.rate_lambda},
+            label="QAT",
+        )
+    quantised.train(False)
+    return quantised
 
 
 def quality_table(source: MultiViewSource, quality: dict) -> list[str]:
@@ -184,16 +309,36 @@ def stream_view_names(names: list[str]) -> tuple[str, ...]:
     return tuple(out)
 
 
-def compress_model(model: MVMGINR) -> tuple[list[CodedTensor], bytes]:
-    """The network's tensors quantised (8 bit, a step per channel) and range-coded, and the SHA-256 of the
-    dequantised parameters the decoder will rebuild."""
-    state = model.state_dict()
-    tensors, arrays = [], []
-    for name, _ in parameter_layout(model.cfg):
-        t, values = quantize_uniform(name, state[name].detach().float().cpu().numpy())
-        tensors.append(t)
-        arrays.append(values)
-    return tensors, parameter_hash(arrays)
+def tensor_bytes(exported: list[ExportedTensor]) -> int:
+    """Bytes the tensors take in the stream (TNSR chunks with their length, type and CRC)."""
+    return sum(len(e.tensor.to_bytes()) + CHUNK_OVERHEAD for e in exported)
+
+
+MIN_LOG2_SCALE, MAX_LOG2_SCALE = -6.0, 12.0  # rate control: steps from 1/64 to 4096 times the trained ones
+
+
+def export_for_target(model: CompressibleMVMGINR, target: int | None) -> tuple[list[ExportedTensor], float]:
+    """The model's coded tensors and the step scale used: the trained steps (scale 1) without a target;
+    with one, the scale 2^k that brings the tensors' bytes closest to the target without exceeding it
+    (bisection on k; the size falls as the steps grow)."""
+    exported = export_tensors(model)
+    if target is None:
+        return exported, 1.0
+    lo, hi = MIN_LOG2_SCALE, MAX_LOG2_SCALE
+    best = export_tensors(model, 2.0**lo)
+    if tensor_bytes(best) <= target:
+        return best, 2.0**lo
+    best = export_tensors(model, 2.0**hi)
+    if tensor_bytes(best) > target:
+        return best, 2.0**hi
+    for _ in range(14):
+        mid = (lo + hi) / 2
+        trial = export_tensors(model, 2.0**mid)
+        if tensor_bytes(trial) <= target:
+            hi, best = mid, trial
+        else:
+            lo = mid
+    return best, 2.0**hi
 
 
 def measure_stream(path: Path, source: MultiViewSource, device: torch.device, progress: bool = True) -> dict:
@@ -217,8 +362,10 @@ class EncodeOptions:
 
     tcfg: TrainConfig
     device: torch.device
+    ccfg: CompressConfig = CompressConfig()
     quality: int | None = None
     params: int | None = None
+    target_bpp: float | None = None  # rate control: the file size to reach, in bits per pixel
     segment_frames: int | None = None
     resume: bool = False
     progress: bool = True
@@ -229,26 +376,33 @@ class EncodeOptions:
 def encode(source: MultiViewSource, output: Path, opts: EncodeOptions, log=print) -> dict:
     """Encode a source to `output` (.mvinr, written atomically), decode it back and return the summary record."""
     started = time.monotonic()
+    f = source.fmt
     plan = plan_segments(source.num_frames, opts.segment_frames)
     prefixes = [str(output)] if len(plan) == 1 else [f"{output}.s{k}" for k in range(len(plan))]
-    prepare_checkpoints([Path(f"{p}.ckpt") for p in prefixes], opts.resume)
-    segments, results, configs = [], [], []
+    prepare_checkpoints([c for p in prefixes for c in stage_checkpoints(p)], opts.resume)
+    params, ccfg = opts.params, opts.ccfg
+    target_bytes = None
+    if opts.target_bpp is not None:
+        target_bytes = int(opts.target_bpp * source.num_views * source.num_frames * f.width * f.height / 8)
+        params = params or params_for_bytes(target_bytes, ccfg)
+        log(f"rate control: target {target_bytes} bytes ({opts.target_bpp:g} bpp), model of {params} parameters")
+    models, results, configs = [], [], []
     for k, (first, count) in enumerate(plan):
         sub = segment_source(source, first, count)
-        budget = round(opts.params * count / source.num_frames) if opts.params else None
+        budget = round(params * count / source.num_frames) if params else None
         try:
-            cfg = model_config_for(sub, opts.quality, budget)
+            cfg = model_config_for(sub, opts.quality, budget, at_least=opts.params is None)
         except InputError as e:
             if len(plan) == 1:
                 raise
-            raise InputError(f"segment {k} ({count} frames) gets {budget} of --params {opts.params}: {e}") from None
+            raise InputError(f"segment {k} ({count} frames) gets {budget} of --params {params}: {e}") from None
         if len(plan) > 1:
             log(f"segment {k + 1}/{len(plan)}: frames {first}-{first + count - 1}")
         result = train_model(
             sub, cfg, opts.tcfg, opts.device, work=prefixes[k], resume=True, progress=opts.progress, log=log
         )
-        tensors, digest = compress_model(result.model)
-        segments.append(SegmentData(SegmentHeader(k, first, count), cfg, tensors, digest))
+        models.append(compress_stages(result, opts.tcfg, ccfg, work=prefixes[k], progress=opts.progress, log=log))
+        result.store = result.masks = None  # the frames are no longer needed
         results.append(result)
         configs.append(cfg)
     train_seconds = sum(r.train_seconds for r in results)
@@ -266,20 +420,29 @@ def encode(source: MultiViewSource, output: Path, opts: EncodeOptions, log=print
         "encoder": f"mvcodec {__version__}",
         "command": opts.command,
         "train": asdict(opts.tcfg),
+        "compress": asdict(ccfg),
+        "target_bpp": opts.target_bpp,
         "device": str(opts.device),
         "train_seconds": round(train_seconds, 3),
         "python": sys.version.split()[0],
         "torch": torch.__version__,
     }
-    with atomic_write(output) as f:
-        size = write_stream(f, seq, segments, info)
+    exported = [export_tensors(m) for m in models]
+    scales = [1.0] * len(models)
+    if target_bytes is not None:
+        overhead = stream_size(seq, plan, configs, exported, info) - sum(tensor_bytes(e) for e in exported)
+        for k, (model, (_, count)) in enumerate(zip(models, plan, strict=True)):
+            share = int((target_bytes - overhead) * count / source.num_frames)
+            exported[k], scales[k] = export_for_target(model, share)
+    segments = segment_data(plan, configs, exported)
+    with atomic_write(output) as out:
+        size = write_stream(out, seq, segments, info)
     quality = measure_stream(output, source, opts.device, opts.progress)
     if not opts.keep_checkpoints:
         for p in prefixes:
-            for suffix in (".ckpt", ".motion.npz"):
-                Path(p + suffix).unlink(missing_ok=True)
+            for path in [*stage_checkpoints(p), Path(p + ".motion.npz")]:
+                path.unlink(missing_ok=True)
     unquantised = sum(r.quality["psnr_yuv"] * n for r, (_, n) in zip(results, plan, strict=True)) / source.num_frames
-    f = source.fmt
     return {
         **source.describe(),
         "bytes": size,
@@ -292,6 +455,10 @@ def encode(source: MultiViewSource, output: Path, opts: EncodeOptions, log=print
             {"first_frame": a, "frames": b, "params": c.params} for (a, b), c in zip(plan, configs, strict=True)
         ],
         "params": sum(c.params for c in configs),
+        "sparsity": ccfg.sparsity,
+        "rate_lambda": ccfg.rate_lambda,
+        "target_bpp": opts.target_bpp,
+        "step_scale": scales,
         "epochs": opts.tcfg.epochs,
         "train_seconds": train_seconds,
         "train_fps": sum(r.frames_per_second for r in results) / len(results),
@@ -299,6 +466,19 @@ def encode(source: MultiViewSource, output: Path, opts: EncodeOptions, log=print
         "encode_seconds": time.monotonic() - started,
         "device": str(opts.device),
     }
+
+
+def segment_data(plan, configs, exported) -> list[SegmentData]:
+    return [
+        SegmentData(SegmentHeader(k, first, count), cfg, [e.tensor for e in ex], parameter_hash([e.values for e in ex]))
+        for k, ((first, count), cfg, ex) in enumerate(zip(plan, configs, exported, strict=True))
+    ]
+
+
+def stream_size(seq, plan, configs, exported, info) -> int:
+    """Size in bytes of the stream these segments make."""
+    buf = io.BytesIO()
+    return write_stream(buf, seq, segment_data(plan, configs, exported), info)
 
 
 def summary_lines(source: MultiViewSource, record: dict, output: Path) -> list[str]:

@@ -54,7 +54,8 @@ def tiny_stream(seed: int = 0, info: dict | None = None) -> tuple[bytes, MVMGINR
     model = MVMGINR(cfg)
     tensors, arrays = [], []
     for name, _ in parameter_layout(cfg):
-        t, values = quantize_uniform(name, model.state_dict()[name].numpy())
+        e = quantize_uniform(name, model.state_dict()[name].numpy())
+        t, values = e.tensor, e.values
         tensors.append(t)
         arrays.append(values)
     buf = io.BytesIO()
@@ -76,7 +77,8 @@ def test_architecture_round_trip_and_checks():
 
 def test_quantised_tensor_round_trip_is_exact_and_close_to_the_weights():
     w = np.random.default_rng(0).normal(0, 0.1, (8, 4, 3, 3)).astype(np.float32)
-    t, values = quantize_uniform("blocks.0.conv.weight", w)
+    e = quantize_uniform("blocks.0.conv.weight", w)
+    t, values = e.tensor, e.values
     parsed = CodedTensor.parse(t.to_bytes())
     decoded = decode_tensor(parsed)
     assert decoded.dtype == np.float32 and np.array_equal(decoded, values)
@@ -117,7 +119,7 @@ def test_stream_decodes_to_the_encoders_parameters_and_hash():
     data, model, arrays = tiny_stream(info={"encoder": "test"})
     f = io.BytesIO(data)
     index = read_index(f)
-    assert index.sequence == SEQ and index.version == (0, 1) and index.info == {"encoder": "test"}
+    assert index.sequence == SEQ and index.version == (1, 0) and index.info == {"encoder": "test"}
     tensors = read_segment_tensors(f, index.segments[0])
     decoded = [decode_tensor(t) for t in tensors]
     assert all(np.array_equal(a, b) for a, b in zip(decoded, arrays, strict=True))
@@ -133,7 +135,7 @@ def test_signature_version_and_framing_errors():
     with pytest.raises(NotAStream, match="empty"):
         read_file_header(io.BytesIO(b""))
     with pytest.raises(UnsupportedVersion):
-        read_file_header(io.BytesIO(file_header((1, 0))))
+        read_file_header(io.BytesIO(file_header((2, 0))))
     with pytest.raises(TruncatedStream):
         read_index(io.BytesIO(data[:-1]))
     broken = bytearray(data)

@@ -125,7 +125,7 @@ def test_mvinfo_json_has_the_documented_keys():
     keys = "version views frames width height pix_fmt fps bytes bpp kbps params param_hash coded_bits ideal_bits chunks"
     assert set(keys.split()) <= set(info)
     expected = json.loads((STREAMS[0] / "expected.json").read_text())
-    assert info["version"] == "0.1" and info["param_hash"] == expected["param_hashes"][0]
+    assert info["version"] == "1.0" and info["param_hash"] == expected["param_hashes"][0]
     assert info["bytes"] == expected["bytes"] == sum(c["bytes"] for c in info["chunks"]) + 12
     assert abs(info["coded_bits"] / info["ideal_bits"] - 1) < 0.01
 

@@ -23,11 +23,12 @@ from pathlib import Path
 import click
 import torch
 
-from mvcodec.bitstream import SegmentData, SegmentHeader, SequenceHeader, write_stream
+from mvcodec.bitstream import SegmentData, SegmentHeader, SequenceHeader, parameter_hash, write_stream
 from mvcodec.color import ColorSpec
 from mvcodec.decoder import Decoder, pick_device
-from mvcodec.encoder import compress_model, config_for_quality
+from mvcodec.encoder import config_for_quality
 from mvcodec.model import MVMGINR, ModelConfig
+from mvcodec.train.compress import CompressibleMVMGINR, export_tensors, prune_masks
 
 
 def flops_per_frame(cfg: ModelConfig) -> int:
@@ -56,7 +57,9 @@ def matmul_peak(device: torch.device, n: int = 2048, repeat: int = 10) -> float:
 def make_stream(path: Path, width: int, height: int, views: int, frames: int) -> ModelConfig:
     cfg = config_for_quality(4, views, frames, width, height)
     torch.manual_seed(0)
-    tensors, digest = compress_model(MVMGINR(cfg))
+    model = MVMGINR(cfg)
+    exported = export_tensors(CompressibleMVMGINR(model, prune_masks(model, 0.4), quantise=True))  # as mvenc codes
+    tensors, digest = [e.tensor for e in exported], parameter_hash([e.values for e in exported])
     names = tuple(f"v{i}" for i in range(views))
     seq = SequenceHeader(names, frames, width, height, 8, ColorSpec(), 30, 1)
     with open(path, "wb") as f:

@@ -40,10 +40,11 @@ from mvcodec.compress.quantize import (
     symbol_range,
 )
 from mvcodec.decoder import Decoder, output_name
-from mvcodec.encoder import plan_segments, segment_source, train_model
+from mvcodec.encoder import compress_stages, plan_segments, segment_source, train_model
 from mvcodec.io import RawWriter, VideoFormat, open_source, pix_fmt
 from mvcodec.io.raw import frame_bytes_of
 from mvcodec.model import ablate, parameter_layout, solve_config
+from mvcodec.train.compress import CompressConfig, export_tensors
 from mvcodec.train.fit import train_config
 
 SAMPLE = Path(__file__).resolve().parent.parent / "tests" / "data"
@@ -64,11 +65,15 @@ class Case:
     fps: Fraction = Fraction(30)
     view_names: tuple[str, ...] | None = None
     ablation: str | None = None
-    coding_tools: bool = False
+    coding: str = "pipeline"  # pipeline (mvenc's: pruning, learned bfloat16 steps, QAT), uniform8, tools
 
 
 CASES = [
-    Case("c01_8bit", "8-bit, 2 views x 3 frames, 64x36, 8-bit uniform quantisation (the encoder's default coding)"),
+    Case(
+        "c01_8bit",
+        "8-bit, 2 views x 3 frames, 64x36; mvenc's coding: 40% pruning (Bernoulli masks), learned bfloat16 row x "
+        "column / per-channel steps after QAT, per-channel Gaussians",
+    ),
     Case("c02_10bit", "10-bit (yuv420p10le)", pix_fmt="yuv420p10le"),
     Case("c03_one_view", "a single view, 4 frames", views=1, frames=4),
     Case("c04_three_views", "an odd number of views (3)", views=3, frames=2),
@@ -83,9 +88,14 @@ CASES = [
         fps=Fraction(30000, 1001),
         view_names=("cam left", "cam-right.2"),
         ablation="time_view_grid",
-        coding_tools=True,
+        coding="tools",
     ),
     Case("c08_16bit_no_time_view", "16-bit, no time/view grids (c1 = 0)", pix_fmt="yuv420p16le", ablation="time_view"),
+    Case(
+        "c10_uniform8",
+        "8-bit uniform quantisation with a float32 step per channel and one Gaussian per tensor, no pruning",
+        coding="uniform8",
+    ),
 ]
 
 
@@ -137,17 +147,22 @@ def tools_tensor(name: str, w: np.ndarray, prune: float) -> CodedTensor:
     return t
 
 
-def code_model(model, coding_tools: bool) -> tuple[list[CodedTensor], bytes]:
-    state = model.state_dict()
+def code_model(result, tcfg, coding: str) -> tuple[list[CodedTensor], bytes]:
+    if coding == "pipeline":
+        ccfg = CompressConfig(prune_epochs=2, qat_epochs=4)
+        model = compress_stages(result, tcfg, ccfg, work=None, progress=False, log=lambda *_: None)
+        exported = export_tensors(model)
+        return [e.tensor for e in exported], parameter_hash([e.values for e in exported])
+    state = result.model.state_dict()
     tensors = []
-    for name, _ in parameter_layout(model.cfg):
+    for name, _ in parameter_layout(result.model.cfg):
         w = state[name].detach().float().cpu().numpy()
-        if coding_tools and w.ndim == 1:
+        if coding == "tools" and w.ndim == 1:
             tensors.append(float32_tensor(name, w))
-        elif coding_tools and name.endswith("conv.weight"):
+        elif coding == "tools" and name.endswith("conv.weight"):
             tensors.append(tools_tensor(name, w, prune=0.3))
         else:
-            tensors.append(quantize_uniform(name, w)[0])
+            tensors.append(quantize_uniform(name, w).tensor)
     return tensors, parameter_hash(decode_tensor(t) for t in tensors)
 
 
@@ -165,7 +180,7 @@ def make_stream(case: Case, out: Path, work: Path) -> None:
         if case.ablation:
             cfg = ablate(cfg, case.ablation)
         result = train_model(sub, cfg, tcfg, torch.device("cpu"), work=None, progress=False, log=lambda *_: None)
-        tensors, digest = code_model(result.model, case.coding_tools)
+        tensors, digest = code_model(result, tcfg, case.coding)
         segments.append(SegmentData(SegmentHeader(k, first, count), cfg, tensors, digest))
     seq = SequenceHeader(
         tuple(source.view_names),

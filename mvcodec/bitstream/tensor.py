@@ -20,6 +20,20 @@ CODING_FLOAT32, CODING_QUANTISED = 0, 1
 STEP_SCALAR, STEP_PER_AXIS, STEP_ROW_COLUMN = 0, 1, 2
 MASK_NONE, MASK_BERNOULLI = 0, 1
 MODEL_SCALAR, MODEL_PER_AXIS = 0, 1
+STEPS_FLOAT32, STEPS_BFLOAT16 = 0, 1
+
+
+def bfloat16_bits(values: np.ndarray) -> np.ndarray:
+    """The upper 16 bits of float32 values that bfloat16 represents exactly (ValueError otherwise)."""
+    bits = np.ascontiguousarray(values, np.float32).view(np.uint32)
+    if (bits & 0xFFFF).any():
+        raise ValueError("steps are not bfloat16 values")
+    return (bits >> 16).astype(np.uint16)
+
+
+def from_bfloat16_bits(bits: np.ndarray) -> np.ndarray:
+    """float32 values of bfloat16 bit patterns (exact)."""
+    return (bits.astype(np.uint32) << 16).view(np.float32)
 
 
 @dataclass
@@ -32,6 +46,7 @@ class CodedTensor:
     values: np.ndarray | None = None  # coding 0: float32 values in C order
     step_mode: int = STEP_SCALAR
     step_axis: int = 0
+    step_format: int = STEPS_FLOAT32  # how the steps are stored: float32, or bfloat16 (their upper 16 bits)
     steps: np.ndarray | None = None  # float32; step_mode 2: the row steps then the column steps
     mask_mode: int = MASK_NONE
     p_keep: float = 1.0  # float32 probability that a weight is kept (mask_mode 1)
@@ -70,8 +85,12 @@ class CodedTensor:
             return w.bytes()
         w.u8(self.step_mode)
         w.u8(self.step_axis)
+        w.u8(self.step_format)
         w.u32(len(self.steps))
-        w.array(self.steps, "<f4")
+        if self.step_format == STEPS_BFLOAT16:
+            w.array(bfloat16_bits(self.steps), "<u2")
+        else:
+            w.array(self.steps, "<f4")
         w.u8(self.mask_mode)
         if self.mask_mode == MASK_BERNOULLI:
             w.array(np.float32(self.p_keep), "<f4")
@@ -110,9 +129,11 @@ class CodedTensor:
         r.check(t.step_mode in (STEP_SCALAR, STEP_PER_AXIS, STEP_ROW_COLUMN), f"step mode {t.step_mode}")
         r.check(t.step_axis < ndim, f"step axis {t.step_axis} of a {ndim}-d tensor")
         r.check(t.step_mode != STEP_ROW_COLUMN or ndim >= 2, "row/column steps on a 1-d tensor")
+        t.step_format = r.u8()
+        r.check(t.step_format in (STEPS_FLOAT32, STEPS_BFLOAT16), f"step format {t.step_format}")
         n = r.u32()
         r.check(n == t.group_count(t.step_mode, t.step_axis), f"{n} steps where the mode implies another count")
-        t.steps = r.array("<f4", n)
+        t.steps = from_bfloat16_bits(r.array("<u2", n)) if t.step_format else r.array("<f4", n)
         r.check(bool(((t.steps >= STEP_RANGE[0]) & (t.steps <= STEP_RANGE[1])).all()), "a step is out of range")
         t.mask_mode = r.u8()
         r.check(t.mask_mode in (MASK_NONE, MASK_BERNOULLI), f"mask mode {t.mask_mode}")

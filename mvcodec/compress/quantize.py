@@ -7,17 +7,30 @@ pruned elements are +0.0. This is exact on every IEEE-754 platform, so the param
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
+import torch
 
 from mvcodec.bitstream.tensor import (
     CODING_FLOAT32,
     MASK_BERNOULLI,
+    MAX_SYMBOL,
+    MODEL_PER_AXIS,
     MODEL_SCALAR,
     STEP_PER_AXIS,
     STEP_SCALAR,
+    STEPS_BFLOAT16,
     CodedTensor,
 )
-from mvcodec.compress.entropy import gaussian_bits, gaussian_decode, gaussian_encode, mask_bits, mask_decode
+from mvcodec.compress.entropy import (
+    gaussian_bits,
+    gaussian_decode,
+    gaussian_encode,
+    mask_bits,
+    mask_decode,
+    mask_encode,
+)
 
 MIN_STD = 0.1  # a Gaussian narrower than this buys nothing for integer symbols
 
@@ -109,10 +122,15 @@ def symbol_range(symbols: np.ndarray) -> tuple[int, int]:
     return lo, max(int(symbols.max()) if symbols.size else 0, lo + 1)
 
 
-def quantize_uniform(name: str, w: np.ndarray, bits: int = 8) -> tuple[CodedTensor, np.ndarray]:
-    """(coded tensor, dequantised float32 values): `w` quantised uniformly to signed `bits`-bit symbols
-    (a step per channel), range-coded with one quantised Gaussian of the symbols' mean and std."""
+def quantize_uniform(
+    name: str, w: np.ndarray, bits: int = 8, mask: np.ndarray | None = None, flat: bool = False
+) -> ExportedTensor:
+    """`w` quantised uniformly to signed `bits`-bit symbols with a float32 step per channel (max-abs
+    scaling, as HiNeRV's code), pruned where `mask` is False, range-coded with one Gaussian of the
+    symbols' statistics (or, flat, the stand-in for fixed-length coding: see code_symbols)."""
     w = np.asarray(w, np.float32)
+    if mask is not None:
+        w = np.where(mask, w, np.float32(0))
     levels = (1 << (bits - 1)) - 1
     axis = channel_axis(name, w.shape)
     if axis is None:
@@ -120,20 +138,78 @@ def quantize_uniform(name: str, w: np.ndarray, bits: int = 8) -> tuple[CodedTens
     else:
         peak = np.abs(np.moveaxis(w, axis, 0).reshape(w.shape[axis], -1)).max(axis=1)
     steps = np.where(peak > 0, peak / levels, 1.0).astype(np.float32)
-    t = CodedTensor(
-        name,
-        tuple(w.shape),
-        step_mode=STEP_SCALAR if axis is None else STEP_PER_AXIS,
-        step_axis=axis or 0,
-        steps=steps,
-    )
-    symbols = np.clip(np.rint(w / step_grid(t)), -levels, levels).astype(np.int32).ravel()
-    t.sym_min, t.sym_max = symbol_range(symbols)
-    t.means = np.array([symbols.mean()], np.float32)
-    t.stds = np.array([max(symbols.std(), MIN_STD)], np.float32)
+    plan = (STEP_SCALAR if axis is None else STEP_PER_AXIS, axis or 0, MODEL_SCALAR, 0)
+    t = CodedTensor(name, tuple(w.shape), step_mode=plan[0], step_axis=plan[1], steps=steps)
+    symbols = np.clip(np.rint(w / step_grid(t)), -levels, levels).astype(np.int32)
+    return code_symbols(name, tuple(w.shape), symbols, steps, mask, plan, levels if flat else 0)
+
+
+def group_stats(y: torch.Tensor, mask: torch.Tensor | None, axis: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and standard deviation (floored at MIN_STD) of the kept symbols of each group (index along
+    `axis`, or the whole tensor), broadcastable to y."""
+    w = torch.ones_like(y) if mask is None else mask.to(y.dtype)
+    if axis is None:
+        dims = tuple(range(y.ndim))
+    else:
+        dims = tuple(d for d in range(y.ndim) if d != axis)
+    n = w.sum(dim=dims, keepdim=True).clamp_min(1)
+    mean = (y * w).sum(dim=dims, keepdim=True) / n
+    var = (((y - mean) ** 2) * w).sum(dim=dims, keepdim=True) / n
+    return mean, torch.sqrt(var + 1e-12).clamp_min(MIN_STD)
+
+
+@dataclass
+class ExportedTensor:
+    tensor: CodedTensor
+    values: np.ndarray  # the dequantised float32 values the decoder rebuilds
+
+
+def code_symbols(
+    name: str,
+    shape: tuple[int, ...],
+    symbols: np.ndarray,
+    steps: np.ndarray,
+    mask: np.ndarray | None,
+    plan: tuple[int, int, int, int],
+    flat_levels: int = 0,
+) -> ExportedTensor:
+    """Code integer symbols (full tensor, C order; pruned positions ignored) with the stored steps, as
+    `plan` says (step mode, step axis, model mode, model axis): the mask Bernoulli-coded with its kept
+    fraction as probability, the kept symbols with Gaussians of their statistics. flat_levels L > 0: the
+    alphabet is all of -L..L under one centred Gaussian as wide as a uniform distribution over it (std
+    (2L + 1) / sqrt(12)): log2(2L + 1) + 0.25 bits per symbol whatever the symbols are, the stand-in for
+    fixed-length coding (the ladder's "no entropy coding")."""
+    step_mode, step_axis, model_mode, model_axis = plan
+    t = CodedTensor(name, shape, step_mode=step_mode, step_axis=step_axis, steps=steps.astype(np.float32))
+    if not (np.ascontiguousarray(t.steps).view(np.uint32) & 0xFFFF).any():
+        t.step_format = STEPS_BFLOAT16
+    symbols = np.clip(symbols.reshape(shape), -MAX_SYMBOL, MAX_SYMBOL).astype(np.int32)
+    if mask is not None and not mask.all():
+        keep = float(mask.mean())
+        t.mask_mode, t.p_keep = MASK_BERNOULLI, float(np.float32(min(max(keep, 1e-6), 1 - 1e-6)))
+        t.mask_words = mask_encode(mask, t.p_keep)
+        kept = symbols[mask]
+    else:
+        mask = None
+        kept = symbols.ravel()
+    t.sym_min, t.sym_max = symbol_range(kept)
+    if flat_levels:
+        t.sym_min, t.sym_max = -flat_levels, flat_levels
+        t.model_mode, t.model_axis = MODEL_SCALAR, 0
+        t.means = np.zeros(1, np.float32)
+        t.stds = np.array([(2 * flat_levels + 1) / 12**0.5], np.float32)
+    else:
+        t.model_mode, t.model_axis = model_mode, model_axis
+        y = torch.from_numpy(symbols.astype(np.float64))
+        m = None if mask is None else torch.from_numpy(mask)
+        mean, std = group_stats(y, m, model_axis if model_mode == MODEL_PER_AXIS else None)
+        t.means = mean.flatten().numpy().astype(np.float32)
+        t.stds = std.flatten().numpy().astype(np.float32)
     means, stds = model_grid(t)
-    t.words = gaussian_encode(symbols, t.sym_min, t.sym_max, means.ravel(), stds.ravel())
-    return t, dequantize(t, symbols, None)
+    if mask is not None:
+        means, stds = means[mask], stds[mask]
+    t.words = gaussian_encode(kept, t.sym_min, t.sym_max, means.ravel(), stds.ravel())
+    return ExportedTensor(t, dequantize(t, kept, mask))
 
 
 def float32_tensor(name: str, w: np.ndarray) -> CodedTensor:

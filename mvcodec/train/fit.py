@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from mvcodec.color import ColorSpec, rgb_to_planes, yuv420_to_rgb
 from mvcodec.errors import InputError
@@ -48,6 +49,8 @@ class TrainConfig:
     seed: int = 0
     checkpoint_every: int = 10  # epochs
     compile: bool = False
+    rate_weight: float = 0.0  # QAT stage: weight of the rate term (bits per pixel) in the loss, 1 / lambda
+    step_lr: float = 0.0  # QAT stage: learning rate of the quantisation steps (0: lr)
 
 
 PRESETS: dict[str, dict] = {
@@ -81,6 +84,7 @@ class FrameStore:
                     planes[i].append(p[i].astype(dtype))
         n = (self.views, self.frames)
         self.y, self.u, self.v = (torch.from_numpy(np.stack(ps).reshape(*n, *ps[0].shape)).to(device) for ps in planes)
+        self.height, self.width = self.y.shape[-2:]
 
     def rgb(self, view: torch.Tensor, frame: torch.Tensor) -> torch.Tensor:
         """Target RGB (B, 3, H, W) in [0, 1], float32, for index tensors on the device."""
@@ -126,7 +130,13 @@ class FitState:
 
 
 def save_checkpoint(
-    path: Path, model: MVMGINR, opt: torch.optim.Adam, tcfg: TrainConfig, state: FitState, fingerprint: str
+    path: Path,
+    model: nn.Module,
+    opt: torch.optim.Adam,
+    tcfg: TrainConfig,
+    state: FitState,
+    fingerprint: str,
+    tag: dict | None = None,
 ) -> None:
     """Write a resumable checkpoint atomically (.npz of plain arrays plus a JSON record)."""
     arrays = {f"model/{k}": v.detach().cpu().numpy() for k, v in model.state_dict().items()}
@@ -144,6 +154,7 @@ def save_checkpoint(
         "step_in_epoch": state.step_in_epoch,
         "seconds": state.seconds,
         "fingerprint": fingerprint,
+        "tag": tag or {},
     }
     arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
     with atomic_write(path) as f:
@@ -176,8 +187,12 @@ def load_model(path: Path, device: torch.device | str = "cpu") -> MVMGINR:
     return model.to(device)
 
 
-def _restore(path: Path, model: MVMGINR, opt: torch.optim.Adam, tcfg: TrainConfig, fingerprint: str) -> FitState:
+def _restore(
+    path: Path, model: nn.Module, opt: torch.optim.Adam, tcfg: TrainConfig, fingerprint: str, tag: dict | None
+) -> FitState:
     meta, arrays = read_checkpoint(path)
+    if meta.get("tag", {}) != (tag or {}):
+        raise InputError(f"{path}: checkpoint was made with other compression options; give the same ones or delete it")
     if meta["fingerprint"] != fingerprint:
         raise InputError(f"{path}: checkpoint was made from other input; delete it or give the same input")
     if meta["model"] != json.loads(model.cfg.to_json()):
@@ -222,6 +237,8 @@ def fit(
     fingerprint: str = "",
     progress: bool = True,
     on_epoch: Callable[[int, float], None] | None = None,
+    tag: dict | None = None,
+    label: str = "training",
 ) -> FitResult:
     """Train `model` on every (view, frame) of `store` for tcfg.epochs epochs; resumable from `checkpoint`."""
     device = store.device
@@ -229,7 +246,9 @@ def fit(
     model.to(device)
     if cuda:
         model.to(memory_format=torch.channels_last)
-    opt = torch.optim.Adam(model.parameters(), lr=tcfg.lr)
+    groups = model.param_groups(tcfg.lr, tcfg.step_lr or tcfg.lr) if hasattr(model, "param_groups") else None
+    opt = torch.optim.Adam(groups or model.parameters(), lr=tcfg.lr)
+    pixels = store.views * store.frames * store.height * store.width
     forward = torch.compile(model) if tcfg.compile else model
     n = store.views * store.frames
     steps_per_epoch = math.ceil(n / tcfg.batch_size)
@@ -239,10 +258,10 @@ def fit(
     gen = torch.Generator().manual_seed(tcfg.seed)
     state = FitState(0, 0, torch.randperm(n, generator=gen).to(device), gen.get_state())
     if resume and checkpoint is not None and checkpoint.exists():
-        state = _restore(checkpoint, model, opt, tcfg, fingerprint)
+        state = _restore(checkpoint, model, opt, tcfg, fingerprint, tag)
         gen.set_state(state.rng_state)
 
-    bar = Progress(total_steps, "training", "steps", enabled=progress)
+    bar = Progress(total_steps, label, "steps", enabled=progress)
     bar.done = state.epoch * steps_per_epoch + state.step_in_epoch
     loss_sum = torch.zeros((), device=device)
     mse_sum = torch.zeros((), device=device)
@@ -254,15 +273,18 @@ def fit(
 
     def snapshot() -> None:
         state.seconds = time.monotonic() - started
-        save_checkpoint(checkpoint, model, opt, tcfg, state, fingerprint)
+        save_checkpoint(checkpoint, model, opt, tcfg, state, fingerprint, tag)
 
     with _DeferredInterrupt() as interrupt:
         while state.epoch < tcfg.epochs:
             for s in range(state.step_in_epoch, steps_per_epoch):
                 idx = state.perm[s * tcfg.batch_size : (s + 1) * tcfg.batch_size]
                 view, frame = idx // store.frames, idx % store.frames
+                global_step = state.epoch * steps_per_epoch + s
                 for g in opt.param_groups:
-                    g["lr"] = lr_at(state.epoch * steps_per_epoch + s, total_steps, tcfg)
+                    g["lr"] = lr_at(global_step, total_steps, tcfg) * g.get("lr_scale", 1.0)
+                if hasattr(model, "set_step"):
+                    model.set_step(global_step, total_steps)
                 target = store.rgb(view, frame)
                 mask = None
                 if mask_t is not None:
@@ -277,6 +299,8 @@ def fit(
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
                     pred = forward(view, frame)
                 loss = motion_aware_loss(pred.float(), target, mask, tcfg.alpha, tcfg.motion_weight)
+                if tcfg.rate_weight:
+                    loss = loss + tcfg.rate_weight * model.rate_bits() / pixels
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(model.parameters(), tcfg.grad_clip)

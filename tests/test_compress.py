@@ -1,0 +1,243 @@
+"""Compression: pruning, learned steps with QAT, the Gaussian rate model, export, rate control, -q."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from helpers import SAMPLE_FILES, run_tool
+from test_train import moving_square_source
+
+from mvcodec.bitstream import SegmentData, SegmentHeader, SequenceHeader, parameter_hash, write_stream
+from mvcodec.bitstream.tensor import MASK_BERNOULLI, STEP_ROW_COLUMN, STEPS_BFLOAT16, CodedTensor
+from mvcodec.color import ColorSpec
+from mvcodec.compress.quantize import decode_mask, ideal_bits, quantize_uniform
+from mvcodec.decoder import Decoder
+from mvcodec.encoder import EncodeResult, compress_stages
+from mvcodec.model import MVMGINR, solve_config
+from mvcodec.train.compress import (
+    CompressConfig,
+    CompressibleMVMGINR,
+    export_tensors,
+    gaussian_rate,
+    prunable,
+    prune_masks,
+)
+from mvcodec.train.fit import FrameStore, evaluate, fit, read_checkpoint, train_config
+from mvcodec.train.motion import motion_masks
+
+
+def tiny(seed=0, params=20_000):
+    src = moving_square_source()
+    torch.manual_seed(seed)
+    model = MVMGINR(solve_config(2, 3, 36, 64, params))
+    return src, model, FrameStore(src, torch.device("cpu")), motion_masks(src, progress=False)
+
+
+@pytest.mark.parametrize("sparsity", [0.4, 0.25, 0.0])
+def test_pruning_reaches_the_requested_sparsity_with_one_global_threshold(sparsity):
+    _, model, _, _ = tiny()
+    masks = prune_masks(model, sparsity)
+    assert set(masks) == {n for n, _ in model.named_parameters() if prunable(n)}
+    total = sum(m.numel() for m in masks.values())
+    pruned = sum(int((~m).sum()) for m in masks.values())
+    assert pruned == round(sparsity * total)
+    # one threshold on |w| / sqrt(P): every kept score is at least every pruned score
+    params = dict(model.named_parameters())
+    scores = {n: params[n].detach().abs() / params[n].numel() ** 0.5 for n in masks}
+    if sparsity:
+        kept_min = min(float(scores[n][m].min()) for n, m in masks.items() if m.any())
+        pruned_max = max(float(scores[n][~m].max()) for n, m in masks.items() if (~m).any())
+        assert kept_min >= pruned_max
+
+
+def test_masks_stay_fixed_while_fine_tuning():
+    _, model, store, masks = tiny()
+    wrapped = CompressibleMVMGINR(model, prune_masks(model, 0.4))
+    fit(wrapped, store, masks, train_config("fast", epochs=2), progress=False)
+    pruned = 0
+    for name, w in wrapped.effective_params(hard=True).items():
+        m = wrapped.mask(name)
+        if m is not None:
+            assert (w[~m] == 0).all()
+            pruned += int((~m).sum())
+    assert pruned > 0
+
+
+def _qat(seed=0, epochs=3, rate_weight=1 / 8, step_lr=5e-2):
+    src, model, store, masks = tiny(seed)
+    pruned = CompressibleMVMGINR(model, prune_masks(model, 0.4))
+    q = CompressibleMVMGINR(pruned.base, pruned.masks(), quantise=True)
+    tcfg = train_config("fast", epochs=epochs, lr=2e-4, rate_weight=rate_weight, step_lr=step_lr, seed=seed)
+    fit(q, store, masks, tcfg, progress=False)
+    q.train(False)
+    return q, store
+
+
+def test_decoded_parameters_equal_the_encoders_quantised_parameters_bit_for_bit():
+    q, store = _qat()
+    exported = export_tensors(q)
+    seq = SequenceHeader(("a", "b"), 3, 64, 36, 8, ColorSpec(), 30, 1)
+    seg = SegmentData(
+        SegmentHeader(0, 0, 3), q.cfg, [e.tensor for e in exported], parameter_hash([e.values for e in exported])
+    )
+    buf = io.BytesIO()
+    write_stream(buf, seq, [seg], {})
+    coded = {e.tensor.name: e.tensor for e in exported}
+    assert any(t.mask_mode == MASK_BERNOULLI for t in coded.values())
+    assert any(t.step_mode == STEP_ROW_COLUMN and t.step_format == STEPS_BFLOAT16 for t in coded.values())
+    encoder_side = q.effective_params(hard=True)
+    with Decoder(io.BytesIO(buf.getvalue())) as dec:
+        decoded = dict(zip([n for n, _ in q.layout], dec.parameters(0), strict=True))
+    for name, w in encoder_side.items():
+        a = w.detach().numpy() + np.float32(0)  # -0.0 -> +0.0 (pruned weights are +0.0 in the stream)
+        assert a.dtype == np.float32 and np.array_equal(a.view(np.uint32), decoded[name].view(np.uint32)), name
+    # and the network the decoder runs is the one the encoder evaluated
+    with Decoder(io.BytesIO(buf.getvalue())) as dec:
+        ours = evaluate(q, store)
+        model = dec.model(0)
+        assert torch.equal(model(torch.tensor([1]), torch.tensor([2])), q(torch.tensor([1]), torch.tensor([2])))
+    assert ours["psnr_y"] > 10
+
+
+def test_the_file_size_matches_the_trained_rate_term():
+    q, _ = _qat()
+    params = dict(q.base.named_parameters())
+    for e in export_tensors(q):
+        t = e.tensor
+        if t.name.endswith("bias"):
+            continue
+        y = params[t.name].detach() / q.steps(t.name, t.shape).detach()
+        mask = q.mask(t.name)
+        symbols = torch.round(y * mask if mask is not None else y)
+        trained = float(gaussian_rate(t.name, symbols, mask))  # the rate term on the integer symbols
+        mask_np = decode_mask(t)
+        mask_cost = 0.0 if mask_np is None else ideal_bits(t) - _symbol_bits(t)
+        assert abs((ideal_bits(t) - mask_cost) - trained) <= 0.01 * trained + 16, t.name
+
+
+def _symbol_bits(t: CodedTensor) -> float:
+    from mvcodec.compress.entropy import gaussian_bits
+    from mvcodec.compress.quantize import decode_symbols, model_grid
+
+    mask = decode_mask(t)
+    means, stds = model_grid(t)
+    if mask is not None:
+        means, stds = means[mask], stds[mask]
+    return gaussian_bits(decode_symbols(t, mask), t.sym_min, t.sym_max, means.ravel(), stds.ravel())
+
+
+def test_the_rate_term_lowers_the_rate():
+    sizes = []
+    for rate_weight in (0.0, 10.0):
+        q, _ = _qat(epochs=6, rate_weight=rate_weight, step_lr=0.2)
+        sizes.append(sum(len(e.tensor.to_bytes()) for e in export_tensors(q)))
+    assert sizes[1] < 0.8 * sizes[0]
+
+
+def test_quant_noise_rate_rises_linearly_to_one():
+    _, model, _, _ = tiny()
+    q = CompressibleMVMGINR(model, quantise=True)
+    rates = []
+    for step in range(0, 101, 25):
+        q.set_step(step, 100)
+        rates.append(q.noise_rate)
+    assert rates[0] < rates[1] < rates[2] < rates[3] == 1.0 == rates[4]
+    q.train()
+    q.set_step(0, 100)
+    soft = q.effective_params()
+    hard = q.effective_params(hard=True)
+    name = "blocks.0.conv.weight"
+    same = float((soft[name] == hard[name]).float().mean())
+    assert 0.02 < same < 0.5  # about 10% quantised at the start (plus weights that are already on the grid)
+
+
+def test_compression_stages_resume_from_their_checkpoints(tmp_path):
+    src, model, store, masks = tiny(seed=1)
+    tcfg = train_config("fast", epochs=1, seed=1)
+    ccfg = CompressConfig(prune_epochs=1, qat_epochs=2)
+    result = EncodeResult(model, {}, 0, 0, 0, "cpu", store, masks, "fp")
+    whole = compress_stages(result, tcfg, ccfg, work=None, progress=False, log=lambda *_: None)
+    reference = [e.values for e in export_tensors(whole)]
+
+    _, model, store, masks = tiny(seed=1)
+    result = EncodeResult(model, {}, 0, 0, 0, "cpu", store, masks, "fp")
+    work = str(tmp_path / "x.mvinr")
+    compress_stages(result, tcfg, ccfg, work=work, progress=False, log=lambda *_: None)
+    meta, _ = read_checkpoint(tmp_path / "x.mvinr.qat.ckpt")
+    assert meta["tag"]["stage"] == "qat" and meta["epoch"] == 2
+    _, other, store, masks = tiny(seed=7)  # another start: the stage checkpoints hold everything
+    result = EncodeResult(other, {}, 0, 0, 0, "cpu", store, masks, "fp")
+    resumed = compress_stages(result, tcfg, ccfg, work=work, progress=False, log=lambda *_: None)
+    for a, b in zip(reference, [e.values for e in export_tensors(resumed)], strict=True):
+        assert np.array_equal(a, b)
+
+
+def test_ladder_codings_decode():
+    w = np.random.default_rng(0).normal(0, 0.1, (16, 8, 3, 3)).astype(np.float32)
+    mask = np.abs(w) > 0.05
+    flat = quantize_uniform("blocks.0.conv.weight", w, mask=mask, flat=True)
+    gauss = quantize_uniform("blocks.0.conv.weight", w, mask=mask)
+    assert len(gauss.tensor.words) < len(flat.tensor.words)
+    from mvcodec.compress.quantize import decode_tensor
+
+    for e in (flat, gauss):
+        assert np.array_equal(decode_tensor(CodedTensor.parse(e.tensor.to_bytes())), e.values)
+        assert (e.values[~mask] == 0).all()
+    # the stand-in for fixed-length coding: 7.5 bits (centre of the alphabet) to 9.3 bits (its ends) a symbol
+    assert 7.4 < 32 * len(flat.tensor.words) / mask.sum() < 8.5
+
+
+def test_bpp_target_is_reached_within_ten_percent(tmp_path):
+    out = tmp_path / "r.mvinr"
+    args = [*SAMPLE_FILES, out, "--fps", "6", "--epochs", "3", "--prune-epochs", "1", "--qat-epochs", "2"]
+    r = run_tool("mvenc", *args, "--bpp", "0.25", "--no-progress", "--stats", tmp_path / "r.json")
+    assert r.returncode == 0, r.stderr
+    stats = json.loads((tmp_path / "r.json").read_text())
+    assert abs(stats["bpp"] - 0.25) <= 0.025 and "rate control: target" in r.stdout
+    r = run_tool("mvenc", *args, "-b", "40", "--no-progress", "--stats", tmp_path / "b.json")
+    assert r.returncode == 0, r.stderr
+    assert abs(json.loads((tmp_path / "b.json").read_text())["kbps"] - 40) <= 4
+
+
+def test_higher_quality_level_gives_more_bytes_and_higher_psnr(tmp_path):
+    results = []
+    for q in (2, 6):
+        args = [*SAMPLE_FILES[:2], tmp_path / f"q{q}.mvinr", "--fps", "6", "-f", "4", "--epochs", "12"]
+        r = run_tool(
+            "mvenc",
+            *args,
+            "-q",
+            str(q),
+            "--prune-epochs",
+            "1",
+            "--qat-epochs",
+            "3",
+            "--no-progress",
+            "--stats",
+            tmp_path / f"q{q}.json",
+        )
+        assert r.returncode == 0, r.stderr
+        results.append(json.loads((tmp_path / f"q{q}.json").read_text()))
+    low, high = results
+    assert high["bytes"] > low["bytes"] and high["psnr_yuv"] > low["psnr_yuv"]
+
+
+def test_rate_options_are_checked(tmp_path):
+    r = run_tool("mvenc", *SAMPLE_FILES[:1], tmp_path / "x.mvinr", "--bpp", "0.1", "-b", "10")
+    assert r.returncode == 2 and "not both" in r.stderr and "Traceback" not in r.stderr
+    r = run_tool("mvenc", *SAMPLE_FILES[:1], tmp_path / "x.mvinr", "--sparsity", "1.5")
+    assert r.returncode == 2 and "--sparsity" in r.stderr
+
+
+def test_mvinfo_reports_coded_and_ideal_bits_and_the_side_information():
+    stream = Path(__file__).parent / "conformance" / "c01_8bit" / "stream.mvinr"
+    info = json.loads(run_tool("mvinfo", stream, "--json").stdout)
+    assert abs(info["coded_bits"] - info["ideal_bits"]) <= 0.005 * info["ideal_bits"]
+    assert 0 < info["side_share"] < 1 and info["side_bytes"] > 0
+    tensors = info["segments"][0]["tensors"]
+    assert all(t["coded_bits"] >= t["ideal_bits"] - 1 for t in tensors)
