@@ -209,25 +209,16 @@ def stage_checkpoints(prefix: str) -> list[Path]:
     return [Path(f"{prefix}{suffix}") for suffix in (".ckpt", ".prune.ckpt", ".qat.ckpt")]
 
 
-def compress_stages(
-    result: EncodeResult,
-    tcfg: TrainConfig,
-    ccfg: CompressConfig,
-    *,
-    work: str | None,
-    progress: bool = True,
-    log=print,
+def prune_stage(
+    result: EncodeResult, tcfg: TrainConfig, ccfg: CompressConfig, *, work: str | None, progress=True, log=print
 ) -> CompressibleMVMGINR:
-    """Stages 2 and 3 on a fitted model: prune + fine-tune, then QAT with the rate term; each resumable
-    from its checkpoint. Returns the quantising model, ready for export."""
-    _, prune_ckpt, qat_ckpt = stage_checkpoints(work) if work else (None, None, None)
-    fingerprint = result.fingerprint
+    """Stage 2: prune the fitted model and fine-tune it with the masks fixed (resumable)."""
+    prune_ckpt = stage_checkpoints(work)[1] if work else None
     pruned = CompressibleMVMGINR(result.model, prune_masks(result.model, ccfg.sparsity))
     kept = sum(int(m.sum()) for m in pruned.buffers())
     total = sum(m.numel() for m in pruned.buffers())
     log(f"pruning: {ccfg.sparsity:.0%} of the conv weights ({total - kept} of {total}), {ccfg.prune_epochs} epochs")
     stage2 = replace(tcfg, epochs=ccfg.prune_epochs, lr=tcfg.lr * ccfg.prune_lr, warmup=0.0)
-    tag = {"stage": "prune", "sparsity": ccfg.sparsity}
     if ccfg.prune_epochs:
         fit(
             pruned,
@@ -236,11 +227,27 @@ def compress_stages(
             stage2,
             checkpoint=prune_ckpt,
             resume=True,
-            fingerprint=fingerprint,
+            fingerprint=result.fingerprint,
             progress=progress,
-            tag=tag,
+            tag={"stage": "prune", "sparsity": ccfg.sparsity},
             label="fine-tuning",
         )
+    return pruned
+
+
+def qat_stage(
+    pruned: CompressibleMVMGINR,
+    result: EncodeResult,
+    tcfg: TrainConfig,
+    ccfg: CompressConfig,
+    *,
+    work: str | None,
+    progress=True,
+    log=print,
+) -> CompressibleMVMGINR:
+    """Stage 3: learned steps, Quant-Noise and the rate term on the pruned model (resumable). Returns the
+    quantising model in eval mode, ready for export."""
+    qat_ckpt = stage_checkpoints(work)[2] if work else None
     quantised = CompressibleMVMGINR(pruned.base, pruned.masks(), quantise=True)
     quantised.noise_seed = tcfg.seed
     stage3 = replace(
@@ -260,13 +267,22 @@ def compress_stages(
             stage3,
             checkpoint=qat_ckpt,
             resume=True,
-            fingerprint=fingerprint,
+            fingerprint=result.fingerprint,
             progress=progress,
-            tag={**tag, "stage": "qat", "lambda": ccfg.rate_lambda},
+            tag={"stage": "qat", "sparsity": ccfg.sparsity, "lambda": ccfg.rate_lambda},
             label="QAT",
         )
     quantised.train(False)
     return quantised
+
+
+def compress_stages(
+    result: EncodeResult, tcfg: TrainConfig, ccfg: CompressConfig, *, work: str | None, progress=True, log=print
+) -> CompressibleMVMGINR:
+    """Stages 2 and 3 on a fitted model: prune + fine-tune, then QAT with the rate term; each resumable
+    from its checkpoint. Returns the quantising model, ready for export."""
+    pruned = prune_stage(result, tcfg, ccfg, work=work, progress=progress, log=log)
+    return qat_stage(pruned, result, tcfg, ccfg, work=work, progress=progress, log=log)
 
 
 def quality_table(source: MultiViewSource, quality: dict) -> list[str]:

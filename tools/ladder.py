@@ -1,0 +1,154 @@
+"""The compression ladder (the MV-MGINR paper's Table III) on a multi-view recording, every rung measured
+from a written and decoded .mvinr file.
+
+One fit (stage 1), then:
+  1. FP32: every tensor stored as float32.
+  2. 8-bit: post-training uniform quantisation, a float32 step per channel (max-abs), coded with a flat
+     Gaussian over the 255 levels: the stand-in for fixed-length coding (about 8 bits a symbol).
+  3. 8-bit + pruning: the fitted model pruned (40% of the conv weights by |w| / sqrt(P)) and fine-tuned,
+     then as 2; the masks are Bernoulli-coded.
+  4. + entropy coding: as 3, the symbols range-coded with one Gaussian per tensor.
+  5. learned steps + Gaussian rate model: mvenc's pipeline, QAT with the rate term on the pruned model.
+
+    python tools/ladder.py ../shared/data/caliscope/post_optimization -s 320x180 -f 8 --json bench/ladder.json
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import click
+import torch
+from train_bench import scaled_copy
+
+from mvcodec.bitstream import SegmentData, SegmentHeader, SequenceHeader, parameter_hash, write_stream
+from mvcodec.color import ColorSpec
+from mvcodec.compress.quantize import ExportedTensor, float32_tensor, quantize_uniform
+from mvcodec.encoder import lambda_for_quality, measure_stream, model_config_for, pick_device, prune_stage, qat_stage
+from mvcodec.io import open_source
+from mvcodec.metrics import bits_per_pixel
+from mvcodec.model import parameter_layout
+from mvcodec.train.compress import compress_config, export_tensors
+from mvcodec.train.fit import train_config
+
+
+def write(path: Path, source, cfg, exported: list[ExportedTensor]) -> int:
+    f = source.fmt
+    seq = SequenceHeader(
+        tuple(source.view_names), source.num_frames, f.width, f.height, f.bit_depth, ColorSpec(), f.fps, 1
+    )
+    seg = SegmentData(
+        SegmentHeader(0, 0, source.num_frames),
+        cfg,
+        [e.tensor for e in exported],
+        parameter_hash([e.values for e in exported]),
+    )
+    with open(path, "wb") as out:
+        return write_stream(out, seq, [seg], {"encoder": "tools/ladder.py"})
+
+
+def uniform(model, masks: dict | None, flat: bool) -> list[ExportedTensor]:
+    state = {n: p.detach().float().cpu().numpy() for n, p in model.named_parameters()}
+    out = []
+    for name, _ in parameter_layout(model.cfg):
+        mask = masks.get(name).cpu().numpy() if masks and name in masks else None
+        out.append(quantize_uniform(name, state[name], 8, mask, flat))
+    return out
+
+
+@click.command()
+@click.argument("src", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("-s", "--size", default="320x180", show_default=True)
+@click.option("-f", "--frames", default=8, show_default=True)
+@click.option("-q", "--quality", default=4, show_default=True)
+@click.option("--preset", default="medium", show_default=True)
+@click.option("--device", default="auto", show_default=True)
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path))
+def main(src, size, frames, quality, preset, device, json_path):
+    from mvcodec.encoder import train_model
+
+    width, height = (int(x) for x in size.lower().split("x"))
+    dev = pick_device(device)
+    tcfg = train_config(preset)
+    ccfg = compress_config(preset, rate_lambda=lambda_for_quality(quality))
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        source = open_source(scaled_copy(src, tmp, width, height, frames))
+        cfg = model_config_for(source, quality, None)
+        t0 = time.monotonic()
+        quiet = dict(progress=False, log=lambda *_: None)
+        result = train_model(source, cfg, tcfg, dev, work=None, **quiet)
+        fit_seconds = time.monotonic() - t0
+        model = result.model.cpu()
+
+        def rung(label: str, exported: list[ExportedTensor], seconds: float) -> None:
+            path = tmp / f"rung{len(rows)}.mvinr"
+            size_ = write(path, source, cfg, exported)
+            q = measure_stream(path, source, dev, progress=False)
+            row = {
+                "rung": label,
+                "bytes": size_,
+                "bpp": bits_per_pixel(size_, source.num_views, source.num_frames, width, height),
+                "psnr_y": q["psnr_y"],
+                "psnr_yuv": q["psnr_yuv"],
+                "ssim": q["ssim"],
+                "bits_per_param": 8 * size_ / cfg.params,
+                "stage_seconds": seconds,
+            }
+            rows.append(row)
+            shown = {k: round(v, 5) if isinstance(v, float) else v for k, v in row.items()}
+            click.echo(f"{label}: {json.dumps(shown)}", err=True)
+
+        state = {n: p.detach().numpy() for n, p in model.named_parameters()}
+        fp32 = [ExportedTensor(float32_tensor(n, state[n]), state[n]) for n, _ in parameter_layout(cfg)]
+        rung("FP32", fp32, fit_seconds)
+        rung("8-bit (per-channel steps, fixed-length)", uniform(model, None, flat=True), 0.0)
+        t0 = time.monotonic()
+        result.model = result.model.to(dev)
+        pruned = prune_stage(result, tcfg, ccfg, work=None, **quiet)
+        prune_seconds = time.monotonic() - t0
+        pruned_cpu_masks = {n: m.cpu() for n, m in pruned.masks().items()}
+        effective = {n: w.detach().cpu() for n, w in pruned.effective_params(hard=True).items()}
+        base = type(model)(cfg)
+        base.load_state_dict(effective)
+        rung(f"8-bit + {ccfg.sparsity:.0%} pruning", uniform(base, pruned_cpu_masks, flat=True), prune_seconds)
+        rung("8-bit + pruning + entropy coding", uniform(base, pruned_cpu_masks, flat=False), 0.0)
+        t0 = time.monotonic()
+        quantised = qat_stage(pruned, result, tcfg, ccfg, work=None, **quiet).cpu()
+        rung("learned steps + Gaussian rate model (mvenc)", export_tensors(quantised), time.monotonic() - t0)
+    record = {
+        "source": str(src),
+        "views": source.num_views,
+        "frames": frames,
+        "size": size,
+        "quality": quality,
+        "preset": preset,
+        "epochs": [tcfg.epochs, ccfg.prune_epochs, ccfg.qat_epochs],
+        "lambda": ccfg.rate_lambda,
+        "params": cfg.params,
+        "device": str(dev),
+        "machine": platform.processor() or platform.machine(),
+        "torch_threads": torch.get_num_threads(),
+        "date": time.strftime("%Y-%m-%d"),
+        "rungs": rows,
+    }
+    if json_path:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps(record, indent=2) + "\n")
+    click.echo("\n| rung | bytes | bpp | bits/param | PSNR-Y | PSNR-YUV | SSIM | vs FP32 rate | vs FP32 PSNR-YUV |")
+    click.echo("|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        click.echo(
+            f"| {r['rung']} | {r['bytes']} | {r['bpp']:.4f} | {r['bits_per_param']:.2f} | {r['psnr_y']:.2f} | "
+            f"{r['psnr_yuv']:.2f} | {r['ssim']:.4f} | {100 * r['bytes'] / rows[0]['bytes']:.1f}% | "
+            f"{r['psnr_yuv'] - rows[0]['psnr_yuv']:+.2f} dB |"
+        )
+
+
+if __name__ == "__main__":
+    main()
