@@ -219,20 +219,26 @@ def prune_stage(
     total = sum(m.numel() for m in pruned.buffers())
     log(f"pruning: {ccfg.sparsity:.0%} of the conv weights ({total - kept} of {total}), {ccfg.prune_epochs} epochs")
     stage2 = replace(tcfg, epochs=ccfg.prune_epochs, lr=tcfg.lr * ccfg.prune_lr, warmup=0.0)
-    if ccfg.prune_epochs:
+    tag = {"stage": "prune", "sparsity": ccfg.sparsity}
+    _fit_stage(pruned, result, stage2, prune_ckpt, tag, "fine-tuning", progress)
+    return pruned
+
+
+def _fit_stage(model, result: EncodeResult, stage: TrainConfig, checkpoint, tag: dict, label: str, progress) -> None:
+    """Train a compression stage (none when it has 0 epochs), resuming from its checkpoint."""
+    if stage.epochs:
         fit(
-            pruned,
+            model,
             result.store,
             result.masks,
-            stage2,
-            checkpoint=prune_ckpt,
+            stage,
+            checkpoint=checkpoint,
             resume=True,
             fingerprint=result.fingerprint,
             progress=progress,
-            tag={"stage": "prune", "sparsity": ccfg.sparsity},
-            label="fine-tuning",
+            tag=tag,
+            label=label,
         )
-    return pruned
 
 
 def qat_stage(
@@ -259,19 +265,8 @@ def qat_stage(
         step_lr=tcfg.lr * ccfg.step_lr,
     )
     log(f"quantisation-aware training: {ccfg.qat_epochs} epochs, lambda {ccfg.rate_lambda:g}")
-    if ccfg.qat_epochs:
-        fit(
-            quantised,
-            result.store,
-            result.masks,
-            stage3,
-            checkpoint=qat_ckpt,
-            resume=True,
-            fingerprint=result.fingerprint,
-            progress=progress,
-            tag={"stage": "qat", "sparsity": ccfg.sparsity, "lambda": ccfg.rate_lambda},
-            label="QAT",
-        )
+    tag = {"stage": "qat", "sparsity": ccfg.sparsity, "lambda": ccfg.rate_lambda}
+    _fit_stage(quantised, result, stage3, qat_ckpt, tag, "QAT", progress)
     quantised.train(False)
     return quantised
 
@@ -337,9 +332,8 @@ def export_for_target(model: CompressibleMVMGINR, target: int | None) -> tuple[l
     """The model's coded tensors and the step scale used: the trained steps (scale 1) without a target;
     with one, the scale 2^k that brings the tensors' bytes closest to the target without exceeding it
     (bisection on k; the size falls as the steps grow)."""
-    exported = export_tensors(model)
     if target is None:
-        return exported, 1.0
+        return export_tensors(model), 1.0
     lo, hi = MIN_LOG2_SCALE, MAX_LOG2_SCALE
     best = export_tensors(model, 2.0**lo)
     if tensor_bytes(best) <= target:
@@ -443,7 +437,7 @@ def encode(source: MultiViewSource, output: Path, opts: EncodeOptions, log=print
         "python": sys.version.split()[0],
         "torch": torch.__version__,
     }
-    exported = [export_tensors(m) for m in models]
+    exported = [export_tensors(m) for m in models]  # with a target: to measure the stream's fixed overhead
     scales = [1.0] * len(models)
     if target_bytes is not None:
         overhead = stream_size(seq, plan, configs, exported, info) - sum(tensor_bytes(e) for e in exported)

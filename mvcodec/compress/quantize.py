@@ -106,14 +106,17 @@ def ideal_bits(t: CodedTensor) -> float:
     return bits + (mask_bits(mask, t.p_keep) if mask is not None else 0.0)
 
 
+def is_conv_weight(name: str) -> bool:
+    """Whether a parameter is a conv weight (a synthesis block's or the head's)."""
+    return name.endswith("conv.weight") or name == "head.weight"
+
+
 def channel_axis(name: str, shape: tuple[int, ...]) -> int | None:
     """Axis that gets its own step: output channels of conv weights, channels of grids and grid
     embeddings, none (one step) for biases."""
     if len(shape) == 1:
         return None
-    if name.endswith("conv.weight") or name == "head.weight":
-        return 0
-    return 1
+    return 0 if is_conv_weight(name) else 1
 
 
 def symbol_range(symbols: np.ndarray) -> tuple[int, int]:

@@ -36,7 +36,7 @@ from mvcodec.bitstream.tensor import (
     STEP_SCALAR,
     CodedTensor,
 )
-from mvcodec.compress.quantize import ExportedTensor, code_symbols, group_stats, step_grid
+from mvcodec.compress.quantize import ExportedTensor, code_symbols, group_stats, is_conv_weight, step_grid
 from mvcodec.errors import InputError
 from mvcodec.model import MVMGINR, parameter_layout
 
@@ -48,7 +48,7 @@ NOISE_START = 0.1
 
 def prunable(name: str) -> bool:
     """Pruning applies to conv weights only (the synthesis blocks and the head), as in HiNeRV."""
-    return name.endswith("conv.weight") or name == "head.weight"
+    return is_conv_weight(name)
 
 
 def coding_plan(name: str, shape: tuple[int, ...]) -> tuple[int, int, int, int]:
@@ -259,11 +259,11 @@ def export_tensors(model: CompressibleMVMGINR, step_scale: float = 1.0) -> list[
         if m is not None:
             w = w * m.cpu()
         steps = stored_steps(model, name, step_scale)
-        step_mode, step_axis, _, _ = coding_plan(name, shape)
-        t = CodedTensor(name, shape, step_mode=step_mode, step_axis=step_axis, steps=steps)
+        plan = coding_plan(name, shape)
+        t = CodedTensor(name, shape, step_mode=plan[0], step_axis=plan[1], steps=steps)
         grid = torch.from_numpy(np.ascontiguousarray(step_grid(t)))
         symbols = torch.round(w / grid).numpy()
-        out.append(code_symbols(name, shape, symbols, steps, mask, coding_plan(name, shape)))
+        out.append(code_symbols(name, shape, symbols, steps, mask, plan))
     return out
 
 
