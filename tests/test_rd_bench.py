@@ -69,6 +69,7 @@ def test_bd_table_says_why_a_figure_is_missing():
         "far": run([(0.1, 35.0), (0.2, 37.0), (0.4, 39.0), (0.8, 41.0)]),
     }
     table = bd_table(runs, "psnr_yuv")
-    assert table["near"]["bd_rate_pchip"] == pytest.approx(25.0)
+    assert table["near"]["bd_rate_pchip"] == pytest.approx(25.0) and table["near"]["psnr_gap"] is None
     assert table["far"]["bd_rate_pchip"] is None and "do not overlap" in table["far"]["bd_rate_pchip_why"]
+    assert table["far"]["psnr_gap"] == pytest.approx(7.0)  # the anchor's worst, 35 dB, over mvcodec's best
     assert table["far"]["bd_psnr_pchip"] == pytest.approx(-11.5)  # 10, 11, 12, 13 dB below, linear in log rate

@@ -83,8 +83,10 @@ def run_measured(cmd: list[str], quiet: bool) -> tuple[float, float]:
     """Run a command; its wall seconds and its peak RSS in MiB."""
     with tempfile.NamedTemporaryFile("r", suffix=".rss") as rss:
         t0 = time.monotonic()
-        rc = subprocess.call(
-            [sys.executable, "-c", LAUNCHER, rss.name, *cmd], stderr=subprocess.DEVNULL if quiet else None
+        rc = subprocess.call(  # the tool's own output goes to stderr, with the progress
+            [sys.executable, "-c", LAUNCHER, rss.name, *cmd],
+            stdout=subprocess.DEVNULL if quiet else sys.stderr,
+            stderr=subprocess.DEVNULL if quiet else None,
         )
         seconds = time.monotonic() - t0
         if rc != 0:
@@ -200,7 +202,8 @@ def mvcodec_point(
     out = work / f"mvcodec_{kind}{value}.mvinr"
     stats = work / f"mvcodec_{kind}{value}.json"
     rate_opt = ["-q", value] if kind == "q" else ["--bpp", value]
-    cmd = [tool("mvenc"), *map(str, ref.paths), str(out), *rate_opt, "--preset", preset, "--device", device, *extra]
+    cmd = [tool("mvenc"), *map(str, ref.paths), str(out), *rate_opt, "--preset", preset, "--device", device]
+    cmd += ["--fps", str(ref.fmt.fps), *extra]
     enc_s, _ = run_measured([*cmd, "--stats", str(stats), *(["--no-progress"] if quiet else [])], quiet)
     decoded_dir = work / f"mvcodec_{kind}{value}"
     _, rss = run_measured([tool("mvdec"), str(out), "-o", str(decoded_dir), "--no-progress"], quiet=True)
@@ -224,6 +227,17 @@ def mvcodec_point(
     }
 
 
+def psnr_gap(anchor_psnr, test_psnr) -> float | None:
+    """Where the curves do not overlap in PSNR (BD-rate undefined): the anchor's worst PSNR minus the test's
+    best (positive: every anchor point beats every test point), or the anchor's best minus the test's worst
+    (negative: the test is better everywhere); None where they overlap."""
+    if min(anchor_psnr) > max(test_psnr):
+        return min(anchor_psnr) - max(test_psnr)
+    if max(anchor_psnr) < min(test_psnr):
+        return max(anchor_psnr) - min(test_psnr)
+    return None
+
+
 def bd_table(runs: dict, metric: str) -> dict:
     """BD-rate and BD-PSNR of mvcodec against every anchor, by both interpolations; None where undefined."""
     test = runs["mvcodec"]["points"]
@@ -235,7 +249,7 @@ def bd_table(runs: dict, metric: str) -> dict:
         if name == "mvcodec":
             continue
         ar, ap = [p["bpp"] for p in run["points"]], [p[metric] for p in run["points"]]
-        row = {"psnr_overlap": overlap(ap, tp)}
+        row = {"psnr_overlap": overlap(ap, tp), "psnr_gap": psnr_gap(ap, tp)}
         for method in ("pchip", "cubic"):
             for key, fn in (("bd_rate", bd_rate), ("bd_psnr", bd_psnr)):
                 try:
@@ -260,6 +274,8 @@ def pyplot():
 
 def plot(record: dict, path: Path) -> None:
     plt = pyplot()
+    from matplotlib.ticker import FormatStrFormatter
+
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.8))
     for name, run in record["runs"].items():
         pts = run["points"]
@@ -268,8 +284,11 @@ def plot(record: dict, path: Path) -> None:
             ax.plot([p["bpp"] for p in pts], [p[metric] for p in pts], label=run["label"], **style)
     src = record["source"]
     title = f"{Path(src['inputs'][0]).name}: {src['views']} views x {src['frames']} frames, {src['size']}"
-    for ax, ylabel in zip(axes, ("PSNR-YUV 6:1:1 (dB)", "SSIM (Y)"), strict=True):
+    for ax, ylabel in zip(axes, ("YUV PSNR, 6:1:1 (dB)", "SSIM (Y)"), strict=True):
         ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(FormatStrFormatter("%g"))
+        ax.xaxis.set_minor_formatter(FormatStrFormatter("%g"))
+        ax.tick_params(axis="x", which="minor", labelsize=7)
         ax.set_xlabel("bits per pixel (all views)")
         ax.set_ylabel(ylabel)
         ax.grid(True, which="both", alpha=0.3)
@@ -377,7 +396,8 @@ def main(inputs, size, pix_fmt, views, frames, scale, quality, bpp, preset, crf,
             "pyav": av.__version__,
         },
         "date": time.strftime("%Y-%m-%d"),
-        "command": "python tools/rd_bench.py " + " ".join(sys.argv[1:]),
+        "command": shlex.join(["python", *sys.argv]),
+        "cwd": os.getcwd(),
         "runs": runs,
         "bd_psnr_yuv": bd_table(runs, "psnr_yuv"),
         "bd_psnr_y": bd_table(runs, "psnr_y"),
@@ -408,13 +428,15 @@ def markdown(record: dict) -> str:
             )
     lines += [
         "",
-        "| mvcodec vs | PSNR overlap | BD-rate (PCHIP) | BD-rate (cubic) | BD-PSNR (PCHIP) |",
-        "|---|---|---|---|---|",
+        "| mvcodec vs (PSNR-YUV) | PSNR overlap | BD-rate (PCHIP) | BD-rate (cubic) | BD-PSNR (PCHIP) "
+        "| BD-PSNR (cubic) | no overlap: anchor's worst - mvcodec's best |",
+        "|---|---|---|---|---|---|---|",
     ]
     for name, row in record["bd_psnr_yuv"].items():
         lines.append(
             f"| {record['runs'][name]['label']} | {row['psnr_overlap']:.0%} | {fmt_bd(row['bd_rate_pchip'], '%')} | "
-            f"{fmt_bd(row['bd_rate_cubic'], '%')} | {fmt_bd(row['bd_psnr_pchip'], 'dB')} |"
+            f"{fmt_bd(row['bd_rate_cubic'], '%')} | {fmt_bd(row['bd_psnr_pchip'], 'dB')} | "
+            f"{fmt_bd(row['bd_psnr_cubic'], 'dB')} | {fmt_bd(row['psnr_gap'], 'dB')} |"
         )
     return "\n".join(lines)
 

@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 
 import click
-from rd_bench import fmt_bd, markdown
+from rd_bench import bd_table, fmt_bd, markdown
 
 
 def sequence_name(rec: dict) -> str:
@@ -36,7 +36,8 @@ def bd_rows(records: list[dict], metric: str) -> list[str]:
             row = r[key][a]
             rates.append(row["bd_rate_pchip"])
             psnrs.append(row["bd_psnr_pchip"])
-            cells.append(f"{fmt_bd(row['bd_rate_pchip'], '%')} / {fmt_bd(row['bd_psnr_pchip'], 'dB')}")
+            gap = f" (no overlap; anchor's worst {fmt_bd(row['psnr_gap'], 'dB')})" if row["psnr_gap"] else ""
+            cells.append(f"{fmt_bd(row['bd_rate_pchip'], '%')}{gap} / {fmt_bd(row['bd_psnr_pchip'], 'dB')}")
         avg_rate = None if None in rates else sum(rates) / len(rates)
         avg_psnr = None if None in psnrs else sum(psnrs) / len(psnrs)
         label = records[0]["runs"][a]["label"]
@@ -69,6 +70,8 @@ def speed_rows(records: list[dict]) -> list[str]:
 @click.argument("records", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
 def main(records):
     recs = [json.loads(p.read_text()) for p in records]
+    for r in recs:  # recomputed from the points, so every table uses the same tools/bdrate.py
+        r["bd_psnr_yuv"], r["bd_psnr_y"] = bd_table(r["runs"], "psnr_yuv"), bd_table(r["runs"], "psnr_y")
     for r in recs:
         click.echo(f"### {sequence_name(r)}\n\nCommand: `{r['command']}`\n")
         click.echo(markdown(r) + "\n")
