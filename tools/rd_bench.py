@@ -411,7 +411,12 @@ def main(inputs, size, pix_fmt, views, frames, scale, quality, bpp, preset, crf,
 
 
 def fmt_bd(value: float | None, unit: str) -> str:
-    return "n/a" if value is None else f"{value:+.1f}%" if unit == "%" else f"{value:+.2f} dB"
+    """A BD figure for the tables; beyond +-1000% a rate figure says the fit is unstable (the JSON keeps it)."""
+    if value is None:
+        return "n/a"
+    if unit == "%":
+        return f"{value:+.1f}%" if abs(value) <= 1000 else f"{'>+' if value > 0 else '<-'}1000% (unstable fit)"
+    return f"{value:+.2f} dB"
 
 
 def markdown(record: dict) -> str:

@@ -5,7 +5,7 @@
 Prints, per record, the RD points; then BD-rate / BD-PSNR of mvcodec against each anchor per sequence and
 their average over the sequences (a figure that is undefined for one sequence leaves the average
 undefined); then encode time, decode speed and decoder memory of mvcodec next to x265 at the points
-closest in rate.
+closest in rate. --replot redraws the plots from the records.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 
 import click
-from rd_bench import bd_table, fmt_bd, markdown
+from rd_bench import bd_table, fmt_bd, markdown, plot
 
 
 def sequence_name(rec: dict) -> str:
@@ -36,7 +36,12 @@ def bd_rows(records: list[dict], metric: str) -> list[str]:
             row = r[key][a]
             rates.append(row["bd_rate_pchip"])
             psnrs.append(row["bd_psnr_pchip"])
-            gap = f" (no overlap; anchor's worst {fmt_bd(row['psnr_gap'], 'dB')})" if row["psnr_gap"] else ""
+            if row["psnr_gap"]:
+                gap = f" (no overlap: anchor's worst {fmt_bd(row['psnr_gap'], 'dB')})"
+            elif row["psnr_overlap"] < 0.75:
+                gap = f" (overlap {row['psnr_overlap']:.0%})"
+            else:
+                gap = ""
             cells.append(f"{fmt_bd(row['bd_rate_pchip'], '%')}{gap} / {fmt_bd(row['bd_psnr_pchip'], 'dB')}")
         avg_rate = None if None in rates else sum(rates) / len(rates)
         avg_psnr = None if None in psnrs else sum(psnrs) / len(psnrs)
@@ -68,8 +73,12 @@ def speed_rows(records: list[dict]) -> list[str]:
 
 @click.command()
 @click.argument("records", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
-def main(records):
+@click.option("--replot", is_flag=True, help="Redraw each record's RD plot as RECORD.png (next to the JSON).")
+def main(records, replot):
     recs = [json.loads(p.read_text()) for p in records]
+    if replot:
+        for p, r in zip(records, recs, strict=True):
+            plot(r, p.with_suffix(".png"))
     for r in recs:  # recomputed from the points, so every table uses the same tools/bdrate.py
         r["bd_psnr_yuv"], r["bd_psnr_y"] = bd_table(r["runs"], "psnr_yuv"), bd_table(r["runs"], "psnr_y")
     for r in recs:
