@@ -5,7 +5,7 @@
 Prints, per record, the RD points; then BD-rate / BD-PSNR of mvcodec against each anchor per sequence and
 their average over the sequences (a figure that is undefined for one sequence leaves the average
 undefined); then encode time, decode speed and decoder memory of mvcodec next to x265 at the points
-closest in rate. --replot redraws the plots from the records.
+closest in rate; and what x265 gains from coding the views in one stream. --replot redraws the plots from the records.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import json
 from pathlib import Path
 
 import click
+from bdrate import bd_psnr, bd_rate
 from rd_bench import bd_table, fmt_bd, markdown, plot
 
 
@@ -47,6 +48,21 @@ def bd_rows(records: list[dict], metric: str) -> list[str]:
         avg_psnr = None if None in psnrs else sum(psnrs) / len(psnrs)
         label = records[0]["runs"][a]["label"]
         lines.append(f"| {label} | " + " | ".join(cells) + f" | {fmt_bd(avg_rate, '%')} / {fmt_bd(avg_psnr, 'dB')} |")
+    return lines
+
+
+def multiview_rows(records: list[dict]) -> list[str]:
+    """What x265 gains from the neighbouring views: each one-stream anchor against its simulcast."""
+    lines = ["| sequence | x265 preset | BD-rate (PCHIP) | BD-PSNR (PCHIP) |", "|---|---|---|---|"]
+    for r in records:
+        for name in [n for n in r["runs"] if n.startswith("x265") and n.endswith("-mv")]:
+            sim, mv = r["runs"][name[: -len("-mv")]]["points"], r["runs"][name]["points"]
+            args = ([p["bpp"] for p in sim], [p["psnr_yuv"] for p in sim], [p["bpp"] for p in mv])
+            args += ([p["psnr_yuv"] for p in mv],)
+            lines.append(
+                f"| {sequence_name(r)} | {name.split('-')[1]} | {fmt_bd(bd_rate(*args), '%')} | "
+                f"{fmt_bd(bd_psnr(*args), 'dB')} |"
+            )
     return lines
 
 
@@ -87,6 +103,8 @@ def main(records, replot):
     click.echo("### BD-rate and BD-PSNR (PCHIP), per sequence and average\n")
     click.echo("\n".join(bd_rows(recs, "psnr_yuv")) + "\n")
     click.echo("\n".join(bd_rows(recs, "psnr_y")) + "\n")
+    click.echo("### x265: all views in one stream against simulcast (PSNR-YUV)\n")
+    click.echo("\n".join(multiview_rows(recs)) + "\n")
     click.echo("### Speed and memory, mvcodec and x265 at the nearest rate\n")
     click.echo("\n".join(speed_rows(recs)))
 
