@@ -362,7 +362,7 @@ def main(inputs, size, pix_fmt, views, frames, scale, quality, bpp, preset, crf,
                 if mode is None:
                     row = mvcodec_point(ref, work, setting, preset, device, shlex.split(mvenc_args), quiet)
                 elif mode == "svtav1":
-                    options = {"crf": setting, "preset": str(svt_preset), "svtav1-params": "lp=2"}
+                    options = {"crf": setting, "preset": str(svt_preset)}
                     row = anchor_point(ref, work, f"svt{setting}", "libsvtav1", "libdav1d", options, "simulcast")
                 else:
                     options = {"crf": setting, "preset": opts["preset"], "x265-params": "log-level=error"}
