@@ -19,7 +19,8 @@ from rd_bench import bd_table, fmt_bd, markdown, plot
 
 
 def sequence_name(rec: dict) -> str:
-    return Path(rec["source"]["inputs"][0].rstrip("/")).name
+    """The source's name; with the frame count and size when the tables hold other runs of the same source."""
+    return rec.get("name") or Path(rec["source"]["inputs"][0].rstrip("/")).name
 
 
 def bd_rows(records: list[dict], metric: str) -> list[str]:
@@ -95,6 +96,10 @@ def main(records, replot):
     if replot:
         for p, r in zip(records, recs, strict=True):
             plot(r, p.with_suffix(".png"))
+    names = [sequence_name(r) for r in recs]
+    for r, name in zip(recs, names, strict=True):
+        if names.count(name) > 1:
+            r["name"] = f"{name}, {r['source']['frames']} frames, {r['source']['size']}"
     for r in recs:  # recomputed from the points, so every table uses the same tools/bdrate.py
         r["bd_psnr_yuv"], r["bd_psnr_y"] = bd_table(r["runs"], "psnr_yuv"), bd_table(r["runs"], "psnr_y")
     for r in recs:
