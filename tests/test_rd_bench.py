@@ -73,3 +73,15 @@ def test_bd_table_says_why_a_figure_is_missing():
     assert table["far"]["bd_rate_pchip"] is None and "do not overlap" in table["far"]["bd_rate_pchip_why"]
     assert table["far"]["psnr_gap"] == pytest.approx(7.0)  # the anchor's worst, 35 dB, over mvcodec's best
     assert table["far"]["bd_psnr_pchip"] == pytest.approx(-11.5)  # 10, 11, 12, 13 dB below, linear in log rate
+
+
+def test_rd_table_renders_a_record(rd_run):
+    out, rec, _ = rd_run
+    proc = subprocess.run(
+        [sys.executable, str(TOOLS / "rd_table.py"), str(out / "rd.json")], capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr
+    text = proc.stdout
+    assert "### BD-rate and BD-PSNR (PCHIP), per sequence and average" in text
+    assert "| data | medium |" in text  # x265's one-stream gain, for the sample's directory "data"
+    assert text.count("| data | mvcodec | q:") == 2

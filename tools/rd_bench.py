@@ -261,6 +261,12 @@ def bd_table(runs: dict, metric: str) -> dict:
     return out
 
 
+def source_name(record: dict) -> str:
+    """A directory input's name, or the folder of the per-view files."""
+    inputs = [Path(i.rstrip("/")) for i in record["source"]["inputs"]]
+    return inputs[0].name if len(inputs) == 1 else inputs[0].parent.name
+
+
 def pyplot():
     try:
         import matplotlib
@@ -283,7 +289,7 @@ def plot(record: dict, path: Path) -> None:
         for ax, metric in zip(axes, ("psnr_yuv", "ssim"), strict=True):
             ax.plot([p["bpp"] for p in pts], [p[metric] for p in pts], label=run["label"], **style)
     src = record["source"]
-    title = f"{Path(src['inputs'][0]).name}: {src['views']} views x {src['frames']} frames, {src['size']}"
+    title = f"{source_name(record)}: {src['views']} views x {src['frames']} frames, {src['size']}"
     for ax, ylabel in zip(axes, ("YUV PSNR, 6:1:1 (dB)", "SSIM (Y)"), strict=True):
         ax.set_xscale("log")
         ax.xaxis.set_major_formatter(FormatStrFormatter("%g"))

@@ -15,12 +15,12 @@ from pathlib import Path
 
 import click
 from bdrate import bd_psnr, bd_rate
-from rd_bench import bd_table, fmt_bd, markdown, plot
+from rd_bench import bd_table, fmt_bd, markdown, plot, source_name
 
 
 def sequence_name(rec: dict) -> str:
     """The source's name; with the frame count and size when the tables hold other runs of the same source."""
-    return rec.get("name") or Path(rec["source"]["inputs"][0].rstrip("/")).name
+    return rec.get("name") or source_name(rec)
 
 
 def bd_rows(records: list[dict], metric: str) -> list[str]:
@@ -60,10 +60,13 @@ def multiview_rows(records: list[dict]) -> list[str]:
             sim, mv = r["runs"][name[: -len("-mv")]]["points"], r["runs"][name]["points"]
             args = ([p["bpp"] for p in sim], [p["psnr_yuv"] for p in sim], [p["bpp"] for p in mv])
             args += ([p["psnr_yuv"] for p in mv],)
-            lines.append(
-                f"| {sequence_name(r)} | {name.split('-')[1]} | {fmt_bd(bd_rate(*args), '%')} | "
-                f"{fmt_bd(bd_psnr(*args), 'dB')} |"
-            )
+            cells = []
+            for fn, unit in ((bd_rate, "%"), (bd_psnr, "dB")):
+                try:
+                    cells.append(fmt_bd(fn(*args), unit))
+                except ValueError:  # the two ladders miss each other
+                    cells.append("n/a (no overlap)")
+            lines.append(f"| {sequence_name(r)} | {name.split('-')[1]} | {cells[0]} | {cells[1]} |")
     return lines
 
 
