@@ -13,7 +13,7 @@ import click
 
 from mvcodec import __version__
 from mvcodec.errors import InputError
-from mvcodec.fsutil import atomic_write
+from mvcodec.fsutil import write_json
 from mvcodec.io.formats import parse_fps, parse_size
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -87,12 +87,6 @@ def open_cli_source(inputs, size, pix_fmt, fps, frames, seek, views):
         seek=seek,
         views=views,
     )
-
-
-def write_json(path: Path, record: dict) -> None:
-    """Write a JSON record atomically."""
-    with atomic_write(path) as f:
-        f.write((json.dumps(record, indent=2) + "\n").encode())
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})

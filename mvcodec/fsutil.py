@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,3 +24,9 @@ def atomic_write(path: Path) -> Iterator[BinaryIO]:
     except BaseException:
         part.unlink(missing_ok=True)
         raise
+
+
+def write_json(path: Path, record: dict) -> None:
+    """Write a JSON record atomically."""
+    with atomic_write(path) as f:
+        f.write((json.dumps(record, indent=2) + "\n").encode())

@@ -27,6 +27,7 @@ from mvcodec.bitstream import SegmentData, SegmentHeader, SequenceHeader, parame
 from mvcodec.color import ColorSpec
 from mvcodec.decoder import Decoder, pick_device
 from mvcodec.encoder import config_for_quality
+from mvcodec.fsutil import write_json
 from mvcodec.model import MVMGINR, ModelConfig
 from mvcodec.train.compress import CompressibleMVMGINR, export_tensors, prune_masks
 
@@ -176,7 +177,7 @@ def main(sizes, views, frame_counts, device, precision, batch, json_path, child_
         )
     if json_path:
         json_path.parent.mkdir(parents=True, exist_ok=True)
-        json_path.write_text(json.dumps({"machine": machine, "rows": rows}, indent=2) + "\n")
+        write_json(json_path, {"machine": machine, "rows": rows})
 
 
 if __name__ == "__main__":

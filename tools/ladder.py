@@ -29,6 +29,7 @@ from mvcodec.bitstream import SegmentData, SegmentHeader, SequenceHeader, parame
 from mvcodec.color import ColorSpec
 from mvcodec.compress.quantize import ExportedTensor, float32_tensor, quantize_uniform
 from mvcodec.encoder import lambda_for_quality, measure_stream, model_config_for, pick_device, prune_stage, qat_stage
+from mvcodec.fsutil import write_json
 from mvcodec.io import open_source
 from mvcodec.metrics import bits_per_pixel
 from mvcodec.model import parameter_layout
@@ -139,7 +140,7 @@ def main(src, size, frames, quality, preset, device, json_path):
     }
     if json_path:
         json_path.parent.mkdir(parents=True, exist_ok=True)
-        json_path.write_text(json.dumps(record, indent=2) + "\n")
+        write_json(json_path, record)
     click.echo("\n| rung | bytes | bpp | bits/param | PSNR-Y | PSNR-YUV | SSIM | vs FP32 rate | vs FP32 PSNR-YUV |")
     click.echo("|---|---|---|---|---|---|---|---|---|")
     for r in rows:

@@ -48,6 +48,7 @@ from bdrate import bd_psnr, bd_rate, overlap
 from mvcodec.decoder import Decoder
 from mvcodec.encoder import pick_device
 from mvcodec.errors import InputError
+from mvcodec.fsutil import write_json
 from mvcodec.io import RawWriter, VideoFormat, open_source
 from mvcodec.io.container import frame_planes, planes_frame
 from mvcodec.io.formats import Planes, parse_size
@@ -103,7 +104,6 @@ class Reference:
         f = source.fmt
         width, height = parse_size(scale) if scale else (f.width, f.height)
         self.fmt = VideoFormat(width, height, f.pix_fmt, f.fps)
-        self.names = list(source.view_names)
         self.views: list[list[Planes]] = []
         self.paths: list[Path] = []
         for v in range(source.num_views):
@@ -171,7 +171,7 @@ def av_decode(data: bytes, decoder: str, fmt: VideoFormat) -> tuple[list[Planes]
 
 def anchor_point(ref: Reference, work: Path, label: str, codec: str, decoder: str, options: dict, mode: str) -> dict:
     """Encode all views (simulcast: one stream per view; multiview: one stream, views one after another)."""
-    streams = [v for v in ref.views] if mode == "simulcast" else [[p for v in ref.views for p in v]]
+    streams = list(ref.views) if mode == "simulcast" else [[p for v in ref.views for p in v]]
     size, enc_s, dec_s, rss, decoded = 0, 0.0, 0.0, 0.0, []
     for k, frames in enumerate(streams):
         data, seconds = av_encode(frames, ref.fmt, codec, options)
@@ -238,6 +238,14 @@ def psnr_gap(anchor_psnr, test_psnr) -> float | None:
     return None
 
 
+def bd_figure(fn, *curves, method: str = "pchip") -> tuple[float | None, str | None]:
+    """fn (bd_rate or bd_psnr) of the two curves, or None and the reason where it is undefined."""
+    try:
+        return fn(*curves, method), None
+    except ValueError as e:
+        return None, str(e)
+
+
 def bd_table(runs: dict, metric: str) -> dict:
     """BD-rate and BD-PSNR of mvcodec against every anchor, by both interpolations; None where undefined."""
     test = runs["mvcodec"]["points"]
@@ -252,11 +260,9 @@ def bd_table(runs: dict, metric: str) -> dict:
         row = {"psnr_overlap": overlap(ap, tp), "psnr_gap": psnr_gap(ap, tp)}
         for method in ("pchip", "cubic"):
             for key, fn in (("bd_rate", bd_rate), ("bd_psnr", bd_psnr)):
-                try:
-                    row[f"{key}_{method}"] = fn(ar, ap, tr, tp, method)
-                except ValueError as e:
-                    row[f"{key}_{method}"] = None
-                    row[f"{key}_{method}_why"] = str(e)
+                row[f"{key}_{method}"], why = bd_figure(fn, ar, ap, tr, tp, method=method)
+                if why:
+                    row[f"{key}_{method}_why"] = why
         out[name] = row
     return out
 
@@ -410,7 +416,7 @@ def main(inputs, size, pix_fmt, views, frames, scale, quality, bpp, preset, crf,
     }
     if json_path:
         json_path.parent.mkdir(parents=True, exist_ok=True)
-        json_path.write_text(json.dumps(record, indent=2) + "\n")
+        write_json(json_path, record)
     if plot_path:
         plot(record, plot_path)
     click.echo(markdown(record))

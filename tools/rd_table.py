@@ -15,7 +15,7 @@ from pathlib import Path
 
 import click
 from bdrate import bd_psnr, bd_rate
-from rd_bench import bd_table, fmt_bd, markdown, plot, source_name
+from rd_bench import bd_figure, bd_table, fmt_bd, markdown, plot, source_name
 
 
 def sequence_name(rec: dict) -> str:
@@ -60,12 +60,8 @@ def multiview_rows(records: list[dict]) -> list[str]:
             sim, mv = r["runs"][name[: -len("-mv")]]["points"], r["runs"][name]["points"]
             args = ([p["bpp"] for p in sim], [p["psnr_yuv"] for p in sim], [p["bpp"] for p in mv])
             args += ([p["psnr_yuv"] for p in mv],)
-            cells = []
-            for fn, unit in ((bd_rate, "%"), (bd_psnr, "dB")):
-                try:
-                    cells.append(fmt_bd(fn(*args), unit))
-                except ValueError:  # the two ladders miss each other
-                    cells.append("n/a (no overlap)")
+            cells = [fmt_bd(bd_figure(fn, *args)[0], unit) for fn, unit in ((bd_rate, "%"), (bd_psnr, "dB"))]
+            cells = [c.replace("n/a", "n/a (no overlap)") for c in cells]  # the two ladders miss each other
             lines.append(f"| {sequence_name(r)} | {name.split('-')[1]} | {cells[0]} | {cells[1]} |")
     return lines
 

@@ -21,6 +21,7 @@ import click
 import torch
 
 from mvcodec.encoder import model_config_for, pick_device, train_model
+from mvcodec.fsutil import write_json
 from mvcodec.io import RawWriter, VideoFormat, open_source, pix_fmt
 from mvcodec.io.container import frame_planes
 from mvcodec.model import ablate
@@ -104,7 +105,7 @@ def main(src, size, frames, quality, presets, ablation_preset, device, json_path
     }
     if json_path:
         json_path.parent.mkdir(parents=True, exist_ok=True)
-        json_path.write_text(json.dumps(record, indent=2) + "\n")
+        write_json(json_path, record)
     click.echo("| preset | epochs | params | PSNR-Y | PSNR-YUV | SSIM | train time (s) | training fps |")
     click.echo("|---|---|---|---|---|---|---|---|")
     for r in rows:
