@@ -121,6 +121,13 @@ def open_cli_source(inputs, size, pix_fmt, fps, frames, seek, views):
 @click.option("--no-motion-mask", is_flag=True, help="Train with plain L1 + SSIM (the paper's ablation).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--compile", "compile_", is_flag=True, help="Use torch.compile for training (CUDA).")
+@click.option(
+    "--precision",
+    type=click.Choice(["bf16", "fp32"]),
+    default="bf16",
+    show_default=True,
+    help="CUDA training arithmetic: bf16 autocast with channels-last, or plain float32. The CPU trains in float32.",
+)
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of initialisation and batch order.")
 @click.option(
     "--checkpoint-every",
@@ -171,6 +178,7 @@ def mvenc(
     no_motion_mask,
     device,
     compile_,
+    precision,
     seed,
     checkpoint_every,
     segment_frames,
@@ -211,6 +219,7 @@ def mvenc(
             seed=seed,
             checkpoint_every=checkpoint_every,
             compile=compile_ or None,
+            precision=precision,
             motion_weight=0.0 if no_motion_mask else None,
         )
         if tcfg.epochs <= 0 or tcfg.batch_size <= 0 or tcfg.checkpoint_every <= 0:

@@ -47,3 +47,20 @@ def test_cuda_training_lowers_the_loss():
         on_epoch=lambda e, loss: losses.append(loss),
     )
     assert losses[-1] < 0.7 * losses[0]
+
+
+def test_cuda_bf16_path_trains_as_well_as_plain_fp32():
+    from test_train import moving_square_source
+
+    from mvcodec.model import MVMGINR, solve_config
+    from mvcodec.train.fit import FrameStore, evaluate, fit, train_config
+
+    src = moving_square_source()
+    store = FrameStore(src, torch.device("cuda"))
+    cfg = solve_config(2, 3, 36, 64, 20_000)
+    psnr = {}
+    for precision in ("bf16", "fp32"):
+        torch.manual_seed(0)
+        fitted = fit(MVMGINR(cfg), store, None, train_config("fast", epochs=30, precision=precision), progress=False)
+        psnr[precision] = evaluate(fitted.model, store)["psnr_yuv"]
+    assert abs(psnr["bf16"] - psnr["fp32"]) < 1.0, psnr

@@ -12,6 +12,7 @@ import pytest
 import torch
 from helpers import SAMPLE_FILES, run_tool
 
+from mvcodec.errors import InputError
 from mvcodec.io import MultiViewSource, Planes, VideoFormat, open_source, pix_fmt
 from mvcodec.model import MVMGINR, solve_config
 from mvcodec.train.fit import FrameStore, evaluate, fit, load_model, lr_at, read_checkpoint, train_config
@@ -90,6 +91,14 @@ def test_learning_rate_warms_up_then_decays():
     assert lrs[0] == pytest.approx(1e-4) and max(lrs) == pytest.approx(1e-3)
     assert lrs[9] == pytest.approx(1e-3) and lrs[-1] < 1e-5
     assert all(a >= b for a, b in zip(lrs[10:], lrs[11:], strict=False))
+
+
+def test_train_config_checks_presets_and_precision():
+    assert train_config("paper").epochs == 300 and train_config("fast", precision="fp32").precision == "fp32"
+    with pytest.raises(InputError, match="--preset: unknown preset 'quick'"):
+        train_config("quick")
+    with pytest.raises(InputError, match="--precision: unknown precision 'fp16'; use one of bf16, fp32"):
+        train_config("fast", precision="fp16")
 
 
 def _tiny(seed=0):

@@ -1,10 +1,22 @@
-"""Training benchmark: fit MV-MGINR to a multi-view recording per preset, and the paper's ablations.
+"""Training benchmark: fit MV-MGINR to a multi-view recording per preset, the paper's ablations, and the
+CUDA training path against plain float32.
 
 Scales every view with PyAV (libswscale, bicubic) to the requested size, then trains with the same code
 path as mvenc. Prints markdown tables for BENCHMARKS.md and writes the figures as JSON.
 
     python tools/train_bench.py ../shared/data/caliscope/post_optimization -s 320x180 -f 8 \\
         --presets fast,medium --ablation-preset fast --json bench/train_cpu.json
+
+--speed-check N trains the same model (same seed, data and motion masks) N epochs once per training path:
+mvenc's CUDA path (bf16 autocast, channels-last, cuDNN autotuning; `bf16-compile` adds torch.compile) and
+plain float32 eager, with PyTorch's default TF32 setting for convolutions and with TF32 off. Throughput
+is frames per second of training over the epochs after the first (the first holds cuDNN's autotuning and
+compilation); quality is the PSNR-YUV of each run's reconstruction. The issue's target: the CUDA path at
+least 2x plain float32 eager with quality within 0.1 dB. On the CPU every path trains in float32.
+
+    python tools/train_bench.py ../shared/data/caliscope/post_optimization -s 1280x720 -f 57 \\
+        --presets '' --ablation-preset '' --speed-check 10 --speed-paths bf16,bf16-compile,fp32,fp32-no-tf32 \\
+        --json bench/train_speed_cuda_1280x720.json
 """
 
 from __future__ import annotations
@@ -13,6 +25,7 @@ import json
 import platform
 import tempfile
 import time
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
@@ -22,10 +35,19 @@ import torch
 
 from mvcodec.encoder import model_config_for, pick_device, train_model
 from mvcodec.fsutil import write_json
-from mvcodec.io import RawWriter, VideoFormat, open_source, pix_fmt
+from mvcodec.io import MultiViewSource, RawWriter, VideoFormat, open_source, pix_fmt
 from mvcodec.io.container import frame_planes
-from mvcodec.model import ablate
-from mvcodec.train.fit import train_config
+from mvcodec.model import MVMGINR, ModelConfig, ablate
+from mvcodec.train.fit import FrameStore, TrainConfig, evaluate, fit, train_config
+from mvcodec.train.motion import motion_masks
+
+# key: (label, TrainConfig.precision, torch.compile, TF32 for convolutions and matmuls: None keeps PyTorch's default)
+SPEED_PATHS = {
+    "bf16": ("CUDA path: bf16 autocast, channels-last", "bf16", False, None),
+    "bf16-compile": ("CUDA path + torch.compile", "bf16", True, None),
+    "fp32": ("fp32 eager, PyTorch defaults", "fp32", False, None),
+    "fp32-no-tf32": ("fp32 eager, TF32 off", "fp32", False, False),
+}
 
 
 def scaled_copy(src: Path, dst: Path, width: int, height: int, frames: int) -> list[Path]:
@@ -66,30 +88,164 @@ def run(source, cfg, tcfg, device, label):
     return row
 
 
-@click.command()
+@contextmanager
+def tf32(on: bool | None):
+    """TF32 for cuDNN convolutions and CUDA matmuls set to `on` (None: as they are), restored after."""
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    if on is not None:
+        torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = on
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+
+
+def compare_paths(
+    source: MultiViewSource, cfg: ModelConfig, tcfg: TrainConfig, device: torch.device, keys: list[str]
+) -> list[dict]:
+    """Train the same model once per training path in `keys`: steady frames/s, quality and peak GPU memory."""
+    masks = motion_masks(source, progress=False) if tcfg.motion_weight else None
+    store = FrameStore(source, device)
+    frames_per_epoch = store.views * store.frames
+    cuda = device.type == "cuda"
+    rows = []
+    for key in keys:
+        label, precision, compile_, tf32_on = SPEED_PATHS[key]
+        if cuda:
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+        ends = []  # time at each epoch's end: fit reads the epoch's loss back to the host there (a device sync)
+        torch.manual_seed(tcfg.seed)
+        with tf32(tf32_on):
+            tf32_used = torch.backends.cudnn.allow_tf32
+            t0 = time.monotonic()
+            fitted = fit(
+                MVMGINR(cfg),
+                store,
+                masks,
+                replace(tcfg, precision=precision, compile=compile_),
+                progress=False,
+                on_epoch=lambda epoch, loss, ends=ends: ends.append(time.monotonic()),
+            )
+            quality = evaluate(fitted.model, store)
+        row = {
+            "key": key,
+            "run": label,
+            "precision": precision if cuda else "fp32",
+            "compile": compile_,
+            "tf32": tf32_used if cuda else None,
+            "epochs": tcfg.epochs,
+            "first_epoch_seconds": ends[0] - t0,
+            "train_seconds": ends[-1] - t0,
+            "steady_fps": frames_per_epoch * (len(ends) - 1) / (ends[-1] - ends[0]),
+            "final_loss": fitted.final_loss,
+            "psnr_y": quality["psnr_y"],
+            "psnr_yuv": quality["psnr_yuv"],
+            "ssim": quality["ssim"],
+            "peak_gpu_mib": torch.cuda.max_memory_allocated() / 2**20 if cuda else None,
+        }
+        rows.append(row)
+        click.echo(
+            f"speed check: {label}: {row['steady_fps']:.1f} frames/s, PSNR-YUV {row['psnr_yuv']:.2f} dB", err=True
+        )
+    return rows
+
+
+def speed_verdict(rows: list[dict]) -> dict | None:
+    """mvenc's CUDA path against fp32 eager with PyTorch's defaults: speed-up, quality change, target met."""
+    by_key = {r["key"]: r for r in rows}
+    if "bf16" not in by_key or "fp32" not in by_key:
+        return None
+    fast, base = by_key["bf16"], by_key["fp32"]
+    speedup = fast["steady_fps"] / base["steady_fps"]
+    delta = fast["psnr_yuv"] - base["psnr_yuv"]
+    return {"speedup": speedup, "psnr_yuv_delta": delta, "met": speedup >= 2.0 and abs(delta) <= 0.1}
+
+
+def markdown(record: dict) -> list[str]:
+    """The BENCHMARKS.md tables of a record."""
+    out = []
+    if record["presets"]:
+        out += ["| preset | epochs | params | PSNR-Y | PSNR-YUV | SSIM | train time (s) | training fps |"]
+        out += ["|---|---|---|---|---|---|---|---|"]
+        for r in record["presets"]:
+            out.append(
+                f"| {r['run']} | {r['epochs']} | {r['params']} | {r['psnr_y']:.2f} | {r['psnr_yuv']:.2f} | "
+                f"{r['ssim']:.4f} | {r['train_seconds']:.0f} | {r['train_fps']:.1f} |"
+            )
+    if ablations := record["ablations"]:
+        out += ["", "| model | params | PSNR-Y | PSNR-YUV | SSIM | vs full (PSNR-YUV) | training fps |"]
+        out += ["|---|---|---|---|---|---|---|"]
+        for r in ablations:
+            out.append(
+                f"| {r['run']} | {r['params']} | {r['psnr_y']:.2f} | {r['psnr_yuv']:.2f} | {r['ssim']:.4f} | "
+                f"{r['psnr_yuv'] - ablations[0]['psnr_yuv']:+.2f} dB | {r['train_fps']:.1f} |"
+            )
+    if speed := record.get("speed_check"):
+        out += ["", "| training path | TF32 | steady fps | first epoch (s) | PSNR-YUV | SSIM | peak GPU memory (MiB) |"]
+        out += ["|---|---|---|---|---|---|---|"]
+        for r in speed:
+            mem = "-" if r["peak_gpu_mib"] is None else f"{r['peak_gpu_mib']:.0f}"
+            tf = "-" if r["tf32"] is None else ("on" if r["tf32"] else "off")
+            out.append(
+                f"| {r['run']} | {tf} | {r['steady_fps']:.1f} | {r['first_epoch_seconds']:.1f} | "
+                f"{r['psnr_yuv']:.2f} | {r['ssim']:.4f} | {mem} |"
+            )
+        if record["device"] == "cpu":
+            out += ["", "Note: on the CPU every path trains in float32; the check is meant for CUDA."]
+        if v := record.get("speed_verdict"):
+            out += [
+                "",
+                f"CUDA path vs fp32 eager (PyTorch defaults): {v['speedup']:.2f}x, "
+                f"PSNR-YUV {v['psnr_yuv_delta']:+.3f} dB "
+                f"(target: at least 2x, within 0.1 dB): {'met' if v['met'] else 'NOT met'}",
+            ]
+    return out
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("src", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("-s", "--size", default="320x180", show_default=True)
-@click.option("-f", "--frames", default=8, show_default=True)
-@click.option("-q", "--quality", default=4, show_default=True)
-@click.option("--presets", default="fast,medium", show_default=True)
+@click.option("-s", "--size", default="320x180", show_default=True, help="Scale every view to this size.")
+@click.option("-f", "--frames", default=8, show_default=True, help="Frames per view.")
+@click.option("-q", "--quality", default=4, show_default=True, help="Model size (mvenc -q).")
+@click.option("--presets", default="fast,medium", show_default=True, help="Presets to run ('' skips).")
 @click.option("--ablation-preset", default="fast", show_default=True, help="Preset of the ablation runs ('' skips).")
+@click.option("--epochs", type=int, help="Override the epochs of every run (presets and ablations).")
+@click.option("--speed-check", type=int, default=0, metavar="EPOCHS", help="Compare the training paths (0 skips).")
+@click.option(
+    "--speed-paths",
+    default="bf16,fp32,fp32-no-tf32",
+    show_default=True,
+    help=f"Training paths of --speed-check, of: {', '.join(SPEED_PATHS)}.",
+)
 @click.option("--device", default="auto", show_default=True)
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path))
-def main(src, size, frames, quality, presets, ablation_preset, device, json_path):
+def main(src, size, frames, quality, presets, ablation_preset, epochs, speed_check, speed_paths, device, json_path):
+    """Fit MV-MGINR to the videos in SRC per preset, run the ablations and compare the training paths."""
     width, height = (int(x) for x in size.lower().split("x"))
+    keys = [k.strip() for k in speed_paths.split(",") if k.strip()]
+    if unknown := [k for k in keys if k not in SPEED_PATHS]:
+        raise click.BadParameter(
+            f"unknown path {unknown[0]!r}; use {', '.join(SPEED_PATHS)}", param_hint="--speed-paths"
+        )
+    if speed_check == 1:
+        raise click.BadParameter("needs 2 epochs or more (the first is not timed)", param_hint="--speed-check")
     dev = pick_device(device)
     with tempfile.TemporaryDirectory() as tmp:
         source = open_source(scaled_copy(src, Path(tmp), width, height, frames))
         cfg = model_config_for(source, quality, None)
-        rows, ablations = [], []
+        rows, ablations, speed = [], [], []
         for preset in filter(None, presets.split(",")):
-            rows.append(run(source, cfg, train_config(preset), dev, preset))
+            rows.append(run(source, cfg, train_config(preset, epochs=epochs), dev, preset))
         if ablation_preset:
-            tcfg = train_config(ablation_preset)
-            ablations.append(run(source, cfg, tcfg, dev, "full model"))
+            tcfg = train_config(ablation_preset, epochs=epochs)
+            same = [r for r in rows if r["run"] == ablation_preset]  # the full model was just trained so
+            ablations.append({**same[0], "run": "full model"} if same else run(source, cfg, tcfg, dev, "full model"))
             ablations.append(run(source, ablate(cfg, "time_view"), tcfg, dev, "w/o time- and view-indexed grids"))
             ablations.append(run(source, ablate(cfg, "time_view_grid"), tcfg, dev, "w/o integrated time-and-view grid"))
             ablations.append(run(source, cfg, replace(tcfg, motion_weight=0.0), dev, "w/o motion mask"))
+        if speed_check:
+            speed = compare_paths(source, cfg, train_config("fast", epochs=speed_check), dev, keys)
     record = {
         "source": str(src),
         "views": source.num_views,
@@ -97,30 +253,21 @@ def main(src, size, frames, quality, presets, ablation_preset, device, json_path
         "size": size,
         "quality": quality,
         "device": str(dev),
+        "gpu": torch.cuda.get_device_name(dev) if dev.type == "cuda" else None,
+        "torch": torch.__version__,
         "torch_threads": torch.get_num_threads(),
         "machine": platform.processor() or platform.machine(),
         "date": time.strftime("%Y-%m-%d"),
         "presets": rows,
         "ablations": ablations,
+        "speed_check": speed,
+        "speed_verdict": speed_verdict(speed) if speed else None,
     }
     if json_path:
         json_path.parent.mkdir(parents=True, exist_ok=True)
         write_json(json_path, record)
-    click.echo("| preset | epochs | params | PSNR-Y | PSNR-YUV | SSIM | train time (s) | training fps |")
-    click.echo("|---|---|---|---|---|---|---|---|")
-    for r in rows:
-        click.echo(
-            f"| {r['run']} | {r['epochs']} | {r['params']} | {r['psnr_y']:.2f} | {r['psnr_yuv']:.2f} | "
-            f"{r['ssim']:.4f} | {r['train_seconds']:.0f} | {r['train_fps']:.1f} |"
-        )
-    if ablations:
-        click.echo("\n| model | params | PSNR-Y | PSNR-YUV | SSIM | vs full (PSNR-YUV) |")
-        click.echo("|---|---|---|---|---|---|")
-        for r in ablations:
-            click.echo(
-                f"| {r['run']} | {r['params']} | {r['psnr_y']:.2f} | {r['psnr_yuv']:.2f} | {r['ssim']:.4f} | "
-                f"{r['psnr_yuv'] - ablations[0]['psnr_yuv']:+.2f} dB |"
-            )
+    for line in markdown(record):
+        click.echo(line)
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -49,10 +50,12 @@ class TrainConfig:
     seed: int = 0
     checkpoint_every: int = 10  # epochs
     compile: bool = False
+    precision: str = "bf16"  # on CUDA: bf16 autocast with channels-last, or plain "fp32"; the CPU trains in fp32
     rate_weight: float = 0.0  # QAT stage: weight of the rate term (bits per pixel) in the loss, 1 / lambda
     step_lr: float = 0.0  # QAT stage: learning rate of the quantisation steps (0: lr)
 
 
+PRECISIONS = ("bf16", "fp32")
 PRESETS: dict[str, dict] = {
     "fast": dict(epochs=30),
     "medium": dict(epochs=100),
@@ -116,6 +119,17 @@ class _DeferredInterrupt:
     def __exit__(self, *exc) -> None:
         if self._old is not None:
             signal.signal(signal.SIGINT, self._old)
+
+
+@contextmanager
+def _cudnn_benchmark(on: bool):
+    """cuDNN times its algorithms once for the fixed shapes of training (the setting is restored after)."""
+    saved = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = saved or on
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.benchmark = saved
 
 
 @dataclass
@@ -242,7 +256,7 @@ def fit(
 ) -> FitResult:
     """Train `model` on every (view, frame) of `store` for tcfg.epochs epochs; resumable from `checkpoint`."""
     device = store.device
-    cuda = device.type == "cuda"
+    cuda = device.type == "cuda" and tcfg.precision == "bf16"  # the CUDA fast path; else plain float32
     model.to(device)
     if cuda:
         model.to(memory_format=torch.channels_last)
@@ -275,7 +289,7 @@ def fit(
         state.seconds = time.monotonic() - started
         save_checkpoint(checkpoint, model, opt, tcfg, state, fingerprint, tag)
 
-    with _DeferredInterrupt() as interrupt:
+    with _DeferredInterrupt() as interrupt, _cudnn_benchmark(cuda):
         while state.epoch < tcfg.epochs:
             for s in range(state.step_in_epoch, steps_per_epoch):
                 idx = state.perm[s * tcfg.batch_size : (s + 1) * tcfg.batch_size]
@@ -356,5 +370,7 @@ def train_config(preset: str, **overrides) -> TrainConfig:
     """The preset's TrainConfig with the given fields replaced (None leaves a field as the preset has it)."""
     if preset not in PRESETS:
         raise InputError(f"--preset: unknown preset '{preset}'; use one of {', '.join(PRESETS)}")
-    cfg = TrainConfig(**PRESETS[preset])
-    return replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
+    cfg = replace(TrainConfig(**PRESETS[preset]), **{k: v for k, v in overrides.items() if v is not None})
+    if cfg.precision not in PRECISIONS:
+        raise InputError(f"--precision: unknown precision '{cfg.precision}'; use one of {', '.join(PRECISIONS)}")
+    return cfg
