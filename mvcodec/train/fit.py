@@ -258,7 +258,7 @@ def fit(
     device = store.device
     cuda = device.type == "cuda" and tcfg.precision == "bf16"  # the CUDA fast path; else plain float32
     model.to(device)
-    if cuda:
+    if cuda or device.type == "cpu":  # oneDNN's convolutions too are faster channels-last (1.3-1.7x a step)
         model.to(memory_format=torch.channels_last)
     groups = model.param_groups(tcfg.lr, tcfg.step_lr or tcfg.lr) if hasattr(model, "param_groups") else None
     opt = torch.optim.Adam(groups or model.parameters(), lr=tcfg.lr)
@@ -343,6 +343,7 @@ def fit(
             if on_epoch is not None:
                 on_epoch(state.epoch, last_loss)
     bar.close()
+    model.to(memory_format=torch.contiguous_format)  # evaluated and exported as the decoder runs it
     run_seconds = time.monotonic() - run_start
     return FitResult(
         model, tcfg.epochs, time.monotonic() - started, frames_seen / run_seconds if run_seconds > 0 else 0.0, last_loss
