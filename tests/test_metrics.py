@@ -93,3 +93,18 @@ def test_frame_quality_and_means():
 def test_bits_per_pixel_and_kbps():
     assert metrics.bits_per_pixel(1000, 4, 10, 160, 96) == pytest.approx(8000 / (4 * 10 * 160 * 96))
     assert metrics.kbps(1000, 10, 30.0) == pytest.approx(24.0)
+
+
+def test_cpu_gaussian_filter_equals_the_convolution_and_its_gradient():
+    """The CPU's shifted-sum filter (SSIM's hot spot in training) against the convolutions CUDA runs."""
+    torch.manual_seed(0)
+    x = torch.rand(3, 1, 23, 40, dtype=torch.float64, requires_grad=True)
+    g = metrics._gaussian_window(11, 1.5, x)
+    ours = metrics._blur(x, g)
+    conv = torch.nn.functional.conv2d(torch.nn.functional.conv2d(x, g.view(1, 1, 1, -1)), g.view(1, 1, -1, 1))
+    assert ours.shape == conv.shape == (3, 1, 13, 30)
+    assert torch.allclose(ours, conv, rtol=0, atol=1e-12)
+    w = torch.rand_like(conv)
+    (grad_ours,) = torch.autograd.grad((ours * w).sum(), x)
+    (grad_conv,) = torch.autograd.grad((conv * w).sum(), x)
+    assert torch.allclose(grad_ours, grad_conv, rtol=0, atol=1e-12)
