@@ -15,7 +15,7 @@ compilation); quality is the PSNR-YUV of each run's reconstruction. The issue's 
 least 2x plain float32 eager with quality within 0.1 dB. On the CPU every path trains in float32.
 
     python tools/train_bench.py ../shared/data/caliscope/post_optimization -s 1280x720 -f 57 \\
-        --presets '' --ablation-preset '' --speed-check 10 --speed-paths bf16,bf16-compile,fp32,fp32-no-tf32 \\
+        --presets '' --ablation-preset '' --speed-check 30 --speed-paths bf16,bf16-compile,fp32,fp32-no-tf32 \\
         --json bench/train_speed_cuda_1280x720.json
 """
 
