@@ -15,6 +15,7 @@ from mvcodec import __version__
 from mvcodec.errors import InputError
 from mvcodec.fsutil import write_json
 from mvcodec.io.formats import parse_fps, parse_size
+from mvcodec.presets import DEFAULT_PRESET, PRESETS, preset_help
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -95,12 +96,12 @@ def open_cli_source(inputs, size, pix_fmt, fps, frames, seek, views):
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Output stream.")
 @click.option(
     "--preset",
-    default="medium",
+    default=DEFAULT_PRESET,
     show_default=True,
-    metavar="NAME",
-    help="Training length: fast (30 + 10 epochs), medium (100 + 35), paper (300 + 100, as published), "
-    "slow (600 + 200); the second figure is fine-tuning after pruning plus QAT.",
+    metavar="|".join(PRESETS),
+    help=preset_help(),
 )
+@click.option("--arch", default="mv-mginr", show_default=True, metavar="NAME", help="Network architecture.")
 @click.option(
     "-q", "--quality", type=int, metavar="1-8", help="Quality level: model size doubles per level (default 4)."
 )
@@ -113,9 +114,9 @@ def open_cli_source(inputs, size, pix_fmt, fps, frames, seek, views):
 )
 @click.option("--sparsity", type=float, help="Fraction of the conv weights pruned (default 0.4).")
 @click.option("--lambda", "rate_lambda", type=float, help="Rate-distortion trade-off of QAT: L = R + lambda D.")
-@click.option("--prune-epochs", type=int, help="Fine-tuning epochs after pruning (preset: 3/10/25/50).")
-@click.option("--qat-epochs", type=int, help="Quantisation-aware training epochs (preset: 7/25/75/150).")
-@click.option("--epochs", type=int, help="Override the preset's number of epochs.")
+@click.option("--prune-epochs", type=int, help="Override the preset's fine-tuning epochs after pruning.")
+@click.option("--qat-epochs", type=int, help="Override the preset's quantisation-aware training epochs.")
+@click.option("--epochs", type=int, help="Override the preset's fitting epochs.")
 @click.option("--batch-size", type=int, help="Frames per training step (default 2).")
 @click.option("--lr", type=float, help="Peak learning rate (default 2e-3).")
 @click.option("--no-motion-mask", is_flag=True, help="Train with plain L1 + SSIM (the paper's ablation).")
@@ -164,6 +165,7 @@ def mvenc(
     views,
     output,
     preset,
+    arch,
     quality,
     params,
     bpp,
@@ -208,12 +210,14 @@ def mvenc(
         if output is None:
             raise InputError("no output given; end the command with OUT.mvinr (or pass -o OUT.mvinr)")
         from mvcodec import encoder
-        from mvcodec.train.compress import compress_config
-        from mvcodec.train.fit import train_config
 
-        tcfg = train_config(
+        rec = encoder.recipe(
             preset,
             epochs=epochs,
+            prune_epochs=prune_epochs,
+            qat_epochs=qat_epochs,
+            sparsity=sparsity,
+            rate_lambda=rate_lambda,
             batch_size=batch_size,
             lr=lr,
             seed=seed,
@@ -222,41 +226,30 @@ def mvenc(
             precision=precision,
             motion_weight=0.0 if no_motion_mask else None,
         )
-        if tcfg.epochs <= 0 or tcfg.batch_size <= 0 or tcfg.checkpoint_every <= 0:
-            raise InputError("--epochs, --batch-size and --checkpoint-every must be 1 or more")
-        if quality is not None:
-            encoder.params_for_quality(quality, 1, 1, 2, 2)  # checks the level before any work
-        target_bpp = encoder.target_bpp_of(source, bpp, bitrate)
-        ccfg = compress_config(
-            preset,
-            sparsity=sparsity,
-            rate_lambda=rate_lambda if rate_lambda is not None else encoder.lambda_for_quality(quality),
-            prune_epochs=prune_epochs,
-            qat_epochs=qat_epochs,
-        )
         opts = encoder.EncodeOptions(
-            tcfg,
+            rec,
             encoder.pick_device(device),
-            ccfg=ccfg,
+            arch=arch,
             quality=quality,
-            params=encoder.parse_params(params) if params else None,
-            target_bpp=target_bpp,
+            params=params,
+            bpp=bpp,
+            kbps=bitrate,
             segment_frames=segment_frames,
             resume=resume,
             progress=not no_progress,
             keep_checkpoints=keep_checkpoints,
             command=" ".join(["mvenc", *sys.argv[1:]]),
         )
-        encoder.plan_segments(source.num_frames, segment_frames)  # checks --segment-frames before any work
         for line in source.summary_lines():
             click.echo(line)
+        epochs_text = " + ".join(str(p.epochs) for p in rec.phases)
         click.echo(
-            f"training: preset {preset}, {tcfg.epochs} + {ccfg.prune_epochs} + {ccfg.qat_epochs} epochs (fit, "
-            f"fine-tuning after {ccfg.sparsity:.0%} pruning, QAT), batch {tcfg.batch_size}, lr {tcfg.lr:g}, "
-            f"device {opts.device}, seed {tcfg.seed}"
+            f"training: preset {preset}, {epochs_text} epochs ({', '.join(p.name for p in rec.phases)}; "
+            f"{rec.compress.sparsity:.0%} pruning), batch {rec.train.batch_size}, lr {rec.train.lr:g}, "
+            f"device {opts.device}, seed {rec.train.seed}"
         )
         try:
-            record = encoder.encode(source, output, opts, log=click.echo)
+            result = encoder.encode(source, output, opts, log=click.echo)
         except KeyboardInterrupt:
             click.echo(
                 f"mvenc: interrupted; {output} was not written and the checkpoints keep the progress: "
@@ -264,10 +257,10 @@ def mvenc(
                 err=True,
             )
             sys.exit(EXIT_INTERRUPTED)
-        for line in encoder.summary_lines(source, record, output):
+        for line in encoder.summary_lines(result):
             click.echo(line)
         if stats:
-            write_json(stats, record)
+            write_json(stats, result.record())
     finally:
         source.close()
 
@@ -349,9 +342,9 @@ def mvdec(stream, output, y4m, view_list, frame_list, device, precision, batch, 
     """
     import time
 
-    from mvcodec.decoder import Decoder, HashingWriter, output_name, pick_device
-    from mvcodec.io.raw import RawWriter
-    from mvcodec.io.y4m import Y4MWriter
+    from mvcodec.decoder import Decoder
+    from mvcodec.device import pick_device
+    from mvcodec.io.output import output_name, view_writer
     from mvcodec.progress import Progress
 
     if output is None and not (md5 or check_md5):
@@ -366,7 +359,7 @@ def mvdec(stream, output, y4m, view_list, frame_list, device, precision, batch, 
         frames = parse_index_list(frame_list, seq.frames, "frames") if frame_list else list(range(seq.frames))
         if to_stdout and len(views) != 1:
             raise InputError(f"-o -: stdout takes one view; add --views with one of 0-{seq.views - 1}")
-        names = [output_name(seq, v, y4m) for v in views]
+        names = [output_name(seq.view_names[v], seq.fmt, y4m) for v in views]
         if output and not to_stdout:
             Path(output).mkdir(parents=True, exist_ok=True)
         files = {}
@@ -379,8 +372,7 @@ def mvdec(stream, output, y4m, view_list, frame_list, device, precision, batch, 
                     target = files[v] = open(Path(output) / name, "wb")  # noqa: SIM115
                 else:
                     target = None
-                sink = HashingWriter(target)
-                writers[v] = (sink, (Y4MWriter if y4m else RawWriter)(sink, seq.fmt))
+                writers[v] = view_writer(target, seq.fmt, y4m)
             bar = Progress(len(views) * len(frames), "decoding", "frames", enabled=not no_progress)
             for out in dec.frames(views, frames):
                 writers[out.view][1].write(out.planes)

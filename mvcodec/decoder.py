@@ -8,7 +8,6 @@ Two numeric paths: "reference" (float32, TF32 off, deterministic algorithms; the
 from __future__ import annotations
 
 import contextlib
-import hashlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,13 +15,14 @@ from typing import BinaryIO
 
 import numpy as np
 import torch
+from torch import nn
 
 from mvcodec.bitstream import CodedTensor, SequenceHeader, StreamIndex, parameter_hash, read_index, read_segment_tensors
 from mvcodec.color import rgb_to_planes
-from mvcodec.compress.quantize import decode_tensor
+from mvcodec.compress.decoding import decode_tensor
 from mvcodec.errors import HashMismatch, InputError, InvalidStream
 from mvcodec.io.formats import Planes
-from mvcodec.model.mginr import MVMGINR, parameter_layout
+from mvcodec.model.registry import arch_of
 
 PRECISIONS = ("auto", "reference", "fast")
 
@@ -70,7 +70,7 @@ class Decoder:
         cuda = self.device.type == "cuda"
         self.fast = cuda and precision in ("auto", "fast")
         self.batch = max(1, batch)
-        self._loaded: tuple[int, MVMGINR] | None = None
+        self._loaded: tuple[int, nn.Module] | None = None
 
     @property
     def sequence(self) -> SequenceHeader:
@@ -97,16 +97,17 @@ class Decoder:
             )
         return arrays
 
-    def model(self, segment: int) -> MVMGINR:
+    def model(self, segment: int) -> nn.Module:
         """The network of a segment, rebuilt from the stream alone, on the decoder's device."""
         if self._loaded and self._loaded[0] == segment:
             return self._loaded[1]
         self._loaded = None
         cfg = self.index.segments[segment].config
+        arch = arch_of(cfg)
         arrays = self.parameters(segment)
         with torch.device("meta"):
-            model = MVMGINR(cfg)
-        state = {name: torch.from_numpy(a) for (name, _), a in zip(parameter_layout(cfg), arrays, strict=True)}
+            model = arch.build(cfg)
+        state = {p.name: torch.from_numpy(a) for p, a in zip(arch.layout(cfg), arrays, strict=True)}
         model.load_state_dict(state, assign=True)
         model = model.to(self.device).train(False)
         if self.fast:
@@ -153,33 +154,3 @@ class Decoder:
                 for (ft, fv), planes in zip(chunk, rgb_to_planes(rgb, seq.bit_depth, seq.color), strict=True):
                     yield DecodedFrame(fv, ft, planes)
                 start = stop
-
-
-def pick_device(name: str) -> torch.device:
-    """auto: CUDA when available, else CPU; cuda: InputError where there is none."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise InputError("--device cuda: no CUDA device is available here; use --device cpu or auto")
-    return torch.device(name)
-
-
-def output_name(seq: SequenceHeader, view: int, y4m: bool = False) -> str:
-    """File name of a view's output: MIV style `<view>_texture_<W>x<H>_<pix_fmt>.yuv`, or `<view>.y4m`."""
-    name = seq.view_names[view]
-    return f"{name}.y4m" if y4m else f"{name}_texture_{seq.width}x{seq.height}_{seq.pix_fmt.name}.yuv"
-
-
-class HashingWriter:
-    """Wraps a binary output so that everything written to it is also fed to an MD5."""
-
-    def __init__(self, f: BinaryIO):
-        self.f, self.md5 = f, hashlib.md5()
-
-    def write(self, data: bytes) -> int:
-        self.md5.update(data)
-        return self.f.write(data) if self.f is not None else len(data)
-
-    def flush(self) -> None:
-        if self.f is not None:
-            self.f.flush()

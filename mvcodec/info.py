@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import json
 from fractions import Fraction
 from pathlib import Path
 
 from mvcodec.bitstream import parameter_hash, read_index, read_segment_tensors
 from mvcodec.bitstream.syntax import CHUNK_OVERHEAD, FILE_HEADER_BYTES
 from mvcodec.bitstream.tensor import CODING_FLOAT32, CodedTensor
-from mvcodec.compress.quantize import ideal_bits
+from mvcodec.compress.decoding import ideal_bits
 from mvcodec.decoder import decode_tensors
 from mvcodec.io.formats import format_fps
 from mvcodec.metrics import bits_per_pixel, kbps
+from mvcodec.model.registry import arch_of
 
 
 def coded_bits(t: CodedTensor) -> int:
@@ -33,13 +33,18 @@ def stream_report(path: Path) -> dict:
             arrays = decode_tensors(tensors, k)
             ideal = [ideal_bits(t) for t in tensors]
             digest = parameter_hash(arrays)
+            arch = arch_of(seg.config)
             segments.append(
                 {
                     "first_frame": seg.header.first_frame,
                     "frames": seg.header.frames,
-                    "model": json.loads(seg.config.to_json()),
-                    "params": seg.config.params,
-                    "param_split": seg.config.param_split(),
+                    "arch": arch.name,
+                    "arch_id": arch.id,
+                    "model": seg.config.to_dict(),
+                    "description": arch.describe(seg.config),
+                    "macs_per_pixel": arch.macs_per_pixel(seg.config),
+                    "params": arch.params(seg.config),
+                    "param_split": arch.param_split(seg.config),
                     "param_hash": seg.digest.hex(),
                     "hash_ok": digest == seg.digest,
                     "tensors": [
@@ -112,11 +117,9 @@ def report_lines(r: dict) -> list[str]:
         counts[c["type"]][1] += c["bytes"]
     lines.append("chunks    " + ", ".join(f"{t} x{n} {b} B" for t, (n, b) in counts.items()))
     for k, s in enumerate(r["segments"]):
-        m = s["model"]
         lines.append(
-            f"segment {k}: frames {s['first_frame']}-{s['first_frame'] + s['frames'] - 1}, {s['params']} params, "
-            f"latent {m['latent_h']}x{m['latent_w']}, strides {','.join(map(str, m['strides']))}, "
-            f"widths {','.join(map(str, m['widths']))}, c1={m['c1']} c2={m['c2']}"
+            f"segment {k}: frames {s['first_frame']}-{s['first_frame'] + s['frames'] - 1}, {s['arch']}, "
+            f"{s['params']} params, {s['macs_per_pixel']:.0f} MACs/pixel, {s['description']}"
         )
         lines.append(f"  {'tensor':<22} {'shape':<18} {'symbols':>9} {'coded bits':>11} {'ideal bits':>11}")
         for t in s["tensors"]:

@@ -15,6 +15,15 @@ from mvcodec.io import Planes, RawWriter, VideoFormat, Y4MWriter, open_source, p
 from mvcodec.io.container import planes_frame
 
 SAMPLE_DIR = Path(__file__).parent / "data"
+
+
+def train_config(preset: str = "fast", **overrides):
+    """The fit phase's TrainConfig of a preset's recipe, with TrainConfig fields (or epochs) replaced."""
+    from mvcodec.encoder.recipe import recipe
+
+    return recipe(preset, **overrides).train
+
+
 SAMPLE_FILES = sorted(SAMPLE_DIR.glob("v*_texture_160x96_yuv420p10le.yuv"))
 
 

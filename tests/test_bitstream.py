@@ -20,20 +20,14 @@ from mvcodec.bitstream import (
     read_segment_tensors,
     write_stream,
 )
-from mvcodec.bitstream.headers import arch_bytes, parse_arch
+from mvcodec.bitstream.headers import arch_chunk, parse_arch
 from mvcodec.bitstream.syntax import ByteReader, chunk_bytes, file_header, read_file_header
 from mvcodec.bitstream.tensor import MASK_BERNOULLI, MODEL_PER_AXIS, STEP_PER_AXIS, STEP_ROW_COLUMN
 from mvcodec.color import ColorSpec
-from mvcodec.compress.entropy import gaussian_bits, gaussian_encode, mask_encode
-from mvcodec.compress.quantize import (
-    decode_tensor,
-    float32_tensor,
-    ideal_bits,
-    model_grid,
-    quantize_uniform,
-    step_grid,
-    symbol_range,
-)
+from mvcodec.compress.coding import float32_tensor, quantize_uniform, symbol_range
+from mvcodec.compress.decoding import decode_tensor, element_steps, ideal_bits
+from mvcodec.compress.gaussian import gaussian_bits, model_grid
+from mvcodec.compress.range_coding import gaussian_encode, mask_encode
 from mvcodec.errors import (
     CrcMismatch,
     InvalidStream,
@@ -42,7 +36,7 @@ from mvcodec.errors import (
     UnknownCriticalChunk,
     UnsupportedVersion,
 )
-from mvcodec.model import MVMGINR, parameter_layout, solve_config
+from mvcodec.model import MVMGINR, ParamSpec, Role, parameter_layout, solve_config
 
 SEQ = SequenceHeader(("left", "right"), 3, 64, 36, 10, ColorSpec("bt2020", True, "center"), Fraction(30000, 1001), 1)
 
@@ -53,8 +47,8 @@ def tiny_stream(seed: int = 0, info: dict | None = None) -> tuple[bytes, MVMGINR
     cfg = solve_config(2, 3, 36, 64, 10_000)
     model = MVMGINR(cfg)
     tensors, arrays = [], []
-    for name, _ in parameter_layout(cfg):
-        e = quantize_uniform(name, model.state_dict()[name].numpy())
+    for spec in parameter_layout(cfg):
+        e = quantize_uniform(spec, model.state_dict()[spec.name].numpy())
         t, values = e.tensor, e.values
         tensors.append(t)
         arrays.append(values)
@@ -70,14 +64,21 @@ def test_sequence_header_round_trip():
 def test_architecture_round_trip_and_checks():
     cfg = solve_config(2, 3, 36, 64, 10_000)
     seg = SegmentHeader(0, 0, 3)
-    assert parse_arch(arch_bytes(cfg), SEQ, seg) == cfg
-    with pytest.raises(InvalidStream, match="frames = 3, segment 0 has 2"):
-        parse_arch(arch_bytes(cfg), SEQ, SegmentHeader(0, 0, 2))
+    ctype, payload = arch_chunk(cfg)
+    assert ctype == "ARCH" and parse_arch(ctype, payload, SEQ, seg) == cfg
+    with pytest.raises(InvalidStream, match="frames = 3, the segment has 2"):
+        parse_arch(ctype, payload, SEQ, SegmentHeader(0, 0, 2))
+    with pytest.raises(InvalidStream, match="2 unexpected bytes"):
+        parse_arch(ctype, payload + b"\0\0", SEQ, seg)
+    with pytest.raises(UnknownCriticalChunk, match="architecture id 40000 is not known.*needs a newer decoder"):
+        parse_arch("ARCX", struct.pack("<H", 40000) + payload, SEQ, seg)
+    with pytest.raises(InvalidStream, match="architecture 0 .* is coded in ARCH"):
+        parse_arch("ARCX", struct.pack("<H", 0) + payload, SEQ, seg)
 
 
 def test_quantised_tensor_round_trip_is_exact_and_close_to_the_weights():
     w = np.random.default_rng(0).normal(0, 0.1, (8, 4, 3, 3)).astype(np.float32)
-    e = quantize_uniform("blocks.0.conv.weight", w)
+    e = quantize_uniform(ParamSpec("blocks.0.conv.weight", w.shape, Role.CONV_WEIGHT), w)
     t, values = e.tensor, e.values
     parsed = CodedTensor.parse(t.to_bytes())
     decoded = decode_tensor(parsed)
@@ -95,7 +96,7 @@ def test_every_coding_tool_round_trips():
     t = CodedTensor("x", w.shape, step_mode=STEP_ROW_COLUMN, steps=np.concatenate([rows, cols]))
     mask = rng.random(w.shape) < 0.6
     t.mask_mode, t.p_keep, t.mask_words = MASK_BERNOULLI, 0.6, mask_encode(mask, 0.6)
-    symbols = np.clip(np.rint(w / step_grid(t)), -127, 127).astype(np.int32)
+    symbols = np.clip(np.rint(w / element_steps(t).numpy()), -127, 127).astype(np.int32)
     t.sym_min, t.sym_max = symbol_range(symbols[mask])
     t.model_mode, t.model_axis = MODEL_PER_AXIS, 2
     t.means, t.stds = np.float32([0, 1, -1]), np.float32([20, 30, 40])
@@ -112,7 +113,8 @@ def test_gaussian_bits_matches_the_coded_size():
     symbols = np.random.default_rng(2).normal(0, 6, 20_000).round().astype(np.int32)
     m, s = np.zeros(len(symbols), np.float32), np.full(len(symbols), 6, np.float32)
     words = gaussian_encode(symbols, -40, 40, m, s)
-    assert 32 * len(words) == pytest.approx(gaussian_bits(symbols, -40, 40, m, s), rel=0.002)
+    bits = gaussian_bits(*(torch.from_numpy(a.astype(np.float64)) for a in (symbols, m, s)), -40, 40)
+    assert 32 * len(words) == pytest.approx(float(bits), rel=0.002)
 
 
 def test_stream_decodes_to_the_encoders_parameters_and_hash():

@@ -9,40 +9,43 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import SAMPLE_FILES, run_tool
+from helpers import SAMPLE_FILES, run_tool, train_config
 from test_train import moving_square_source
 
 from mvcodec.bitstream import SegmentData, SegmentHeader, SequenceHeader, parameter_hash, write_stream
 from mvcodec.bitstream.tensor import MASK_BERNOULLI, STEP_ROW_COLUMN, STEPS_BFLOAT16, CodedTensor
 from mvcodec.color import ColorSpec
-from mvcodec.compress.quantize import decode_mask, ideal_bits, quantize_uniform
+from mvcodec.compress.coding import plan_for, quantize_uniform
+from mvcodec.compress.decoding import decode_mask, decode_symbols, decode_tensor, ideal_bits
+from mvcodec.compress.gaussian import gaussian_bits, group_stats, model_grid
+from mvcodec.compress.pruning import prunable, prune_masks
+from mvcodec.compress.qat import CompressibleModel, export_tensors
 from mvcodec.decoder import Decoder
-from mvcodec.encoder import EncodeResult, compress_stages
-from mvcodec.model import MVMGINR, solve_config
-from mvcodec.train.compress import (
-    CompressConfig,
-    CompressibleMVMGINR,
-    export_tensors,
-    gaussian_rate,
-    prunable,
-    prune_masks,
-)
-from mvcodec.train.fit import FrameStore, evaluate, fit, read_checkpoint, train_config
+from mvcodec.encoder.phases import run_phases
+from mvcodec.encoder.recipe import recipe
+from mvcodec.model import MVMGINR, ParamSpec, Role, parameter_layout, solve_config
+from mvcodec.train.fit import FrameStore, TrainingData, evaluate, fit, read_checkpoint
 from mvcodec.train.motion import motion_masks
 
 
 def tiny(seed=0, params=20_000):
     src = moving_square_source()
     torch.manual_seed(seed)
-    model = MVMGINR(solve_config(2, 3, 36, 64, params))
-    return src, model, FrameStore(src, torch.device("cpu")), motion_masks(src, progress=False)
+    cfg = solve_config(2, 3, 36, 64, params)
+    data = TrainingData(FrameStore(src, torch.device("cpu")), motion_masks(src, progress=False))
+    return src, MVMGINR(cfg), data
+
+
+def pruned_model(model: MVMGINR, sparsity: float) -> CompressibleModel:
+    layout = parameter_layout(model.cfg)
+    return CompressibleModel(model, model.cfg, prune_masks(dict(model.named_parameters()), layout, sparsity))
 
 
 @pytest.mark.parametrize("sparsity", [0.4, 0.25, 0.0])
 def test_pruning_reaches_the_requested_sparsity_with_one_global_threshold(sparsity):
-    _, model, _, _ = tiny()
-    masks = prune_masks(model, sparsity)
-    assert set(masks) == {n for n, _ in model.named_parameters() if prunable(n)}
+    _, model, _ = tiny()
+    masks = prune_masks(dict(model.named_parameters()), parameter_layout(model.cfg), sparsity)
+    assert set(masks) == {p.name for p in parameter_layout(model.cfg) if prunable(p)}
     total = sum(m.numel() for m in masks.values())
     pruned = sum(int((~m).sum()) for m in masks.values())
     assert pruned == round(sparsity * total)
@@ -56,9 +59,9 @@ def test_pruning_reaches_the_requested_sparsity_with_one_global_threshold(sparsi
 
 
 def test_masks_stay_fixed_while_fine_tuning():
-    _, model, store, masks = tiny()
-    wrapped = CompressibleMVMGINR(model, prune_masks(model, 0.4))
-    fit(wrapped, store, masks, train_config("fast", epochs=2), progress=False)
+    _, model, data = tiny()
+    wrapped = pruned_model(model, 0.4)
+    fit(wrapped, data, train_config("fast", epochs=2), progress=False)
     pruned = 0
     for name, w in wrapped.effective_params(hard=True).items():
         m = wrapped.mask(name)
@@ -69,13 +72,13 @@ def test_masks_stay_fixed_while_fine_tuning():
 
 
 def _qat(seed=0, epochs=3, rate_weight=1 / 8, step_lr=5e-2):
-    src, model, store, masks = tiny(seed)
-    pruned = CompressibleMVMGINR(model, prune_masks(model, 0.4))
-    q = CompressibleMVMGINR(pruned.base, pruned.masks(), quantise=True)
+    src, model, data = tiny(seed)
+    pruned = pruned_model(model, 0.4)
+    q = CompressibleModel(pruned.base, pruned.cfg, pruned.masks(), quantise=True)
     tcfg = train_config("fast", epochs=epochs, lr=2e-4, rate_weight=rate_weight, step_lr=step_lr, seed=seed)
-    fit(q, store, masks, tcfg, progress=False)
+    fit(q, data, tcfg, progress=False)
     q.train(False)
-    return q, store
+    return q, data.store
 
 
 def test_decoded_parameters_equal_the_encoders_quantised_parameters_bit_for_bit():
@@ -92,7 +95,7 @@ def test_decoded_parameters_equal_the_encoders_quantised_parameters_bit_for_bit(
     assert any(t.step_mode == STEP_ROW_COLUMN and t.step_format == STEPS_BFLOAT16 for t in coded.values())
     encoder_side = q.effective_params(hard=True)
     with Decoder(io.BytesIO(buf.getvalue())) as dec:
-        decoded = dict(zip([n for n, _ in q.layout], dec.parameters(0), strict=True))
+        decoded = dict(zip([p.name for p in q.layout], dec.parameters(0), strict=True))
     for name, w in encoder_side.items():
         a = w.detach().numpy() + np.float32(0)  # -0.0 -> +0.0 (pruned weights are +0.0 in the stream)
         assert a.dtype == np.float32 and np.array_equal(a.view(np.uint32), decoded[name].view(np.uint32)), name
@@ -107,28 +110,30 @@ def test_decoded_parameters_equal_the_encoders_quantised_parameters_bit_for_bit(
 def test_the_file_size_matches_the_trained_rate_term():
     q, _ = _qat()
     params = dict(q.base.named_parameters())
-    for e in export_tensors(q):
+    for e, spec in zip(export_tensors(q), q.layout, strict=True):
         t = e.tensor
-        if t.name.endswith("bias"):
+        if spec.role is Role.BIAS:
             continue
-        y = params[t.name].detach() / q.steps(t.name, t.shape).detach()
+        y = params[t.name].detach() / q.steps(spec).detach()
         mask = q.mask(t.name)
-        symbols = torch.round(y * mask if mask is not None else y)
-        trained = float(gaussian_rate(t.name, symbols, mask))  # the rate term on the integer symbols
+        symbols = torch.round(y * mask if mask is not None else y).double()
+        # the rate term's formula on the integer symbols, with the Gaussians fitted to them
+        mean, std = group_stats(symbols, mask, plan_for(spec).group_axis)
+        kept = symbols if mask is None else symbols[mask]
+        trained = float(gaussian_bits(symbols, mean, std, kept.min(), kept.max(), mask))
         mask_np = decode_mask(t)
         mask_cost = 0.0 if mask_np is None else ideal_bits(t) - _symbol_bits(t)
         assert abs((ideal_bits(t) - mask_cost) - trained) <= 0.01 * trained + 16, t.name
 
 
 def _symbol_bits(t: CodedTensor) -> float:
-    from mvcodec.compress.entropy import gaussian_bits
-    from mvcodec.compress.quantize import decode_symbols, model_grid
-
     mask = decode_mask(t)
-    means, stds = model_grid(t)
+    means, stds = (torch.from_numpy(np.ascontiguousarray(a, np.float64)) for a in model_grid(t))
+    symbols = torch.from_numpy(decode_symbols(t, mask).astype(np.float64))
     if mask is not None:
-        means, stds = means[mask], stds[mask]
-    return gaussian_bits(decode_symbols(t, mask), t.sym_min, t.sym_max, means.ravel(), stds.ravel())
+        keep = torch.from_numpy(mask)
+        means, stds = means[keep], stds[keep]
+    return float(gaussian_bits(symbols, means.flatten(), stds.flatten(), t.sym_min, t.sym_max))
 
 
 def test_the_rate_term_lowers_the_rate():
@@ -140,8 +145,8 @@ def test_the_rate_term_lowers_the_rate():
 
 
 def test_quant_noise_rate_rises_linearly_to_one():
-    _, model, _, _ = tiny()
-    q = CompressibleMVMGINR(model, quantise=True)
+    _, model, _ = tiny()
+    q = CompressibleModel(model, model.cfg, quantise=True)
     rates = []
     for step in range(0, 101, 25):
         q.set_step(step, 100)
@@ -156,34 +161,34 @@ def test_quant_noise_rate_rises_linearly_to_one():
     assert 0.02 < same < 0.5  # about 10% quantised at the start (plus weights that are already on the grid)
 
 
-def test_compression_stages_resume_from_their_checkpoints(tmp_path):
-    src, model, store, masks = tiny(seed=1)
-    tcfg = train_config("fast", epochs=1, seed=1)
-    ccfg = CompressConfig(prune_epochs=1, qat_epochs=2)
-    result = EncodeResult(model, {}, 0, 0, 0, "cpu", store, masks, "fp")
-    whole = compress_stages(result, tcfg, ccfg, work=None, progress=False, log=lambda *_: None)
-    reference = [e.values for e in export_tensors(whole)]
+def test_every_phase_resumes_from_its_named_checkpoint(tmp_path, monkeypatch):
+    src = moving_square_source()
+    cfg = solve_config(2, 3, 36, 64, 20_000)
+    rec = recipe("fast", epochs=1, prune_epochs=1, qat_epochs=2, seed=1).with_lambda(8.0)
+    quiet = dict(progress=False, log=lambda *_: None)
+    whole = run_phases(src, cfg, rec, torch.device("cpu"), prefix=None, **quiet)
+    reference = [e.values for e in export_tensors(whole.model)]
 
-    _, model, store, masks = tiny(seed=1)
-    result = EncodeResult(model, {}, 0, 0, 0, "cpu", store, masks, "fp")
     work = str(tmp_path / "x.mvinr")
-    compress_stages(result, tcfg, ccfg, work=work, progress=False, log=lambda *_: None)
-    meta, _ = read_checkpoint(tmp_path / "x.mvinr.qat.ckpt")
-    assert meta["tag"]["stage"] == "qat" and meta["epoch"] == 2
-    _, other, store, masks = tiny(seed=7)  # another start: the stage checkpoints hold everything
-    result = EncodeResult(other, {}, 0, 0, 0, "cpu", store, masks, "fp")
-    resumed = compress_stages(result, tcfg, ccfg, work=work, progress=False, log=lambda *_: None)
-    for a, b in zip(reference, [e.values for e in export_tensors(resumed)], strict=True):
+    run_phases(src, cfg, rec, torch.device("cpu"), prefix=work, **quiet)
+    for phase, epochs in (("x.mvinr.ckpt", 1), ("x.mvinr.prune.ckpt", 1), ("x.mvinr.qat.ckpt", 2)):
+        meta, _ = read_checkpoint(tmp_path / phase)
+        assert meta["epoch"] == epochs and meta["arch"] == "mv-mginr"
+    assert read_checkpoint(tmp_path / "x.mvinr.qat.ckpt")[0]["tag"]["stage"] == "qat"
+    # another initialisation: the finished phases' checkpoints hold everything
+    monkeypatch.setattr("mvcodec.encoder.phases.torch.manual_seed", lambda _: torch.random.manual_seed(7))
+    resumed = run_phases(src, cfg, rec, torch.device("cpu"), prefix=work, **quiet)
+    for a, b in zip(reference, [e.values for e in export_tensors(resumed.model)], strict=True):
         assert np.array_equal(a, b)
 
 
 def test_ladder_codings_decode():
     w = np.random.default_rng(0).normal(0, 0.1, (16, 8, 3, 3)).astype(np.float32)
     mask = np.abs(w) > 0.05
-    flat = quantize_uniform("blocks.0.conv.weight", w, mask=mask, flat=True)
-    gauss = quantize_uniform("blocks.0.conv.weight", w, mask=mask)
+    spec = ParamSpec("blocks.0.conv.weight", w.shape, Role.CONV_WEIGHT)
+    flat = quantize_uniform(spec, w, mask=mask, flat=True)
+    gauss = quantize_uniform(spec, w, mask=mask)
     assert len(gauss.tensor.words) < len(flat.tensor.words)
-    from mvcodec.compress.quantize import decode_tensor
 
     for e in (flat, gauss):
         assert np.array_equal(decode_tensor(CodedTensor.parse(e.tensor.to_bytes())), e.values)

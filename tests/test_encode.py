@@ -7,9 +7,11 @@ import json
 import numpy as np
 from helpers import SAMPLE_FILES, run_tool
 
-from mvcodec.encoder import config_for_quality, plan_segments, stream_view_names
+from mvcodec.encoder.assemble import stream_view_names
+from mvcodec.encoder.plan import config_for_quality, plan_segments
 from mvcodec.io import open_source
 from mvcodec.metrics import frame_quality, mean_quality
+from mvcodec.model import Shape, by_name
 
 
 def test_segment_plans():
@@ -19,7 +21,7 @@ def test_segment_plans():
 
 
 def test_quality_levels_fit_many_frames():
-    cfg = config_for_quality(4, 4, 64, 160, 96)  # the 50k floor is too small for these grids: raised
+    cfg = config_for_quality(by_name("mv-mginr"), 4, Shape(4, 64, 96, 160))  # 50k is too small here: raised
     assert cfg.frames == 64 and cfg.params > 50_000
 
 

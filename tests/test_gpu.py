@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import train_config
 
 from mvcodec.decoder import Decoder
 
@@ -30,18 +31,18 @@ def test_cuda_reference_path_is_within_one_lsb_of_the_cpu_and_fast_path_close():
 def test_cuda_training_lowers_the_loss():
     from test_train import moving_square_source
 
+    from mvcodec.compress.qat import CompressibleModel
     from mvcodec.model import MVMGINR, solve_config
-    from mvcodec.train.fit import FrameStore, fit, train_config
+    from mvcodec.train.fit import FrameStore, TrainingData, fit
 
     src = moving_square_source()
     torch.manual_seed(0)
-    model = MVMGINR(solve_config(2, 3, 36, 64, 20_000))
+    cfg = solve_config(2, 3, 36, 64, 20_000)
     store = FrameStore(src, torch.device("cuda"))
     losses = []
     fit(
-        model,
-        store,
-        None,
+        CompressibleModel(MVMGINR(cfg), cfg),
+        TrainingData(store),
         train_config("fast", epochs=20),
         progress=False,
         on_epoch=lambda e, loss: losses.append(loss),
@@ -52,8 +53,9 @@ def test_cuda_training_lowers_the_loss():
 def test_cuda_bf16_path_trains_as_well_as_plain_fp32():
     from test_train import moving_square_source
 
+    from mvcodec.compress.qat import CompressibleModel
     from mvcodec.model import MVMGINR, solve_config
-    from mvcodec.train.fit import FrameStore, evaluate, fit, train_config
+    from mvcodec.train.fit import FrameStore, TrainingData, evaluate, fit
 
     src = moving_square_source()
     store = FrameStore(src, torch.device("cuda"))
@@ -61,6 +63,7 @@ def test_cuda_bf16_path_trains_as_well_as_plain_fp32():
     psnr = {}
     for precision in ("bf16", "fp32"):
         torch.manual_seed(0)
-        fitted = fit(MVMGINR(cfg), store, None, train_config("fast", epochs=30, precision=precision), progress=False)
+        model = CompressibleModel(MVMGINR(cfg), cfg)
+        fitted = fit(model, TrainingData(store), train_config("fast", epochs=30, precision=precision), progress=False)
         psnr[precision] = evaluate(fitted.model, store)["psnr_yuv"]
     assert abs(psnr["bf16"] - psnr["fp32"]) < 1.0, psnr

@@ -10,12 +10,22 @@ from fractions import Fraction
 import numpy as np
 import pytest
 import torch
-from helpers import SAMPLE_FILES, run_tool
+from helpers import SAMPLE_FILES, run_tool, train_config
 
+from mvcodec.compress.qat import CompressibleModel
 from mvcodec.errors import InputError
 from mvcodec.io import MultiViewSource, Planes, VideoFormat, open_source, pix_fmt
 from mvcodec.model import MVMGINR, solve_config
-from mvcodec.train.fit import FrameStore, evaluate, fit, load_model, lr_at, read_checkpoint, train_config
+from mvcodec.train.fit import (
+    Checkpoint,
+    FrameStore,
+    TrainingData,
+    evaluate,
+    fit,
+    load_model,
+    lr_at,
+    read_checkpoint,
+)
 from mvcodec.train.loss import motion_aware_loss
 from mvcodec.train.motion import motion_masks, view_masks
 
@@ -93,35 +103,46 @@ def test_learning_rate_warms_up_then_decays():
     assert all(a >= b for a, b in zip(lrs[10:], lrs[11:], strict=False))
 
 
-def test_train_config_checks_presets_and_precision():
+def test_presets_set_every_phase_and_configs_check_their_values():
+    from mvcodec.encoder.recipe import recipe
+
+    r = recipe("paper")
+    assert [(p.name, p.epochs) for p in r.phases] == [("fit", 300), ("prune", 25), ("qat", 75)]
+    assert r.train.epochs == 300 and recipe("fast", qat_epochs=0).phase("qat").epochs == 0
     assert train_config("paper").epochs == 300 and train_config("fast", precision="fp32").precision == "fp32"
     with pytest.raises(InputError, match="--preset: unknown preset 'quick'"):
         train_config("quick")
     with pytest.raises(InputError, match="--precision: unknown precision 'fp16'; use one of bf16, fp32"):
         train_config("fast", precision="fp16")
+    with pytest.raises(InputError, match="--epochs, --batch-size and --checkpoint-every must be 1 or more"):
+        train_config("fast", batch_size=0)
+    with pytest.raises(InputError, match="fit phase of 1 or more epochs"):
+        recipe("fast", epochs=0)
+    with pytest.raises(InputError, match="--sparsity must be at least 0 and below 1"):
+        recipe("fast", sparsity=1.0)
 
 
 def _tiny(seed=0):
     src = moving_square_source()
     torch.manual_seed(seed)
-    model = MVMGINR(solve_config(2, 3, 36, 64, 20_000))
-    return src, model, FrameStore(src, torch.device("cpu")), motion_masks(src, progress=False)
+    cfg = solve_config(2, 3, 36, 64, 20_000)
+    model = CompressibleModel(MVMGINR(cfg), cfg)
+    return src, model, TrainingData(FrameStore(src, torch.device("cpu")), motion_masks(src, progress=False), "x")
 
 
 def test_fitting_lowers_the_loss_and_raises_psnr():
-    src, model, store, masks = _tiny()
-    before = evaluate(model, store)["psnr_y"]
+    src, model, data = _tiny()
+    before = evaluate(model, data.store)["psnr_y"]
     losses = []
     fit(
         model,
-        store,
-        masks,
+        data,
         train_config("fast", epochs=20),
         progress=False,
         on_epoch=lambda e, loss: losses.append(loss),
     )
     assert losses[-1] < 0.8 * losses[0] and all(b < a for a, b in zip(losses[:-5], losses[5:], strict=False))
-    assert evaluate(model, store)["psnr_y"] > before + 2
+    assert evaluate(model, data.store)["psnr_y"] > before + 2
 
 
 def _params(model):
@@ -130,34 +151,34 @@ def _params(model):
 
 def test_resume_after_interruption_equals_an_uninterrupted_run(tmp_path):
     tcfg = train_config("fast", epochs=4, checkpoint_every=1, seed=3)
-    src, model, store, masks = _tiny(seed=3)
-    fit(model, store, masks, tcfg, progress=False, fingerprint="x")
+    src, model, data = _tiny(seed=3)
+    fit(model, data, tcfg, progress=False)
     uninterrupted = _params(model)
 
-    ckpt = tmp_path / "run.ckpt"
-    src, model, store, masks = _tiny(seed=3)
+    ckpt = Checkpoint(tmp_path / "run.ckpt")
+    src, model, data = _tiny(seed=3)
 
     def ctrl_c(epoch, loss):
         if epoch == 2:
             os.kill(os.getpid(), signal.SIGINT)  # a real Ctrl-C: deferred until the step in flight is done
 
     with pytest.raises(KeyboardInterrupt):
-        fit(model, store, masks, tcfg, checkpoint=ckpt, progress=False, fingerprint="x", on_epoch=ctrl_c)
-    meta, _ = read_checkpoint(ckpt)
+        fit(model, data, tcfg, checkpoint=ckpt, progress=False, on_epoch=ctrl_c)
+    meta, _ = read_checkpoint(ckpt.path)
     assert (meta["epoch"], meta["step_in_epoch"]) == (2, 1)  # stopped inside epoch 3, after one step
 
-    src, model, store, masks = _tiny(seed=99)  # a different initialisation: everything comes from the checkpoint
-    fit(model, store, masks, tcfg, checkpoint=ckpt, resume=True, progress=False, fingerprint="x")
+    src, model, data = _tiny(seed=99)  # a different initialisation: everything comes from the checkpoint
+    fit(model, data, tcfg, checkpoint=ckpt, progress=False)
     for a, b in zip(uninterrupted, _params(model), strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
-    torch.testing.assert_close(_params(load_model(ckpt))[0], uninterrupted[0], rtol=0, atol=0)
+    torch.testing.assert_close(_params(load_model(ckpt.path))[0], uninterrupted[0], rtol=0, atol=0)
 
 
 def test_same_seed_gives_the_same_model_on_cpu():
     runs = []
     for _ in range(2):
-        src, model, store, masks = _tiny(seed=5)
-        fit(model, store, masks, train_config("fast", epochs=2, seed=5), progress=False)
+        src, model, data = _tiny(seed=5)
+        fit(model, data, train_config("fast", epochs=2, seed=5), progress=False)
         runs.append(_params(model))
     for a, b in zip(*runs, strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
@@ -208,14 +229,13 @@ def test_resume_refuses_a_checkpoint_of_other_input(tmp_path):
 def test_checkpoints_load_without_pickle(tmp_path):
     src = open_source(SAMPLE_FILES[:1], frames=2)
     torch.manual_seed(0)
-    model = MVMGINR(solve_config(1, 2, 96, 160, 40_000))
+    cfg = solve_config(1, 2, 96, 160, 40_000)
     store = FrameStore(src, torch.device("cpu"))
     fit(
-        model,
-        store,
-        None,
+        CompressibleModel(MVMGINR(cfg), cfg),
+        TrainingData(store),
         train_config("fast", epochs=1, motion_weight=0.0),
-        checkpoint=tmp_path / "c.ckpt",
+        checkpoint=Checkpoint(tmp_path / "c.ckpt"),
         progress=False,
     )
     with np.load(tmp_path / "c.ckpt", allow_pickle=False) as z:  # would raise if anything were pickled

@@ -25,20 +25,20 @@ import torch
 
 from mvcodec.bitstream import SegmentData, SegmentHeader, SequenceHeader, parameter_hash, write_stream
 from mvcodec.color import ColorSpec
-from mvcodec.decoder import Decoder, pick_device
-from mvcodec.encoder import config_for_quality
+from mvcodec.compress.pruning import prune_masks
+from mvcodec.compress.qat import CompressibleModel, export_tensors
+from mvcodec.decoder import Decoder
+from mvcodec.device import pick_device
+from mvcodec.encoder.plan import config_for_quality
 from mvcodec.fsutil import write_json
-from mvcodec.model import MVMGINR, ModelConfig
-from mvcodec.train.compress import CompressibleMVMGINR, export_tensors, prune_masks
+from mvcodec.model import Shape
+from mvcodec.model.registry import DEFAULT, arch_of, by_name
 
 
-def flops_per_frame(cfg: ModelConfig) -> int:
-    """Multiply-adds x 2 of the synthesis net for one output frame (convs at their input resolution, head)."""
-    h, w, c_in, total = cfg.latent_h, cfg.latent_w, cfg.c1 + cfg.c2, 0
-    for s, c_out in zip(cfg.strides, cfg.widths, strict=True):
-        total += 2 * h * w * c_in * c_out * s * s * cfg.kernel**2
-        h, w, c_in = h * s, w * s, c_out
-    return total + 2 * h * w * c_in * 3
+def flops_per_frame(cfg) -> float:
+    """Multiply-adds x 2 of the network for one output frame (the architecture's MACs per pixel, which count
+    MV-MGINR's convs at their input resolution and the head on the padded frame, times the frame's pixels)."""
+    return 2 * arch_of(cfg).macs_per_pixel(cfg) * cfg.height * cfg.width
 
 
 def matmul_peak(device: torch.device, n: int = 2048, repeat: int = 10) -> float:
@@ -55,11 +55,13 @@ def matmul_peak(device: torch.device, n: int = 2048, repeat: int = 10) -> float:
     return 2 * n**3 * repeat / (time.perf_counter() - t0)
 
 
-def make_stream(path: Path, width: int, height: int, views: int, frames: int) -> ModelConfig:
-    cfg = config_for_quality(4, views, frames, width, height)
+def make_stream(path: Path, width: int, height: int, views: int, frames: int):
+    arch = by_name(DEFAULT)
+    cfg = config_for_quality(arch, 4, Shape(views, frames, height, width))
     torch.manual_seed(0)
-    model = MVMGINR(cfg)
-    exported = export_tensors(CompressibleMVMGINR(model, prune_masks(model, 0.4), quantise=True))  # as mvenc codes
+    net = arch.build(cfg)
+    masks = prune_masks(dict(net.named_parameters()), arch.layout(cfg), 0.4)
+    exported = export_tensors(CompressibleModel(net, cfg, masks, quantise=True))  # as mvenc codes
     tensors, digest = [e.tensor for e in exported], parameter_hash([e.values for e in exported])
     names = tuple(f"v{i}" for i in range(views))
     seq = SequenceHeader(names, frames, width, height, 8, ColorSpec(), 30, 1)
@@ -145,7 +147,7 @@ def main(sizes, views, frame_counts, device, precision, batch, json_path, child_
                     size=size,
                     views=views,
                     frames=frames,
-                    params=cfg.params,
+                    params=arch_of(cfg).params(cfg),
                     bytes=stream.stat().st_size,
                     gflops_per_frame=flops / 1e9,
                     floor_fps=peak / flops,

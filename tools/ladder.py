@@ -22,19 +22,24 @@ import time
 from pathlib import Path
 
 import click
+import numpy as np
 import torch
 from train_bench import scaled_copy
 
 from mvcodec.bitstream import SegmentData, SegmentHeader, SequenceHeader, parameter_hash, write_stream
 from mvcodec.color import ColorSpec
-from mvcodec.compress.quantize import ExportedTensor, float32_tensor, quantize_uniform
-from mvcodec.encoder import lambda_for_quality, measure_stream, model_config_for, pick_device, prune_stage, qat_stage
+from mvcodec.compress.coding import ExportedTensor, float32_tensor, quantize_uniform
+from mvcodec.compress.qat import CompressibleModel, export_tensors
+from mvcodec.device import pick_device
+from mvcodec.encoder.assemble import measure_stream
+from mvcodec.encoder.phases import run_phases
+from mvcodec.encoder.plan import lambda_for_quality, model_config_for, shape_of
+from mvcodec.encoder.recipe import recipe
 from mvcodec.fsutil import write_json
 from mvcodec.io import open_source
 from mvcodec.metrics import bits_per_pixel
-from mvcodec.model import parameter_layout
-from mvcodec.train.compress import compress_config, export_tensors
-from mvcodec.train.fit import train_config
+from mvcodec.model.base import ParamSpec
+from mvcodec.model.registry import DEFAULT, by_name
 
 
 def write(path: Path, source, cfg, exported: list[ExportedTensor]) -> int:
@@ -52,12 +57,18 @@ def write(path: Path, source, cfg, exported: list[ExportedTensor]) -> int:
         return write_stream(out, seq, [seg], {"encoder": "tools/ladder.py"})
 
 
-def uniform(model, masks: dict | None, flat: bool) -> list[ExportedTensor]:
-    state = {n: p.detach().float().cpu().numpy() for n, p in model.named_parameters()}
+def host_params(params: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
+    """Parameters as float32 numpy arrays on the host (copies: training goes on with the originals)."""
+    return {n: p.detach().float().cpu().contiguous().numpy().copy() for n, p in params.items()}
+
+
+def uniform(
+    state: dict[str, np.ndarray], layout: list[ParamSpec], masks: dict | None, flat: bool
+) -> list[ExportedTensor]:
     out = []
-    for name, _ in parameter_layout(model.cfg):
-        mask = masks.get(name).cpu().numpy() if masks and name in masks else None
-        out.append(quantize_uniform(name, state[name], 8, mask, flat))
+    for spec in layout:
+        mask = masks[spec.name] if masks and spec.name in masks else None
+        out.append(quantize_uniform(spec, state[spec.name], 8, mask, flat))
     return out
 
 
@@ -70,22 +81,17 @@ def uniform(model, masks: dict | None, flat: bool) -> list[ExportedTensor]:
 @click.option("--device", default="auto", show_default=True)
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path))
 def main(src, size, frames, quality, preset, device, json_path):
-    from mvcodec.encoder import train_model
-
     width, height = (int(x) for x in size.lower().split("x"))
     dev = pick_device(device)
-    tcfg = train_config(preset)
-    ccfg = compress_config(preset, rate_lambda=lambda_for_quality(quality))
+    arch = by_name(DEFAULT)
+    rec = recipe(preset).with_lambda(lambda_for_quality(quality))
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         source = open_source(scaled_copy(src, tmp, width, height, frames))
-        cfg = model_config_for(source, quality, None)
-        t0 = time.monotonic()
-        quiet = dict(progress=False, log=lambda *_: None)
-        result = train_model(source, cfg, tcfg, dev, work=None, **quiet)
-        fit_seconds = time.monotonic() - t0
-        model = result.model.cpu()
+        cfg = model_config_for(arch, shape_of(source), quality, None, False)
+        layout = arch.layout(cfg)
+        params = arch.params(cfg)
 
         def rung(label: str, exported: list[ExportedTensor], seconds: float) -> None:
             path = tmp / f"rung{len(rows)}.mvinr"
@@ -98,30 +104,38 @@ def main(src, size, frames, quality, preset, device, json_path):
                 "psnr_y": q["psnr_y"],
                 "psnr_yuv": q["psnr_yuv"],
                 "ssim": q["ssim"],
-                "bits_per_param": 8 * size_ / cfg.params,
+                "bits_per_param": 8 * size_ / params,
                 "stage_seconds": seconds,
             }
             rows.append(row)
             shown = {k: round(v, 5) if isinstance(v, float) else v for k, v in row.items()}
             click.echo(f"{label}: {json.dumps(shown)}", err=True)
 
-        state = {n: p.detach().numpy() for n, p in model.named_parameters()}
-        fp32 = [ExportedTensor(float32_tensor(n, state[n]), state[n]) for n, _ in parameter_layout(cfg)]
-        rung("FP32", fp32, fit_seconds)
-        rung("8-bit (per-channel steps, fixed-length)", uniform(model, None, flat=True), 0.0)
-        t0 = time.monotonic()
-        result.model = result.model.to(dev)
-        pruned = prune_stage(result, tcfg, ccfg, work=None, **quiet)
-        prune_seconds = time.monotonic() - t0
-        pruned_cpu_masks = {n: m.cpu() for n, m in pruned.masks().items()}
-        effective = {n: w.detach().cpu() for n, w in pruned.effective_params(hard=True).items()}
-        base = type(model)(cfg)
-        base.load_state_dict(effective)
-        rung(f"8-bit + {ccfg.sparsity:.0%} pruning", uniform(base, pruned_cpu_masks, flat=True), prune_seconds)
-        rung("8-bit + pruning + entropy coding", uniform(base, pruned_cpu_masks, flat=False), 0.0)
-        t0 = time.monotonic()
-        quantised = qat_stage(pruned, result, tcfg, ccfg, work=None, **quiet).cpu()
-        rung("learned steps + Gaussian rate model (mvenc)", export_tensors(quantised), time.monotonic() - t0)
+        # The rungs after the fit and after pruning are measured between the phases (on_phase); each phase's
+        # time runs from the end of the previous phase's rungs to the end of the phase.
+        clock = {"start": time.monotonic()}
+
+        def on_phase(name: str, model: CompressibleModel, data) -> None:
+            seconds = time.monotonic() - clock["start"]
+            if name == "fit":
+                state = host_params(dict(model.base.named_parameters()))
+                fp32 = [ExportedTensor(float32_tensor(p.name, state[p.name]), state[p.name]) for p in layout]
+                rung("FP32", fp32, seconds)
+                rung("8-bit (per-channel steps, fixed-length)", uniform(state, layout, None, flat=True), 0.0)
+            elif name == "prune":
+                masks = {n: m.cpu().numpy().astype(bool) for n, m in model.masks().items()}
+                effective = host_params(model.effective_params(hard=True))  # masked, not quantised
+                sparsity = rec.compress.sparsity
+                rung(f"8-bit + {sparsity:.0%} pruning", uniform(effective, layout, masks, flat=True), seconds)
+                rung("8-bit + pruning + entropy coding", uniform(effective, layout, masks, flat=False), 0.0)
+            clock["start"] = time.monotonic()
+
+        quiet = dict(progress=False, log=lambda *_: None)
+        trained = run_phases(source, cfg, rec, dev, prefix=None, on_phase=on_phase, **quiet)
+        quantised = trained.model.cpu()
+        rung(
+            "learned steps + Gaussian rate model (mvenc)", export_tensors(quantised), time.monotonic() - clock["start"]
+        )
     record = {
         "source": str(src),
         "views": source.num_views,
@@ -129,9 +143,9 @@ def main(src, size, frames, quality, preset, device, json_path):
         "size": size,
         "quality": quality,
         "preset": preset,
-        "epochs": [tcfg.epochs, ccfg.prune_epochs, ccfg.qat_epochs],
-        "lambda": ccfg.rate_lambda,
-        "params": cfg.params,
+        "epochs": [p.epochs for p in rec.phases],
+        "lambda": rec.compress.rate_lambda,
+        "params": params,
         "device": str(dev),
         "machine": platform.processor() or platform.machine(),
         "torch_threads": torch.get_num_threads(),

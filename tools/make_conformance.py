@@ -30,24 +30,23 @@ from mvcodec.bitstream import SegmentData, SegmentHeader, SequenceHeader, parame
 from mvcodec.bitstream.syntax import FILE_HEADER_BYTES, SIGNATURE, chunk_bytes
 from mvcodec.bitstream.tensor import MASK_BERNOULLI, MODEL_PER_AXIS, STEP_ROW_COLUMN, CodedTensor
 from mvcodec.color import ColorSpec
-from mvcodec.compress.entropy import gaussian_encode, mask_encode
-from mvcodec.compress.quantize import (
-    decode_tensor,
-    float32_tensor,
-    model_grid,
-    quantize_uniform,
-    step_grid,
-    symbol_range,
-)
-from mvcodec.decoder import Decoder, output_name
-from mvcodec.encoder import compress_stages, plan_segments, segment_source, train_model
+from mvcodec.compress.coding import float32_tensor, quantize_uniform, symbol_range
+from mvcodec.compress.decoding import decode_tensor, element_steps
+from mvcodec.compress.gaussian import model_grid
+from mvcodec.compress.qat import export_tensors
+from mvcodec.compress.range_coding import gaussian_encode, mask_encode
+from mvcodec.decoder import Decoder
+from mvcodec.encoder.phases import TrainedSegment, run_phases
+from mvcodec.encoder.plan import plan_segments, segment_source
+from mvcodec.encoder.recipe import Recipe, recipe
 from mvcodec.io import RawWriter, VideoFormat, open_source, pix_fmt
+from mvcodec.io.output import output_name
 from mvcodec.io.raw import frame_bytes_of
-from mvcodec.model import ablate, parameter_layout, solve_config
-from mvcodec.train.compress import CompressConfig, export_tensors
-from mvcodec.train.fit import train_config
+from mvcodec.model import Shape, ablate
+from mvcodec.model.registry import by_name
 
 SAMPLE = Path(__file__).resolve().parent.parent / "tests" / "data"
+ARCH = by_name("mv-mginr")  # format 1.0 streams (the ARCH chunk); the ablations are MV-MGINR's
 
 
 @dataclasses.dataclass
@@ -132,7 +131,7 @@ def tools_tensor(name: str, w: np.ndarray, prune: float) -> CodedTensor:
     mask = np.abs(w) > np.quantile(np.abs(w), prune)
     t.mask_mode, t.p_keep = MASK_BERNOULLI, float(np.float32(mask.mean()))
     t.mask_words = mask_encode(mask, t.p_keep)
-    symbols = np.clip(np.rint(w / step_grid(t)), -127, 127).astype(np.int32)
+    symbols = np.clip(np.rint(w / element_steps(t).numpy()), -127, 127).astype(np.int32)
     kept = symbols[mask]
     t.sym_min, t.sym_max = symbol_range(kept)
     t.model_mode, t.model_axis = MODEL_PER_AXIS, 0
@@ -147,22 +146,27 @@ def tools_tensor(name: str, w: np.ndarray, prune: float) -> CodedTensor:
     return t
 
 
-def code_model(result, tcfg, coding: str) -> tuple[list[CodedTensor], bytes]:
+def training_recipe(coding: str) -> Recipe:
+    """The fit (8 epochs, no motion mask, seed 1), then for mvenc's coding pruning (2 epochs) and QAT (4)."""
+    rec = recipe("fast", epochs=8, prune_epochs=2, qat_epochs=4, rate_lambda=8.0, motion_weight=0.0, seed=1)
+    return rec if coding == "pipeline" else dataclasses.replace(rec, phases=rec.phases[:1])
+
+
+def code_model(trained: TrainedSegment, coding: str) -> tuple[list[CodedTensor], bytes]:
     if coding == "pipeline":
-        ccfg = CompressConfig(prune_epochs=2, qat_epochs=4)
-        model = compress_stages(result, tcfg, ccfg, work=None, progress=False, log=lambda *_: None)
-        exported = export_tensors(model)
+        exported = export_tensors(trained.model)
         return [e.tensor for e in exported], parameter_hash([e.values for e in exported])
-    state = result.model.state_dict()
+    state = trained.model.base.state_dict()
     tensors = []
-    for name, _ in parameter_layout(result.model.cfg):
+    for spec in ARCH.layout(trained.model.cfg):
+        name = spec.name
         w = state[name].detach().float().cpu().numpy()
         if coding == "tools" and w.ndim == 1:
             tensors.append(float32_tensor(name, w))
         elif coding == "tools" and name.endswith("conv.weight"):
             tensors.append(tools_tensor(name, w, prune=0.3))
         else:
-            tensors.append(quantize_uniform(name, w).tensor)
+            tensors.append(quantize_uniform(spec, w).tensor)
     return tensors, parameter_hash(decode_tensor(t) for t in tensors)
 
 
@@ -171,16 +175,16 @@ def make_stream(case: Case, out: Path, work: Path) -> None:
     source = open_source(paths, fps=case.fps)
     if case.view_names:
         source.view_names = list(case.view_names)
-    tcfg = train_config("fast", epochs=8, motion_weight=0.0, seed=1)
+    rec = training_recipe(case.coding)
     segments = []
     for k, (first, count) in enumerate(plan_segments(case.frames, case.segment_frames)):
         sub = segment_source(source, first, count)
         budget = round(case.params * count / case.frames)
-        cfg = solve_config(case.views, count, case.height, case.width, budget)
+        cfg = ARCH.size_for(Shape(case.views, count, case.height, case.width), budget)
         if case.ablation:
             cfg = ablate(cfg, case.ablation)
-        result = train_model(sub, cfg, tcfg, torch.device("cpu"), work=None, progress=False, log=lambda *_: None)
-        tensors, digest = code_model(result, tcfg, case.coding)
+        trained = run_phases(sub, cfg, rec, torch.device("cpu"), prefix=None, progress=False, log=lambda *_: None)
+        tensors, digest = code_model(trained, case.coding)
         segments.append(SegmentData(SegmentHeader(k, first, count), cfg, tensors, digest))
     seq = SequenceHeader(
         tuple(source.view_names),
@@ -209,7 +213,7 @@ def record_expected(out: Path, description: str) -> None:
             md5[frame.view].update(frame_bytes_of(frame.planes, seq.fmt))
             for name, plane in zip("yuv", frame.planes, strict=True):
                 planes[f"v{frame.view}_f{frame.frame}_{name}"] = plane
-        sums = {output_name(seq, v): m.hexdigest() for v, m in enumerate(md5)}
+        sums = {output_name(seq.view_names[v], seq.fmt): m.hexdigest() for v, m in enumerate(md5)}
         hashes = [s.digest.hex() for s in dec.index.segments]
         expected = {
             "description": description,

@@ -46,7 +46,7 @@ import torch
 from bdrate import bd_psnr, bd_rate, overlap
 
 from mvcodec.decoder import Decoder
-from mvcodec.encoder import pick_device
+from mvcodec.device import pick_device
 from mvcodec.errors import InputError
 from mvcodec.fsutil import write_json
 from mvcodec.io import RawWriter, VideoFormat, open_source
@@ -223,6 +223,7 @@ def mvcodec_point(
         "decode_fps": n / dec_s,
         "decoder_peak_mib": rss,
         "params": record["params"],
+        "macs_per_pixel": record.get("macs_per_pixel"),
         "train_seconds": record["train_seconds"],
     }
 

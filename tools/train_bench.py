@@ -33,12 +33,17 @@ import av
 import click
 import torch
 
-from mvcodec.encoder import model_config_for, pick_device, train_model
+from mvcodec.compress.qat import CompressibleModel
+from mvcodec.device import pick_device
+from mvcodec.encoder.phases import run_phases
+from mvcodec.encoder.plan import model_config_for, shape_of
+from mvcodec.encoder.recipe import Recipe, recipe
 from mvcodec.fsutil import write_json
 from mvcodec.io import MultiViewSource, RawWriter, VideoFormat, open_source, pix_fmt
 from mvcodec.io.container import frame_planes
-from mvcodec.model import MVMGINR, ModelConfig, ablate
-from mvcodec.train.fit import FrameStore, TrainConfig, evaluate, fit, train_config
+from mvcodec.model import ModelConfig, ablate
+from mvcodec.model.registry import DEFAULT, arch_of, by_name
+from mvcodec.train.fit import FrameStore, TrainConfig, TrainingData, evaluate, fit
 from mvcodec.train.motion import motion_masks
 
 # key: (label, TrainConfig.precision, torch.compile, TF32 for convolutions and matmuls: None keeps PyTorch's default)
@@ -65,15 +70,22 @@ def scaled_copy(src: Path, dst: Path, width: int, height: int, frames: int) -> l
     return out
 
 
-def run(source, cfg, tcfg, device, label):
-    torch.manual_seed(tcfg.seed)
+def fit_recipe(preset: str, **train) -> Recipe:
+    """The preset's fit phase alone (the benchmark measures the fit, not the compression phases); `train`
+    are TrainConfig fields (None keeps the preset's)."""
+    rec = recipe(preset, **train)
+    return replace(rec, phases=rec.phases[:1])
+
+
+def run(source, cfg, rec: Recipe, device, label):
+    torch.manual_seed(rec.train.seed)
     t0 = time.monotonic()
-    r = train_model(source, cfg, tcfg, device, work=None, progress=False, log=lambda *_: None)
-    q = r.quality
+    r = run_phases(source, cfg, rec, device, prefix=None, progress=False, log=lambda *_: None)
+    q = r.float_quality
     row = {
         "run": label,
-        "params": cfg.params,
-        "epochs": tcfg.epochs,
+        "params": arch_of(cfg).params(cfg),
+        "epochs": rec.train.epochs,
         "psnr_y": q["psnr_y"],
         "psnr_yuv": q["psnr_yuv"],
         "ssim": q["ssim"],
@@ -100,12 +112,12 @@ def tf32(on: bool | None):
         torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
 
 
-def compare_paths(
-    source: MultiViewSource, cfg: ModelConfig, tcfg: TrainConfig, device: torch.device, keys: list[str]
-) -> list[dict]:
+def compare_paths(source: MultiViewSource, cfg, tcfg: TrainConfig, device: torch.device, keys: list[str]) -> list[dict]:
     """Train the same model once per training path in `keys`: steady frames/s, quality and peak GPU memory."""
     masks = motion_masks(source, progress=False) if tcfg.motion_weight else None
     store = FrameStore(source, device)
+    data = TrainingData(store, masks)
+    arch = arch_of(cfg)
     frames_per_epoch = store.views * store.frames
     cuda = device.type == "cuda"
     rows = []
@@ -120,9 +132,8 @@ def compare_paths(
             tf32_used = torch.backends.cudnn.allow_tf32
             t0 = time.monotonic()
             fitted = fit(
-                MVMGINR(cfg),
-                store,
-                masks,
+                CompressibleModel(arch.build(cfg), cfg),
+                data,
                 replace(tcfg, precision=precision, compile=compile_),
                 progress=False,
                 on_epoch=lambda epoch, loss, ends=ends: ends.append(time.monotonic()),
@@ -233,19 +244,23 @@ def main(src, size, frames, quality, presets, ablation_preset, epochs, speed_che
     dev = pick_device(device)
     with tempfile.TemporaryDirectory() as tmp:
         source = open_source(scaled_copy(src, Path(tmp), width, height, frames))
-        cfg = model_config_for(source, quality, None)
+        cfg = model_config_for(by_name(DEFAULT), shape_of(source), quality, None, False)
         rows, ablations, speed = [], [], []
         for preset in filter(None, presets.split(",")):
-            rows.append(run(source, cfg, train_config(preset, epochs=epochs), dev, preset))
+            rows.append(run(source, cfg, fit_recipe(preset, epochs=epochs), dev, preset))
         if ablation_preset:
-            tcfg = train_config(ablation_preset, epochs=epochs)
+            rec = fit_recipe(ablation_preset, epochs=epochs)
             same = [r for r in rows if r["run"] == ablation_preset]  # the full model was just trained so
-            ablations.append({**same[0], "run": "full model"} if same else run(source, cfg, tcfg, dev, "full model"))
-            ablations.append(run(source, ablate(cfg, "time_view"), tcfg, dev, "w/o time- and view-indexed grids"))
-            ablations.append(run(source, ablate(cfg, "time_view_grid"), tcfg, dev, "w/o integrated time-and-view grid"))
-            ablations.append(run(source, cfg, replace(tcfg, motion_weight=0.0), dev, "w/o motion mask"))
+            ablations.append({**same[0], "run": "full model"} if same else run(source, cfg, rec, dev, "full model"))
+            if isinstance(cfg, ModelConfig):  # the grid ablations are MV-MGINR's
+                ablations.append(run(source, ablate(cfg, "time_view"), rec, dev, "w/o time- and view-indexed grids"))
+                ablations.append(
+                    run(source, ablate(cfg, "time_view_grid"), rec, dev, "w/o integrated time-and-view grid")
+                )
+            no_motion = replace(rec, train=replace(rec.train, motion_weight=0.0))
+            ablations.append(run(source, cfg, no_motion, dev, "w/o motion mask"))
         if speed_check:
-            speed = compare_paths(source, cfg, train_config("fast", epochs=speed_check), dev, keys)
+            speed = compare_paths(source, cfg, recipe("fast", epochs=speed_check).train, dev, keys)
     record = {
         "source": str(src),
         "views": source.num_views,

@@ -1,23 +1,23 @@
-"""The sequence header (SEQH), segment header (SEGM), architecture (ARCH), hash (PHSH) and info (enci) chunks."""
+"""The sequence header (SEQH), segment header (SEGM), architecture (ARCH, ARCX), hash (PHSH) and info (enci)
+chunks. The architectures' own fields are written and read by their registered modules (mvcodec/model)."""
 
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass
 from fractions import Fraction
 
 from mvcodec.bitstream.syntax import ByteReader, ByteWriter
 from mvcodec.color import ColorSpec
+from mvcodec.errors import UnknownCriticalChunk
 from mvcodec.io.formats import PIX_FMTS, PixFmt, VideoFormat
-from mvcodec.model.mginr import ModelConfig
+from mvcodec.model.base import Shape
+from mvcodec.model.registry import arch_of, by_id
 
 MAX_VIEWS = 1024
 MAX_FRAMES = 1 << 20
 MAX_DIMENSION = 16384
 MAX_PARAMS = 1 << 28  # 1 GiB of float32 parameters
-MAX_BLOCKS = 16
-MAX_WIDTH = 4096
 
 # H.273 MatrixCoefficients and ChromaSampleLocType codes.
 MATRIX_CODES = {"bt709": 1, "bt601": 6, "bt2020": 9}
@@ -26,7 +26,7 @@ SITING_CODES = {"left": 0, "center": 1}
 SITING_NAMES = {v: k for k, v in SITING_CODES.items()}
 PIX_FMT_BY_DEPTH = {p.bit_depth: p for p in PIX_FMTS.values()}
 HASH_SHA256 = 1
-ACTIVATION_GELU, OUTPUT_SIGMOID = 0, 0
+MV_MGINR_ID = 0  # the architecture the ARCH chunk holds
 
 
 def _check_view_name(r: ByteReader, name: str) -> None:
@@ -134,56 +134,35 @@ class SegmentHeader:
         return seg
 
 
-def arch_bytes(cfg: ModelConfig) -> bytes:
-    """The ARCH payload of a model configuration."""
-    w = ByteWriter()
-    w.u16(cfg.views)
-    w.u32(cfg.frames)
-    w.u16(cfg.height)
-    w.u16(cfg.width)
-    w.u16(cfg.latent_h)
-    w.u16(cfg.latent_w)
-    w.u8(len(cfg.strides))
-    for s, c in zip(cfg.strides, cfg.widths, strict=True):
-        w.u8(s)
-        w.u16(c)
-    w.u16(cfg.c1)
-    w.u16(cfg.c2)
-    w.u8(cfg.kernel)
-    w.u8(ACTIVATION_GELU)
-    w.u8(OUTPUT_SIGMOID)
-    return w.bytes()
+def arch_chunk(cfg) -> tuple[str, bytes]:
+    """The chunk type and payload of a segment's architecture: ARCH for MV-MGINR (id 0, format 1.0),
+    ARCX (the u16 architecture id, then its config) for every other architecture (format 1.1)."""
+    arch, w = arch_of(cfg), ByteWriter()
+    if arch.id != MV_MGINR_ID:
+        w.u16(arch.id)
+    arch.config_bytes(cfg, w)
+    return ("ARCH" if arch.id == MV_MGINR_ID else "ARCX"), w.bytes()
 
 
-def parse_arch(payload: bytes, seq: SequenceHeader, seg: SegmentHeader) -> ModelConfig:
-    """The model configuration of an ARCH payload, checked against the sequence and the segment."""
-    r = ByteReader(payload, "ARCH")
-    views, frames, height, width, latent_h, latent_w = r.u16(), r.u32(), r.u16(), r.u16(), r.u16(), r.u16()
-    r.check(views == seq.views, f"views = {views}, the sequence has {seq.views}")
-    r.check(frames == seg.frames, f"frames = {frames}, segment {seg.index} has {seg.frames}")
-    r.check((height, width) == (seq.height, seq.width), f"size {width}x{height} is not the sequence's")
-    n = r.u8()
-    r.check(1 <= n <= MAX_BLOCKS, f"{n} blocks, must be 1 to {MAX_BLOCKS}")
-    strides, widths = [], []
-    for _ in range(n):
-        s, c = r.u8(), r.u16()
-        r.check(1 <= s <= 8, f"stride {s}, must be 1 to 8")
-        r.check(1 <= c <= MAX_WIDTH, f"block width {c}, must be 1 to {MAX_WIDTH}")
-        strides.append(s)
-        widths.append(c)
-    c1, c2, kernel, activation, output = r.u16(), r.u16(), r.u8(), r.u8(), r.u8()
-    r.check(c1 % 2 == 0 and c1 + c2 > 0 and c1 <= MAX_WIDTH and c2 <= MAX_WIDTH, f"grid channels c1={c1}, c2={c2}")
-    r.check(kernel % 2 == 1 and kernel <= 7, f"kernel {kernel}, must be odd, 1 to 7")
-    r.check(activation == ACTIVATION_GELU, f"activation {activation} is not 0 (GELU)")
-    r.check(output == OUTPUT_SIGMOID, f"output function {output} is not 0 (sigmoid)")
+def parse_arch(ctype: str, payload: bytes, seq: SequenceHeader, seg: SegmentHeader):
+    """The model configuration of an ARCH or ARCX payload, checked against the sequence and the segment;
+    UnknownCriticalChunk (the stream needs a newer decoder) for an architecture id this decoder lacks."""
+    r = ByteReader(payload, ctype)
+    arch = by_id(MV_MGINR_ID)
+    if ctype == "ARCX":
+        arch_id = r.u16()
+        r.check(arch_id != MV_MGINR_ID, "architecture 0 (MV-MGINR) is coded in ARCH, not ARCX")
+        arch = by_id(arch_id)
+        if arch is None:
+            raise UnknownCriticalChunk(
+                f"chunk ARCX: architecture id {arch_id} is not known to this decoder: the stream needs a newer decoder"
+            )
+    shape = Shape(seq.views, seg.frames, seq.height, seq.width)
+    cfg = arch.parse_config(r, shape)
     r.end()
-    up = math.prod(strides)
-    r.check(
-        0 <= latent_h * up - height < up and 0 <= latent_w * up - width < up,
-        f"latent {latent_h}x{latent_w} x {up} does not cover {width}x{height} with less than one cell of padding",
-    )
-    cfg = ModelConfig(views, frames, height, width, latent_h, latent_w, tuple(strides), tuple(widths), c1, c2, kernel)
-    r.check(cfg.params <= MAX_PARAMS, f"{cfg.params} parameters, more than the limit of {MAX_PARAMS}")
+    r.check(cfg.shape == shape, f"the {arch.name} config does not match the sequence and segment")
+    params = arch.params(cfg)
+    r.check(params <= MAX_PARAMS, f"{params} parameters, more than the limit of {MAX_PARAMS}")
     return cfg
 
 

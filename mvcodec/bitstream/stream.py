@@ -2,7 +2,7 @@
 
 Chunk order (bitstream_spec.md, "Stream structure"):
 
-    SEQH, then per segment: SEGM ARCH TNSR... PHSH, then MEND
+    SEQH, then per segment: SEGM (ARCH or ARCX) TNSR... PHSH, then MEND
     ancillary chunks (enci, unknown lower-case types) may appear anywhere after SEQH and before MEND.
 """
 
@@ -19,7 +19,7 @@ import numpy as np
 from mvcodec.bitstream.headers import (
     SegmentHeader,
     SequenceHeader,
-    arch_bytes,
+    arch_chunk,
     hash_bytes,
     info_bytes,
     parse_arch,
@@ -36,9 +36,15 @@ from mvcodec.bitstream.syntax import (
 )
 from mvcodec.bitstream.tensor import CodedTensor
 from mvcodec.errors import InvalidStream, UnknownCriticalChunk
-from mvcodec.model.mginr import ModelConfig, parameter_layout
+from mvcodec.model.base import ParamSpec
+from mvcodec.model.registry import arch_of
 
-KNOWN_CRITICAL = {"SEQH", "SEGM", "ARCH", "TNSR", "PHSH", "MEND"}
+KNOWN_CRITICAL = {"SEQH", "SEGM", "ARCH", "ARCX", "TNSR", "PHSH", "MEND"}
+
+
+def layout_of(cfg) -> list[ParamSpec]:
+    """The parameter tensors a segment's architecture has, in stream order."""
+    return arch_of(cfg).layout(cfg)
 
 
 def parameter_hash(arrays: Iterable[np.ndarray]) -> bytes:
@@ -54,19 +60,22 @@ class SegmentData:
     """A segment as the encoder writes it."""
 
     header: SegmentHeader
-    config: ModelConfig
+    config: object  # a registered architecture's config
     tensors: list[CodedTensor]
     digest: bytes
 
 
 def write_stream(f: BinaryIO, seq: SequenceHeader, segments: Sequence[SegmentData], info: dict | None = None) -> int:
-    """Write a complete stream; returns its size in bytes."""
-    parts = [file_header(), chunk_bytes("SEQH", seq.to_bytes())]
+    """Write a complete stream; returns its size in bytes. The version is the lowest that has every chunk
+    used: 1.0 where every segment is MV-MGINR (ARCH), 1.1 with an ARCX chunk."""
+    archs = [arch_chunk(seg.config) for seg in segments]
+    version = (1, 1) if any(ctype == "ARCX" for ctype, _ in archs) else (1, 0)
+    parts = [file_header(version), chunk_bytes("SEQH", seq.to_bytes())]
     if info is not None:
         parts.append(chunk_bytes("enci", info_bytes(info)))
-    for seg in segments:
+    for seg, (ctype, payload) in zip(segments, archs, strict=True):
         parts.append(chunk_bytes("SEGM", seg.header.to_bytes()))
-        parts.append(chunk_bytes("ARCH", arch_bytes(seg.config)))
+        parts.append(chunk_bytes(ctype, payload))
         parts += [chunk_bytes("TNSR", t.to_bytes()) for t in seg.tensors]
         parts.append(chunk_bytes("PHSH", hash_bytes(seg.digest)))
     parts.append(chunk_bytes("MEND", b""))
@@ -80,7 +89,7 @@ class SegmentRef:
     """A segment as read: its header, model configuration, tensor chunks (payloads not yet read) and hash."""
 
     header: SegmentHeader
-    config: ModelConfig
+    config: object
     tensors: list[ChunkRef] = field(default_factory=list)
     digest: bytes = b""
 
@@ -151,19 +160,19 @@ def read_index(f: BinaryIO) -> StreamIndex:
             _expect(len(segments) < seq.segments, ref, f"more segments than the {seq.segments} announced")
             segments.append(SegmentRef(head, None))  # type: ignore[arg-type]
             state = "arch"
-        elif ref.type == "ARCH":
+        elif ref.type in ("ARCH", "ARCX"):
             _expect(state == "arch", ref, "an architecture chunk outside its place after SEGM")
-            segments[-1].config = parse_arch(read_payload(f, ref), seq, segments[-1].header)
+            segments[-1].config = parse_arch(ref.type, read_payload(f, ref), seq, segments[-1].header)
             state = "tensors"
         elif ref.type == "TNSR":
             _expect(state == "tensors", ref, "a tensor chunk outside a segment")
             seg = segments[-1]
-            _expect(len(seg.tensors) < len(parameter_layout(seg.config)), ref, "more tensors than the model has")
+            _expect(len(seg.tensors) < len(layout_of(seg.config)), ref, "more tensors than the model has")
             seg.tensors.append(ref)
         elif ref.type == "PHSH":
             _expect(state == "tensors", ref, "a parameter hash outside a segment")
             seg = segments[-1]
-            n = len(parameter_layout(seg.config))
+            n = len(layout_of(seg.config))
             _expect(len(seg.tensors) == n, ref, f"segment has {len(seg.tensors)} tensors, its model has {n}")
             seg.digest = parse_hash(read_payload(f, ref))
             state = "between"
@@ -185,11 +194,12 @@ def _expect(ok: bool, ref: ChunkRef, message: str) -> None:
 def read_segment_tensors(f: BinaryIO, seg: SegmentRef) -> list[CodedTensor]:
     """The coded tensors of a segment, each checked against the name and shape the model gives it."""
     out = []
-    for ref, (name, shape) in zip(seg.tensors, parameter_layout(seg.config), strict=True):
+    for ref, spec in zip(seg.tensors, layout_of(seg.config), strict=True):
         t = CodedTensor.parse(read_payload(f, ref))
-        if t.name != name or t.shape != shape:
+        if t.name != spec.name or t.shape != spec.shape:
             raise InvalidStream(
-                f"segment {seg.header.index}: tensor {t.name} {list(t.shape)} where the model has {name} {list(shape)}"
+                f"segment {seg.header.index}: tensor {t.name} {list(t.shape)} "
+                f"where the model has {spec.name} {list(spec.shape)}"
             )
         out.append(t)
     return out

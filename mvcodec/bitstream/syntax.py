@@ -20,7 +20,7 @@ from mvcodec.errors import CrcMismatch, InvalidStream, NotAStream, TruncatedStre
 
 # High-bit byte (catches 7-bit transfers), name, CR LF (catches line-ending conversion), EOF, LF.
 SIGNATURE = b"\x8bMVI\r\n\x1a\n"
-VERSION = (1, 0)
+VERSION = (1, 1)  # the newest version this code reads and writes; it reads every 1.x
 FILE_HEADER_BYTES = len(SIGNATURE) + 4
 CHUNK_OVERHEAD = 12  # length, type, CRC
 MAX_CHUNK_BYTES = 1 << 31

@@ -17,17 +17,18 @@ and a sigmoid give RGB in [0, 1]; the output is computed on the padded size and 
 
 from __future__ import annotations
 
-import json
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mvcodec.model.base import ArchConfig, Architecture, ParamSpec, Role, Shape
+
 
 @dataclass(frozen=True)
-class ModelConfig:
+class ModelConfig(ArchConfig):
     """Everything needed to rebuild the network; stored in the stream."""
 
     views: int
@@ -81,39 +82,29 @@ class ModelConfig:
     def params(self) -> int:
         return sum(self.param_split().values())
 
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True)
 
-    @classmethod
-    def from_dict(cls, d: dict) -> ModelConfig:
-        names = {f.name for f in fields(cls)}
-        unknown = set(d) - names
-        if unknown:
-            raise ValueError(f"unknown model config fields: {sorted(unknown)}")
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
-
-
-def parameter_layout(cfg: ModelConfig) -> list[tuple[str, tuple[int, ...]]]:
-    """(name, shape) of every parameter tensor, in stream order (bitstream_spec.md, "Parameter order")."""
+def parameter_layout(cfg: ModelConfig) -> list[ParamSpec]:
+    """Every parameter tensor, in stream order (bitstream_spec.md, "Parameter tensors and their order")."""
     h, w, k = cfg.latent_h, cfg.latent_w, cfg.kernel
-    out: list[tuple[str, tuple[int, ...]]] = []
+    grid, conv, bias = Role.GRID, Role.CONV_WEIGHT, Role.BIAS
+    out: list[ParamSpec] = []
     if cfg.c1:
         out += [
-            ("time_grids.0", (cfg.frames, cfg.c1 // 2, h, w)),
-            ("time_grids.1", (math.ceil(cfg.frames / 2), cfg.c1 // 2, h, w)),
-            ("view_grid", (cfg.views, cfg.c1, h, w)),
+            ParamSpec("time_grids.0", (cfg.frames, cfg.c1 // 2, h, w), grid),
+            ParamSpec("time_grids.1", (math.ceil(cfg.frames / 2), cfg.c1 // 2, h, w), grid),
+            ParamSpec("view_grid", (cfg.views, cfg.c1, h, w), grid),
         ]
     if cfg.c2:
-        out.append(("time_view_grid", (cfg.views * cfg.frames, cfg.c2, h, w)))
+        out.append(ParamSpec("time_view_grid", (cfg.views * cfg.frames, cfg.c2, h, w), grid))
     c_in = cfg.c1 + cfg.c2
     for i, (s, c_out) in enumerate(zip(cfg.strides, cfg.widths, strict=True)):
         out += [
-            (f"blocks.{i}.conv.weight", (c_out * s * s, c_in, k, k)),
-            (f"blocks.{i}.conv.bias", (c_out * s * s,)),
-            (f"blocks.{i}.ge", (cfg.views, c_out, s, s)),
+            ParamSpec(f"blocks.{i}.conv.weight", (c_out * s * s, c_in, k, k), conv),
+            ParamSpec(f"blocks.{i}.conv.bias", (c_out * s * s,), bias),
+            ParamSpec(f"blocks.{i}.ge", (cfg.views, c_out, s, s), grid),  # the grid embedding
         ]
         c_in = c_out
-    return out + [("head.weight", (3, c_in, 1, 1)), ("head.bias", (3,))]
+    return out + [ParamSpec("head.weight", (3, c_in, 1, 1), conv), ParamSpec("head.bias", (3,), bias)]
 
 
 class Block(nn.Module):
@@ -175,3 +166,90 @@ class MVMGINR(nn.Module):
             x = block(x, view)
         rgb = torch.sigmoid(self.head(x))
         return rgb[..., : self.cfg.height, : self.cfg.width]
+
+
+MAX_BLOCKS = 16
+MAX_WIDTH = 4096
+ACTIVATION_GELU, OUTPUT_SIGMOID = 0, 0
+
+
+class MVMGINRArchitecture(Architecture):
+    """MV-MGINR in the stream: architecture id 0, coded in the ARCH chunk (bitstream_spec.md, section 6)."""
+
+    id, name, config_type = 0, "mv-mginr", ModelConfig
+
+    def build(self, cfg: ModelConfig) -> MVMGINR:
+        return MVMGINR(cfg)
+
+    def layout(self, cfg: ModelConfig) -> list[ParamSpec]:
+        return parameter_layout(cfg)
+
+    def param_split(self, cfg: ModelConfig) -> dict[str, int]:
+        return cfg.param_split()
+
+    def params(self, cfg: ModelConfig) -> int:
+        return cfg.params
+
+    def config_bytes(self, cfg: ModelConfig, w) -> None:
+        w.u16(cfg.views)
+        w.u32(cfg.frames)
+        w.u16(cfg.height)
+        w.u16(cfg.width)
+        w.u16(cfg.latent_h)
+        w.u16(cfg.latent_w)
+        w.u8(len(cfg.strides))
+        for s, c in zip(cfg.strides, cfg.widths, strict=True):
+            w.u8(s)
+            w.u16(c)
+        w.u16(cfg.c1)
+        w.u16(cfg.c2)
+        w.u8(cfg.kernel)
+        w.u8(ACTIVATION_GELU)
+        w.u8(OUTPUT_SIGMOID)
+
+    def parse_config(self, r, shape: Shape) -> ModelConfig:
+        views, frames, height, width, latent_h, latent_w = r.u16(), r.u32(), r.u16(), r.u16(), r.u16(), r.u16()
+        r.check(views == shape.views, f"views = {views}, the sequence has {shape.views}")
+        r.check(frames == shape.frames, f"frames = {frames}, the segment has {shape.frames}")
+        r.check((height, width) == (shape.height, shape.width), f"size {width}x{height} is not the sequence's")
+        n = r.u8()
+        r.check(1 <= n <= MAX_BLOCKS, f"{n} blocks, must be 1 to {MAX_BLOCKS}")
+        strides, widths = [], []
+        for _ in range(n):
+            s, c = r.u8(), r.u16()
+            r.check(1 <= s <= 8, f"stride {s}, must be 1 to 8")
+            r.check(1 <= c <= MAX_WIDTH, f"block width {c}, must be 1 to {MAX_WIDTH}")
+            strides.append(s)
+            widths.append(c)
+        c1, c2, kernel, activation, output = r.u16(), r.u16(), r.u8(), r.u8(), r.u8()
+        r.check(c1 % 2 == 0 and c1 + c2 > 0 and c1 <= MAX_WIDTH and c2 <= MAX_WIDTH, f"grid channels c1={c1}, c2={c2}")
+        r.check(kernel % 2 == 1 and kernel <= 7, f"kernel {kernel}, must be odd, 1 to 7")
+        r.check(activation == ACTIVATION_GELU, f"activation {activation} is not 0 (GELU)")
+        r.check(output == OUTPUT_SIGMOID, f"output function {output} is not 0 (sigmoid)")
+        up = math.prod(strides)
+        r.check(
+            0 <= latent_h * up - height < up and 0 <= latent_w * up - width < up,
+            f"latent {latent_h}x{latent_w} x {up} does not cover {width}x{height} with less than one cell of padding",
+        )
+        return ModelConfig(
+            views, frames, height, width, latent_h, latent_w, tuple(strides), tuple(widths), c1, c2, kernel
+        )
+
+    def size_for(self, shape: Shape, params: int) -> ModelConfig:
+        from mvcodec.model.sizing import solve_config  # sizing builds on ModelConfig: imported on use
+
+        return solve_config(shape.views, shape.frames, shape.height, shape.width, params)
+
+    def macs_per_pixel(self, cfg: ModelConfig) -> float:
+        macs, c_in, cells = 0, cfg.c1 + cfg.c2, cfg.latent_h * cfg.latent_w
+        for s, c_out in zip(cfg.strides, cfg.widths, strict=True):
+            macs += cells * cfg.kernel**2 * c_in * c_out * s * s  # each block's conv runs before its upsampling
+            cells, c_in = cells * s * s, c_out
+        macs += cells * 3 * c_in  # the 1x1 head on the padded frame
+        return macs / (cfg.height * cfg.width)
+
+    def describe(self, cfg: ModelConfig) -> str:
+        return (
+            f"latent {cfg.latent_h}x{cfg.latent_w}, strides {','.join(map(str, cfg.strides))}, "
+            f"widths {','.join(map(str, cfg.widths))}, grid channels c1={cfg.c1} c2={cfg.c2}"
+        )

@@ -103,10 +103,3 @@ def ablate(cfg: ModelConfig, without: str) -> ModelConfig:
     if abs(nearest.params - cfg.params) <= 0.01 * cfg.params:
         return nearest
     return _best_c0(nearest, cfg.params)  # channel steps too coarse: let the synthesis width absorb the rest
-
-
-def format_split(cfg: ModelConfig) -> str:
-    """The parameter split as the paper's Table V prints it, in percent of the total."""
-    split, total = cfg.param_split(), cfg.params
-    parts = ", ".join(f"{name.replace('_', ' ')} {n / total:.2%}" for name, n in split.items())
-    return f"{total} parameters: {parts}"

@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Callable
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -24,11 +24,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from mvcodec.color import ColorSpec, rgb_to_planes, yuv420_to_rgb
+from mvcodec.compress.qat import CompressibleModel
 from mvcodec.errors import InputError
 from mvcodec.fsutil import atomic_write
 from mvcodec.io import MultiViewSource, Planes
 from mvcodec.metrics import frame_quality, mean_quality
-from mvcodec.model import MVMGINR, ModelConfig
+from mvcodec.model.registry import DEFAULT, arch_of, by_name
 from mvcodec.progress import Progress
 from mvcodec.train.loss import motion_aware_loss
 
@@ -54,14 +55,16 @@ class TrainConfig:
     rate_weight: float = 0.0  # QAT stage: weight of the rate term (bits per pixel) in the loss, 1 / lambda
     step_lr: float = 0.0  # QAT stage: learning rate of the quantisation steps (0: lr)
 
+    def __post_init__(self) -> None:
+        if self.epochs < 0 or self.batch_size < 1 or self.checkpoint_every < 1:
+            raise InputError("--epochs, --batch-size and --checkpoint-every must be 1 or more")
+        if not self.lr > 0:
+            raise InputError(f"--lr must be positive, got {self.lr}")
+        if self.precision not in PRECISIONS:
+            raise InputError(f"--precision: unknown precision '{self.precision}'; use one of {', '.join(PRECISIONS)}")
+
 
 PRECISIONS = ("bf16", "fp32")
-PRESETS: dict[str, dict] = {
-    "fast": dict(epochs=30),
-    "medium": dict(epochs=100),
-    "paper": dict(epochs=300),
-    "slow": dict(epochs=600),
-}
 
 
 def lr_at(step: int, total: int, cfg: TrainConfig) -> float:
@@ -133,6 +136,24 @@ def _cudnn_benchmark(on: bool):
 
 
 @dataclass
+class TrainingData:
+    """What a training phase fits: the frames on the device, their motion masks, the source's fingerprint."""
+
+    store: FrameStore
+    masks: np.ndarray | None = None
+    fingerprint: str = ""
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """Where a phase keeps its checkpoint, whether to resume from it, and what it must have been made with."""
+
+    path: Path
+    resume: bool = True
+    tag: dict = field(default_factory=dict)
+
+
+@dataclass
 class FitState:
     """Where training stands: epoch, step within it, the epoch's sample order and the sampler's RNG."""
 
@@ -145,7 +166,7 @@ class FitState:
 
 def save_checkpoint(
     path: Path,
-    model: nn.Module,
+    model: CompressibleModel,
     opt: torch.optim.Adam,
     tcfg: TrainConfig,
     state: FitState,
@@ -162,7 +183,8 @@ def save_checkpoint(
     arrays["rng"] = state.rng_state.numpy()
     meta = {
         "version": CHECKPOINT_VERSION,
-        "model": json.loads(model.cfg.to_json()),
+        "arch": arch_of(model.cfg).name,
+        "model": model.cfg.to_dict(),
         "train": asdict(tcfg),
         "epoch": state.epoch,
         "step_in_epoch": state.step_in_epoch,
@@ -188,28 +210,30 @@ def read_checkpoint(path: Path) -> tuple[dict, dict[str, np.ndarray]]:
     return meta, arrays
 
 
-def _model_state(arrays: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
-    """The network's state dict from a checkpoint's arrays."""
-    return {k.removeprefix("model/"): torch.from_numpy(v) for k, v in arrays.items() if k.startswith("model/")}
+def _model_state(arrays: dict[str, np.ndarray], prefix: str = "model/") -> dict[str, torch.Tensor]:
+    """A state dict from a checkpoint's arrays (the keys under `prefix`)."""
+    return {k.removeprefix(prefix): torch.from_numpy(v) for k, v in arrays.items() if k.startswith(prefix)}
 
 
-def load_model(path: Path, device: torch.device | str = "cpu") -> MVMGINR:
-    """The network stored in a checkpoint."""
+def load_model(path: Path, device: torch.device | str = "cpu") -> nn.Module:
+    """The network stored in a checkpoint, of whichever registered architecture made it."""
     meta, arrays = read_checkpoint(path)
-    model = MVMGINR(ModelConfig.from_dict(meta["model"]))
-    model.load_state_dict(_model_state(arrays))
+    arch = by_name(meta.get("arch", DEFAULT))
+    model = arch.build(arch.config_type.from_dict(meta["model"]))
+    model.load_state_dict(_model_state(arrays, "model/base."))
     return model.to(device)
 
 
 def _restore(
-    path: Path, model: nn.Module, opt: torch.optim.Adam, tcfg: TrainConfig, fingerprint: str, tag: dict | None
+    ckpt: Checkpoint, model: CompressibleModel, opt: torch.optim.Adam, tcfg: TrainConfig, fingerprint: str
 ) -> FitState:
+    path = ckpt.path
     meta, arrays = read_checkpoint(path)
-    if meta.get("tag", {}) != (tag or {}):
+    if meta.get("tag", {}) != ckpt.tag:
         raise InputError(f"{path}: checkpoint was made with other compression options; give the same ones or delete it")
     if meta["fingerprint"] != fingerprint:
         raise InputError(f"{path}: checkpoint was made from other input; delete it or give the same input")
-    if meta["model"] != json.loads(model.cfg.to_json()):
+    if meta.get("arch", DEFAULT) != arch_of(model.cfg).name or meta["model"] != model.cfg.to_dict():
         raise InputError(f"{path}: checkpoint has another model size; give the same -q/--params or delete it")
     stored = meta["train"]
     if {k: v for k, v in stored.items() if k != "compile"} != {k: v for k, v in asdict(tcfg).items() if k != "compile"}:
@@ -233,7 +257,7 @@ def _restore(
 
 @dataclass
 class FitResult:
-    model: MVMGINR
+    model: CompressibleModel
     epochs: int
     seconds: float
     frames_per_second: float  # training throughput: frames seen per second of training
@@ -241,27 +265,23 @@ class FitResult:
 
 
 def fit(
-    model: MVMGINR,
-    store: FrameStore,
-    masks: np.ndarray | None,
+    model: CompressibleModel,
+    data: TrainingData,
     tcfg: TrainConfig,
     *,
-    checkpoint: Path | None = None,
-    resume: bool = False,
-    fingerprint: str = "",
+    checkpoint: Checkpoint | None = None,
     progress: bool = True,
-    on_epoch: Callable[[int, float], None] | None = None,
-    tag: dict | None = None,
     label: str = "training",
+    on_epoch: Callable[[int, float], None] | None = None,
 ) -> FitResult:
-    """Train `model` on every (view, frame) of `store` for tcfg.epochs epochs; resumable from `checkpoint`."""
+    """Train `model` on every (view, frame) of the data for tcfg.epochs epochs; resumable from `checkpoint`."""
+    store, masks, fingerprint = data.store, data.masks, data.fingerprint
     device = store.device
     cuda = device.type == "cuda" and tcfg.precision == "bf16"  # the CUDA fast path; else plain float32
     model.to(device)
     if cuda or device.type == "cpu":  # oneDNN's convolutions too are faster channels-last (1.3-1.7x a step)
         model.to(memory_format=torch.channels_last)
-    groups = model.param_groups(tcfg.lr, tcfg.step_lr or tcfg.lr) if hasattr(model, "param_groups") else None
-    opt = torch.optim.Adam(groups or model.parameters(), lr=tcfg.lr)
+    opt = torch.optim.Adam(model.param_groups(tcfg.lr, tcfg.step_lr or tcfg.lr), lr=tcfg.lr)
     pixels = store.views * store.frames * store.height * store.width
     forward = torch.compile(model) if tcfg.compile else model
     n = store.views * store.frames
@@ -271,8 +291,8 @@ def fit(
 
     gen = torch.Generator().manual_seed(tcfg.seed)
     state = FitState(0, 0, torch.randperm(n, generator=gen).to(device), gen.get_state())
-    if resume and checkpoint is not None and checkpoint.exists():
-        state = _restore(checkpoint, model, opt, tcfg, fingerprint, tag)
+    if checkpoint is not None and checkpoint.resume and checkpoint.path.exists():
+        state = _restore(checkpoint, model, opt, tcfg, fingerprint)
         gen.set_state(state.rng_state)
 
     bar = Progress(total_steps, label, "steps", enabled=progress)
@@ -287,7 +307,7 @@ def fit(
 
     def snapshot() -> None:
         state.seconds = time.monotonic() - started
-        save_checkpoint(checkpoint, model, opt, tcfg, state, fingerprint, tag)
+        save_checkpoint(checkpoint.path, model, opt, tcfg, state, fingerprint, checkpoint.tag)
 
     with _DeferredInterrupt() as interrupt, _cudnn_benchmark(cuda):
         while state.epoch < tcfg.epochs:
@@ -297,8 +317,7 @@ def fit(
                 global_step = state.epoch * steps_per_epoch + s
                 for g in opt.param_groups:
                     g["lr"] = lr_at(global_step, total_steps, tcfg) * g.get("lr_scale", 1.0)
-                if hasattr(model, "set_step"):
-                    model.set_step(global_step, total_steps)
+                model.set_step(global_step, total_steps)
                 target = store.rgb(view, frame)
                 mask = None
                 if mask_t is not None:
@@ -313,8 +332,8 @@ def fit(
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
                     pred = forward(view, frame)
                 loss = motion_aware_loss(pred.float(), target, mask, tcfg.alpha, tcfg.motion_weight)
-                if tcfg.rate_weight:
-                    loss = loss + tcfg.rate_weight * model.rate_bits() / pixels
+                if tcfg.rate_weight and (rate := model.rate_bits()) is not None:
+                    loss = loss + tcfg.rate_weight * rate / pixels
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(model.parameters(), tcfg.grad_clip)
@@ -351,7 +370,7 @@ def fit(
 
 
 @torch.no_grad()
-def evaluate(model: MVMGINR, store: FrameStore, batch: int = 4) -> dict:
+def evaluate(model: nn.Module, store: FrameStore, batch: int = 4) -> dict:
     """Per-view and overall PSNR (Y, U, V, YUV) and SSIM of the reconstruction in YUV 4:2:0, vs the source."""
     model.train(False)  # inference mode for the measurement
     per_view = []
@@ -365,13 +384,3 @@ def evaluate(model: MVMGINR, store: FrameStore, batch: int = 4) -> dict:
         per_view.append(mean_quality(frames))
     model.train()
     return {**mean_quality(per_view), "per_view": per_view}
-
-
-def train_config(preset: str, **overrides) -> TrainConfig:
-    """The preset's TrainConfig with the given fields replaced (None leaves a field as the preset has it)."""
-    if preset not in PRESETS:
-        raise InputError(f"--preset: unknown preset '{preset}'; use one of {', '.join(PRESETS)}")
-    cfg = replace(TrainConfig(**PRESETS[preset]), **{k: v for k, v in overrides.items() if v is not None})
-    if cfg.precision not in PRECISIONS:
-        raise InputError(f"--precision: unknown precision '{cfg.precision}'; use one of {', '.join(PRECISIONS)}")
-    return cfg

@@ -1,4 +1,4 @@
-"""Range coding of quantised parameters with constriction: a quantised Gaussian per symbol, Bernoulli masks.
+"""Range coding with constriction: integer symbols under quantised Gaussians, and Bernoulli pruning masks.
 
 Both sides build the models from the float32 values stored in the stream (widened exactly to float64),
 so encoder and decoder use bit-identical probabilities.
@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import constriction
 import numpy as np
-import torch
 
 QuantizedGaussian = constriction.stream.model.QuantizedGaussian
 Bernoulli = constriction.stream.model.Bernoulli
@@ -35,16 +34,6 @@ def gaussian_decode(words: np.ndarray, lo: int, hi: int, means: np.ndarray, stds
         return np.zeros(0, np.int32)
     m, s = _params(means, stds)
     return RangeDecoder(np.ascontiguousarray(words, dtype=np.uint32)).decode(QuantizedGaussian(lo, hi), m, s)
-
-
-def gaussian_bits(symbols: np.ndarray, lo: int, hi: int, means: np.ndarray, stds: np.ndarray) -> float:
-    """Ideal code length in bits: -sum log2 P(symbol), P the Gaussian's mass on [s - 1/2, s + 1/2],
-    with the tails below lo and above hi folded into the end symbols."""
-    s = torch.from_numpy(np.asarray(symbols, np.float64))
-    m, d = (torch.from_numpy(a) for a in _params(means, stds))
-    upper = torch.where(s >= hi, torch.ones_like(s), torch.special.ndtr((s + 0.5 - m) / d))
-    lower = torch.where(s <= lo, torch.zeros_like(s), torch.special.ndtr((s - 0.5 - m) / d))
-    return float(-torch.log2((upper - lower).clamp_min(1e-300)).sum())
 
 
 def mask_encode(mask: np.ndarray, p_keep: float) -> np.ndarray:

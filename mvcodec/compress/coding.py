@@ -1,0 +1,145 @@
+"""Coded tensors from integer symbols or float weights: the encoding side of compression.
+
+Each parameter's coding follows its role in the architecture's layout (mvcodec/model/base.py): conv
+weights get row x column steps and one Gaussian (the row and column steps already bring every row's symbols
+to one scale, and a Gaussian per row would cost 64 bits for rows of a few dozen weights); grids and
+embeddings a step and a Gaussian per channel (axis 1); biases one of each.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from mvcodec.bitstream.tensor import (
+    CODING_FLOAT32,
+    MASK_BERNOULLI,
+    MAX_SYMBOL,
+    MODEL_PER_AXIS,
+    MODEL_SCALAR,
+    STEP_PER_AXIS,
+    STEP_ROW_COLUMN,
+    STEP_SCALAR,
+    STEPS_BFLOAT16,
+    CodedTensor,
+)
+from mvcodec.compress.decoding import element_steps, values_of
+from mvcodec.compress.gaussian import group_stats, model_grid
+from mvcodec.compress.range_coding import gaussian_encode, mask_encode
+from mvcodec.model.base import ParamSpec, Role
+
+
+@dataclass(frozen=True)
+class CodingPlan:
+    """How a tensor is coded: its step mode and axis, its entropy-model mode and axis."""
+
+    step_mode: int
+    step_axis: int
+    model_mode: int
+    model_axis: int
+
+    @property
+    def group_axis(self) -> int | None:
+        """The axis with a Gaussian per index, or None for one Gaussian."""
+        return self.model_axis if self.model_mode == MODEL_PER_AXIS else None
+
+
+def plan_for(spec: ParamSpec) -> CodingPlan:
+    """The coding of a parameter tensor, from its role."""
+    if spec.role is Role.BIAS or len(spec.shape) == 1:
+        return CodingPlan(STEP_SCALAR, 0, MODEL_SCALAR, 0)
+    if spec.role is Role.CONV_WEIGHT:
+        return CodingPlan(STEP_ROW_COLUMN, 0, MODEL_SCALAR, 0)
+    return CodingPlan(STEP_PER_AXIS, 1, MODEL_PER_AXIS, 1)
+
+
+@dataclass
+class ExportedTensor:
+    tensor: CodedTensor
+    values: np.ndarray  # the dequantised float32 values the decoder rebuilds
+
+
+def symbol_range(symbols: np.ndarray) -> tuple[int, int]:
+    """(lo, hi) of the coded alphabet: the symbols' extremes, widened to two symbols at least (lo < hi)."""
+    lo = int(symbols.min()) if symbols.size else 0
+    return lo, max(int(symbols.max()) if symbols.size else 0, lo + 1)
+
+
+def code_symbols(
+    spec: ParamSpec,
+    symbols: np.ndarray,
+    steps: np.ndarray,
+    mask: np.ndarray | None,
+    plan: CodingPlan,
+    flat_levels: int = 0,
+) -> ExportedTensor:
+    """Code integer symbols (full tensor, C order; pruned positions ignored) with the stored steps as
+    `plan` says: the mask Bernoulli-coded with its kept fraction as probability, the kept symbols with
+    Gaussians of their statistics. flat_levels L > 0: the alphabet is all of -L..L under one centred
+    Gaussian as wide as a uniform distribution over it (std (2L + 1) / sqrt(12)): log2(2L + 1) + 0.25 bits
+    per symbol whatever the symbols are, the stand-in for fixed-length coding (the ladder's "no entropy
+    coding")."""
+    shape = spec.shape
+    t = CodedTensor(
+        spec.name, shape, step_mode=plan.step_mode, step_axis=plan.step_axis, steps=steps.astype(np.float32)
+    )
+    if not (np.ascontiguousarray(t.steps).view(np.uint32) & 0xFFFF).any():
+        t.step_format = STEPS_BFLOAT16
+    symbols = np.clip(symbols.reshape(shape), -MAX_SYMBOL, MAX_SYMBOL).astype(np.int32)
+    if mask is not None and not mask.all():
+        keep = float(mask.mean())
+        t.mask_mode, t.p_keep = MASK_BERNOULLI, float(np.float32(min(max(keep, 1e-6), 1 - 1e-6)))
+        t.mask_words = mask_encode(mask, t.p_keep)
+        kept = symbols[mask]
+    else:
+        mask = None
+        kept = symbols.ravel()
+    t.sym_min, t.sym_max = symbol_range(kept)
+    if flat_levels:
+        t.sym_min, t.sym_max = -flat_levels, flat_levels
+        t.model_mode, t.model_axis = MODEL_SCALAR, 0
+        t.means = np.zeros(1, np.float32)
+        t.stds = np.array([(2 * flat_levels + 1) / 12**0.5], np.float32)
+    else:
+        t.model_mode, t.model_axis = plan.model_mode, plan.model_axis
+        y = torch.from_numpy(symbols.astype(np.float64))
+        m = None if mask is None else torch.from_numpy(mask)
+        mean, std = group_stats(y, m, plan.group_axis)
+        t.means = mean.flatten().numpy().astype(np.float32)
+        t.stds = std.flatten().numpy().astype(np.float32)
+    means, stds = model_grid(t)
+    if mask is not None:
+        means, stds = means[mask], stds[mask]
+    t.words = gaussian_encode(kept, t.sym_min, t.sym_max, means.ravel(), stds.ravel())
+    return ExportedTensor(t, values_of(t, kept, mask))
+
+
+def quantize_uniform(
+    spec: ParamSpec, w: np.ndarray, bits: int = 8, mask: np.ndarray | None = None, flat: bool = False
+) -> ExportedTensor:
+    """`w` quantised uniformly to signed `bits`-bit symbols with a float32 step per channel (max-abs
+    scaling, as HiNeRV's code; output channels of conv weights, axis 1 of grids, one step for biases),
+    pruned where `mask` is False, range-coded with one Gaussian of the symbols' statistics (or, flat, the
+    stand-in for fixed-length coding: see code_symbols)."""
+    w = np.asarray(w, np.float32)
+    if mask is not None:
+        w = np.where(mask, w, np.float32(0))
+    levels = (1 << (bits - 1)) - 1
+    axis = None if w.ndim == 1 else 0 if spec.role is Role.CONV_WEIGHT else 1
+    if axis is None:
+        peak = np.abs(w).max(keepdims=True).reshape(1)
+    else:
+        peak = np.abs(np.moveaxis(w, axis, 0).reshape(w.shape[axis], -1)).max(axis=1)
+    steps = np.where(peak > 0, peak / levels, 1.0).astype(np.float32)
+    plan = CodingPlan(STEP_SCALAR if axis is None else STEP_PER_AXIS, axis or 0, MODEL_SCALAR, 0)
+    t = CodedTensor(spec.name, tuple(w.shape), step_mode=plan.step_mode, step_axis=plan.step_axis, steps=steps)
+    symbols = np.clip(np.rint(w / element_steps(t).numpy()), -levels, levels).astype(np.int32)
+    return code_symbols(spec, symbols, steps, mask, plan, levels if flat else 0)
+
+
+def float32_tensor(name: str, w: np.ndarray) -> CodedTensor:
+    """A tensor stored as plain float32 values (no quantisation)."""
+    w = np.asarray(w, np.float32)
+    return CodedTensor(name, tuple(w.shape), coding=CODING_FLOAT32, values=w.ravel().copy())

@@ -1,0 +1,63 @@
+"""The Gaussian entropy model of quantised parameters: one Gaussian per group of symbols (a tensor, or a
+channel), its parameters the mean and standard deviation of the group's symbols.
+
+`gaussian_bits` is the one definition of the code length: training evaluates it on relaxed symbols
+(y + U(-1/2, 1/2)) as the differentiable rate term, and mvinfo on the stored integer symbols with the
+stored float32 parameters as the ideal size of the file's range-coded data.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from mvcodec.bitstream.tensor import MODEL_SCALAR, CodedTensor
+
+MIN_STD = 0.1  # a Gaussian narrower than this buys nothing for integer symbols
+MIN_PROB = 1e-9  # a symbol's probability is floored here (about 30 bits), as the range coder's is
+
+
+def group_stats(y: torch.Tensor, mask: torch.Tensor | None, axis: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and standard deviation (floored at MIN_STD) of the kept symbols of each group (index along
+    `axis`, or the whole tensor), broadcastable to y."""
+    w = torch.ones_like(y) if mask is None else mask.to(y.dtype)
+    dims = tuple(range(y.ndim)) if axis is None else tuple(d for d in range(y.ndim) if d != axis)
+    n = w.sum(dim=dims, keepdim=True).clamp_min(1)
+    mean = (y * w).sum(dim=dims, keepdim=True) / n
+    var = (((y - mean) ** 2) * w).sum(dim=dims, keepdim=True) / n
+    return mean, torch.sqrt(var + 1e-12).clamp_min(MIN_STD)
+
+
+def normal_cdf(x: torch.Tensor) -> torch.Tensor:
+    """The standard normal CDF, 0.5 (1 + erf(x / sqrt 2))."""
+    return 0.5 * (1 + torch.erf(x * (1 / math.sqrt(2))))
+
+
+def gaussian_bits(
+    y: torch.Tensor,
+    mean: torch.Tensor,
+    std: torch.Tensor,
+    lo: torch.Tensor | int,
+    hi: torch.Tensor | int,
+    mask: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Code length in bits of symbols y (kept elements only): -sum log2 P, P the Gaussian's mass on
+    [y - 1/2, y + 1/2], with the tails below lo and above hi folded into the end symbols (as the range
+    coder's alphabet lo..hi does), floored at MIN_PROB."""
+    with torch.no_grad():
+        rounded = torch.round(y)
+    upper = torch.where(rounded >= hi, torch.ones_like(y), normal_cdf((y + 0.5 - mean) / std))
+    lower = torch.where(rounded <= lo, torch.zeros_like(y), normal_cdf((y - 0.5 - mean) / std))
+    bits = -torch.log2((upper - lower).clamp_min(MIN_PROB))
+    return (bits * mask).sum() if mask is not None else bits.sum()
+
+
+def model_grid(t: CodedTensor) -> tuple[np.ndarray, np.ndarray]:
+    """(means, stds) of every element's Gaussian as stored (float32), broadcast to the tensor's shape."""
+    if t.model_mode == MODEL_SCALAR:
+        return np.broadcast_to(t.means[0], t.shape), np.broadcast_to(t.stds[0], t.shape)
+    view = [1] * len(t.shape)
+    view[t.model_axis] = t.shape[t.model_axis]
+    return np.broadcast_to(t.means.reshape(view), t.shape), np.broadcast_to(t.stds.reshape(view), t.shape)

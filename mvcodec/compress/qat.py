@@ -1,0 +1,199 @@
+"""Quantisation-aware training (the MV-HiNeRV / NVRC recipe): learned steps, Quant-Noise, the rate term.
+
+Every parameter tensor has learned log-domain steps laid out as its coding plan says (conv weights a step
+per output row times a step per input column, step[i, j] = exp(a_i) * exp(b_j); grids and embeddings a
+step per channel; biases one step). During training, Quant-Noise replaces a random fraction of the weights
+by their quantised values (straight-through rounding, so the steps get LSQ gradients); the fraction rises
+linearly to 1. Evaluation always uses the quantised network.
+
+Rate: symbols y = w / step are relaxed to y + U(-1/2, 1/2); each group (see coding.plan_for) has a
+Gaussian whose mean and standard deviation are computed from its current symbols at every step (as
+MV-HiNeRV), and R = gaussian_bits(...). At export the same statistics of the final integer symbols,
+stored as float32, drive the range coder, so the file size is the trained rate term evaluated on the
+integers. Biases are quantised but not regularised (they are a few hundred values).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+from torch.func import functional_call
+
+from mvcodec.bitstream.tensor import STEP_RANGE, STEP_ROW_COLUMN, STEP_SCALAR
+from mvcodec.compress.coding import ExportedTensor, code_symbols, plan_for
+from mvcodec.compress.gaussian import gaussian_bits, group_stats
+from mvcodec.compress.pruning import prunable
+from mvcodec.compress.steps import step_grid
+from mvcodec.model.base import Role
+from mvcodec.model.registry import arch_of
+
+INIT_LEVELS = 63  # initial steps: the largest weight of a row or channel is 63 steps (7-bit symbols)
+NOISE_RAMP = 0.75  # the Quant-Noise rate reaches 1 after this fraction of the QAT steps
+NOISE_START = 0.1
+
+
+def round_ste(x: torch.Tensor) -> torch.Tensor:
+    """Round to nearest (ties to even) with the identity gradient."""
+    return x + (torch.round(x) - x).detach()
+
+
+def bfloat16_ste(x: torch.Tensor) -> torch.Tensor:
+    """x rounded to bfloat16 values (as stored in the stream), with the identity gradient."""
+    return x + (x.to(torch.bfloat16).float() - x).detach()
+
+
+def _key(name: str) -> str:
+    return name.replace(".", "_")
+
+
+class CompressibleModel(nn.Module):
+    """A network of any registered architecture with fixed pruning masks and (optionally) learned
+    quantisation steps and a rate term; every training phase trains one of these.
+
+    forward(view, frame) runs the network on the masked, (noisily) quantised parameters; in eval mode
+    on the fully quantised ones, which are what the decoder rebuilds from the stream. Without masks and
+    quantisation it is the network itself (the fit phase)."""
+
+    def __init__(
+        self, base: nn.Module, cfg, masks: dict[str, torch.Tensor] | None = None, quantise: bool = False
+    ) -> None:
+        super().__init__()
+        self.base, self.cfg, self.quantise = base, cfg, quantise
+        self.layout = arch_of(cfg).layout(cfg)
+        params = dict(base.named_parameters())
+        for spec in self.layout:
+            if masks is not None and prunable(spec):
+                m = masks.get(spec.name, torch.ones_like(params[spec.name], dtype=torch.bool))
+                self.register_buffer(f"mask_{_key(spec.name)}", m.to(params[spec.name].device).clone())
+        self.log_steps = nn.ParameterDict()
+        if quantise:
+            for spec in self.layout:
+                self._init_steps(spec, params[spec.name].detach())
+        self.noise_rate = 1.0
+        self.noise_seed = 0
+        self.step_index = 0
+
+    @property
+    def plain(self) -> bool:
+        """Neither pruned nor quantised: the network runs on its own parameters."""
+        return not self.quantise and not len(self.masks())
+
+    def _init_steps(self, spec, w: torch.Tensor) -> None:
+        plan = plan_for(spec)
+        m = self.mask(spec.name)
+        w = w * m if m is not None else w
+        if plan.step_mode == STEP_SCALAR:
+            peak = w.abs().max().reshape(1)
+        else:
+            axis = 0 if plan.step_mode == STEP_ROW_COLUMN else plan.step_axis
+            peak = w.abs().transpose(0, axis).flatten(1).max(dim=1).values
+        peak = torch.where(peak > 0, peak, peak.max().clamp_min(1e-6))
+        log = torch.log(peak / INIT_LEVELS).float()
+        if plan.step_mode == STEP_ROW_COLUMN:
+            log = torch.cat([log, torch.zeros(spec.shape[1], device=w.device)])
+        self.log_steps[_key(spec.name)] = nn.Parameter(log)
+
+    def mask(self, name: str) -> torch.Tensor | None:
+        return getattr(self, f"mask_{_key(name)}", None)
+
+    def masks(self) -> dict[str, torch.Tensor]:
+        """The keep-mask of every pruned tensor, by parameter name."""
+        return {p.name: m for p in self.layout if (m := self.mask(p.name)) is not None}
+
+    def steps(self, spec) -> torch.Tensor:
+        """The float32 step of every element (broadcastable to its shape), as the decoder forms it."""
+        plan = plan_for(spec)
+        s = bfloat16_ste(torch.exp(self.log_steps[_key(spec.name)]).clamp(*STEP_RANGE))
+        return step_grid(plan.step_mode, plan.step_axis, s, spec.shape)
+
+    def set_step(self, step: int, total: int) -> None:
+        """Called by the training loop before every optimiser step: the Quant-Noise rate and noise seed."""
+        self.step_index = step
+        ramp = max(1.0, NOISE_RAMP * total)
+        self.noise_rate = min(1.0, NOISE_START + (1 - NOISE_START) * step / ramp)
+
+    def _generator(self, device: torch.device, salt: int) -> torch.Generator:
+        g = torch.Generator(device=device)
+        g.manual_seed((self.noise_seed * 1_000_003 + self.step_index * 7919 + salt) % (2**63))
+        return g
+
+    def effective_params(self, hard: bool | None = None) -> dict[str, torch.Tensor]:
+        """The parameters the network runs on: masked, and quantised (fully, or by Quant-Noise in training)."""
+        hard = (not self.training) if hard is None else hard
+        params = dict(self.base.named_parameters())
+        out = {}
+        for i, spec in enumerate(self.layout):
+            w = params[spec.name]
+            m = self.mask(spec.name)
+            if m is not None:
+                w = w * m
+            if self.quantise:
+                step = self.steps(spec)
+                y = w / step
+                q = round_ste(y)
+                if not hard and self.noise_rate < 1.0:
+                    pick = torch.rand(spec.shape, generator=self._generator(w.device, i), device=w.device)
+                    q = torch.where(pick < self.noise_rate, q, y)
+                w = q * step
+            out[spec.name] = w
+        return out
+
+    def forward(self, view: torch.Tensor, frame: torch.Tensor) -> torch.Tensor:
+        if self.plain:
+            return self.base(view, frame)
+        return functional_call(self.base, self.effective_params(), (view, frame))
+
+    def rate_bits(self) -> torch.Tensor | None:
+        """The rate term R in bits (None without quantisation): the relaxed symbols' code length under
+        Gaussians fitted to them, the tails beyond the extreme symbols folded as the range coder does."""
+        if not self.quantise:
+            return None
+        params = dict(self.base.named_parameters())
+        total = torch.zeros((), device=next(self.parameters()).device)
+        for i, spec in enumerate(self.layout):
+            if spec.role is Role.BIAS:
+                continue
+            y = params[spec.name] / self.steps(spec)
+            noise = torch.rand(spec.shape, generator=self._generator(y.device, 1000 + i), device=y.device) - 0.5
+            y, mask = y + noise, self.mask(spec.name)
+            mean, std = group_stats(y, mask, plan_for(spec).group_axis)
+            with torch.no_grad():
+                rounded = torch.round(y)
+                kept = rounded if mask is None else rounded[mask]
+                lo, hi = (kept.min(), kept.max()) if kept.numel() else (rounded.new_zeros(()),) * 2
+            total = total + gaussian_bits(y, mean, std, lo, hi, mask)
+        return total
+
+    def param_groups(self, lr: float, step_lr: float) -> list[dict]:
+        """Optimiser groups: the network's parameters at lr, the log steps at step_lr."""
+        groups = [{"params": list(self.base.parameters()), "lr": lr, "lr_scale": 1.0}]
+        if len(self.log_steps):
+            groups.append({"params": list(self.log_steps.parameters()), "lr": step_lr, "lr_scale": step_lr / lr})
+        return groups
+
+
+def stored_steps(model: CompressibleModel, name: str, scale: float = 1.0) -> np.ndarray:
+    """The steps of a tensor as stored: bfloat16 values (row steps then column steps for row x column)."""
+    s = (torch.exp(model.log_steps[_key(name)].detach().float().cpu()) * scale).clamp(*STEP_RANGE)
+    return s.to(torch.bfloat16).float().numpy()
+
+
+@torch.no_grad()
+def export_tensors(model: CompressibleModel, step_scale: float = 1.0) -> list[ExportedTensor]:
+    """The coded tensors of a quantising model, in stream order. step_scale multiplies every step (rate
+    control after training); at 1.0 the values equal the model's eval-mode parameters bit for bit."""
+    params = dict(model.base.named_parameters())
+    out = []
+    for spec in model.layout:
+        w = params[spec.name].detach().float().cpu()
+        m = model.mask(spec.name)
+        mask = None if m is None else m.cpu().numpy().astype(bool)
+        if m is not None:
+            w = w * m.cpu()
+        steps = stored_steps(model, spec.name, step_scale)
+        plan = plan_for(spec)
+        grid = step_grid(plan.step_mode, plan.step_axis, torch.from_numpy(steps), spec.shape)
+        symbols = torch.round(w / grid).numpy()
+        out.append(code_symbols(spec, symbols, steps, mask, plan))
+    return out

@@ -1,0 +1,92 @@
+"""The training recipe of an encode: the fit's TrainConfig, the preset's phases and the compression settings."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+
+from mvcodec.errors import InputError
+from mvcodec.presets import DEFAULT_PRESET, Phase, phases_for
+from mvcodec.train.fit import TrainConfig
+
+
+@dataclass(frozen=True)
+class CompressConfig:
+    """Compression settings of the prune and QAT phases."""
+
+    sparsity: float = 0.4
+    rate_lambda: float | None = None  # lambda of L = R + lambda * D (R in bits per pixel, D the fit's loss);
+    # None: the quality level's (encoder/plan.py)
+    step_lr: float = 25.0  # QAT learning rate of the log steps, as a multiple of the fit's
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.sparsity < 1.0:
+            raise InputError(f"--sparsity must be at least 0 and below 1, got {self.sparsity}")
+        if self.rate_lambda is not None and not self.rate_lambda > 0:
+            raise InputError(f"--lambda must be positive, got {self.rate_lambda}")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How every segment is trained: the phases in order, each phase's TrainConfig derived from the fit's."""
+
+    train: TrainConfig  # the fit phase's; its epochs are the fit phase's
+    phases: tuple[Phase, ...]
+    compress: CompressConfig = CompressConfig()
+
+    def __post_init__(self) -> None:
+        fit = [p for p in self.phases if p.name == "fit"]
+        if len(fit) != 1 or self.phases[0] is not fit[0] or fit[0].epochs < 1:
+            raise InputError("a recipe starts with one fit phase of 1 or more epochs (--epochs)")
+        if fit[0].epochs != self.train.epochs:
+            object.__setattr__(self, "train", replace(self.train, epochs=fit[0].epochs))
+
+    def phase(self, name: str) -> Phase | None:
+        """The phase of a name, or None where the recipe has none."""
+        return next((p for p in self.phases if p.name == name), None)
+
+    def phase_config(self, phase: Phase) -> TrainConfig:
+        """The TrainConfig a phase trains with: the fit's, at the phase's epochs and learning rate; the
+        phases after the fit start without warm-up, and QAT adds the rate term and the steps' rate."""
+        if phase.name == "fit":
+            return self.train
+        cfg = replace(self.train, epochs=phase.epochs, lr=self.train.lr * phase.lr, warmup=0.0)
+        if phase.name == "qat":
+            if self.compress.rate_lambda is None:
+                raise ValueError("the recipe's lambda is not set (Recipe.with_lambda)")
+            cfg = replace(
+                cfg, rate_weight=1.0 / self.compress.rate_lambda, step_lr=self.train.lr * self.compress.step_lr
+            )
+        return cfg
+
+    def record(self) -> dict:
+        """The compression settings as the stream's encoder information lists them."""
+        out = asdict(self.compress)
+        for name in ("prune", "qat"):
+            p = self.phase(name)
+            out[f"{name}_epochs"] = p.epochs if p else 0
+            out[f"{name}_lr"] = p.lr if p else 0.0
+        return out
+
+    def with_lambda(self, rate_lambda: float) -> Recipe:
+        return replace(self, compress=replace(self.compress, rate_lambda=rate_lambda))
+
+
+def recipe(
+    preset: str = DEFAULT_PRESET,
+    *,
+    epochs: int | None = None,
+    prune_epochs: int | None = None,
+    qat_epochs: int | None = None,
+    sparsity: float | None = None,
+    rate_lambda: float | None = None,
+    **train: object,
+) -> Recipe:
+    """A preset's recipe with the given settings replaced (None keeps the preset's or the default);
+    `train` are TrainConfig fields (batch_size, lr, seed, precision, ...). InputError on bad values."""
+    try:
+        phases = phases_for(preset, {"fit": epochs, "prune": prune_epochs, "qat": qat_epochs})
+    except ValueError as e:
+        raise InputError(str(e)) from None
+    tcfg = TrainConfig(phases[0].epochs, **{k: v for k, v in train.items() if v is not None})
+    ccfg = CompressConfig(**{k: v for k, v in (("sparsity", sparsity), ("rate_lambda", rate_lambda)) if v is not None})
+    return Recipe(tcfg, phases, ccfg)

@@ -1,0 +1,141 @@
+"""The architecture contract: what a network must declare to be trained, coded, stored and decoded.
+
+An architecture is one module holding a subclass of `Architecture` and its config dataclass; one line in
+`mvcodec/model/registry.py` (or a call to `register`) makes every layer use it:
+
+    class Tiny(Architecture):
+        id, name, config_type = 0x8001, "tiny", TinyConfig
+        def build(self, cfg): ...
+        def layout(self, cfg): ...           # [ParamSpec(name, shape, Role.GRID), ...] in stream order
+        def config_bytes(self, cfg, w): ...  # the header fields, written with a ByteWriter
+        def parse_config(self, r, shape): ...# read back with a ByteReader, every field validated
+        def size_for(self, shape, params): ...
+        def macs_per_pixel(self, cfg): ...
+        def describe(self, cfg): ...         # one line for mvinfo and mvenc
+
+The network that `build` returns maps index tensors (view, frame) of shape (B,) to RGB (B, 3, height, width)
+in [0, 1]; its named parameters are exactly the layout's names and shapes.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import math
+from dataclasses import asdict, dataclass, fields
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from torch import nn
+
+if TYPE_CHECKING:
+    from mvcodec.bitstream.syntax import ByteReader, ByteWriter
+
+
+class Role(enum.Enum):
+    """What the coding of a parameter tensor needs (bitstream_spec.md, section 10)."""
+
+    CONV_WEIGHT = "conv_weight"  # (out, in, ...): prunable, a step per row x a step per column, one Gaussian
+    GRID = "grid"  # (n, channels, ...): latent grids and embeddings; a step and a Gaussian per channel (axis 1)
+    BIAS = "bias"  # 1-d: one step and one Gaussian; not in the rate term
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    """One parameter tensor of a network: its name in the stream, its shape and its coding role."""
+
+    name: str
+    shape: tuple[int, ...]
+    role: Role
+
+    @property
+    def numel(self) -> int:
+        return math.prod(self.shape)
+
+
+@dataclass(frozen=True)
+class Shape:
+    """What the sequence and segment headers fix for a segment's network: views, frames, frame size."""
+
+    views: int
+    frames: int
+    height: int
+    width: int
+
+
+class ArchConfig:
+    """Mixin for architecture configs (frozen dataclasses with views, frames, height and width fields)."""
+
+    views: int
+    frames: int
+    height: int
+    width: int
+
+    def to_dict(self) -> dict:
+        """The config as plain JSON values (checkpoints, mvinfo --json)."""
+        return json.loads(json.dumps(asdict(self)))  # type: ignore[call-overload]
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Any:
+        """The config of a to_dict() record; ValueError on unknown fields."""
+        names = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+        unknown = set(d) - names
+        if unknown:
+            raise ValueError(f"unknown model config fields: {sorted(unknown)}")
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+
+    @property
+    def shape(self) -> Shape:
+        return Shape(self.views, self.frames, self.height, self.width)
+
+
+class Architecture:
+    """Base class of the registered architectures (see the module docstring for the contract)."""
+
+    id: ClassVar[int]  # u16 in the stream; 0 is MV-MGINR (the ARCH chunk), 0x8000-0xFFFF private use
+    name: ClassVar[str]  # the --arch name
+    config_type: ClassVar[type]
+
+    def build(self, cfg: Any) -> nn.Module:
+        """The network of a config, freshly initialised (seeded by the caller)."""
+        raise NotImplementedError
+
+    def layout(self, cfg: Any) -> list[ParamSpec]:
+        """Every parameter tensor of the network, in stream order."""
+        raise NotImplementedError
+
+    def config_bytes(self, cfg: Any, w: ByteWriter) -> None:
+        """Write the config's header fields."""
+        raise NotImplementedError
+
+    def parse_config(self, r: ByteReader, shape: Shape) -> Any:
+        """The config of a header payload, each field checked with r.check (the caller checks r.end())."""
+        raise NotImplementedError
+
+    def size_for(self, shape: Shape, params: int) -> Any:
+        """A config of about `params` parameters; InputError where none is near enough."""
+        raise NotImplementedError
+
+    def macs_per_pixel(self, cfg: Any) -> float:
+        """Multiply-accumulates of the decoder's forward pass per output (luma) pixel."""
+        raise NotImplementedError
+
+    def describe(self, cfg: Any) -> str:
+        """One line on the network's structure (mvinfo, mvenc)."""
+        raise NotImplementedError
+
+    def param_split(self, cfg: Any) -> dict[str, int]:
+        """Parameter count by part (default: by role)."""
+        split: dict[str, int] = {}
+        for p in self.layout(cfg):
+            split[p.role.value] = split.get(p.role.value, 0) + p.numel
+        return split
+
+    def params(self, cfg: Any) -> int:
+        """Parameter count of a config."""
+        return sum(p.numel for p in self.layout(cfg))
+
+    def split_text(self, cfg: Any) -> str:
+        """The parameter count and its split by part, in percent (as MV-MGINR's Table V prints it)."""
+        split, total = self.param_split(cfg), self.params(cfg)
+        parts = ", ".join(f"{name.replace('_', ' ')} {n / total:.2%}" for name, n in split.items())
+        return f"{total} parameters: {parts}"

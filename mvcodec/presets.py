@@ -1,0 +1,58 @@
+"""Encoder presets: each is the list of training phases an encode runs, in order (as Cool-Chic's presets).
+
+A phase is named by what it does before training: "fit" trains the network from its initialisation,
+"prune" fixes pruning masks and fine-tunes, "qat" adds learned quantisation steps, Quant-Noise and the
+rate term. lr is the phase's learning rate as a fraction of the fit's. This module is plain data so that
+the command line can print it without loading any training code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+
+@dataclass(frozen=True)
+class Phase:
+    name: str  # "fit", "prune" or "qat"
+    epochs: int
+    lr: float = 1.0
+
+
+PHASE_NAMES = ("fit", "prune", "qat")
+
+
+def _phases(fit: int, prune: int, qat: int) -> tuple[Phase, ...]:
+    return (Phase("fit", fit), Phase("prune", prune, lr=0.2), Phase("qat", qat, lr=0.1))
+
+
+PRESETS: dict[str, tuple[Phase, ...]] = {
+    "fast": _phases(30, 3, 7),
+    "medium": _phases(100, 10, 25),
+    "paper": _phases(300, 25, 75),  # the published schedule
+    "slow": _phases(600, 50, 150),
+}
+DEFAULT_PRESET = "medium"
+
+
+def phases_for(preset: str, epochs: dict[str, int | None] | None = None) -> tuple[Phase, ...]:
+    """A preset's phases with the given phases' epochs replaced (None keeps the preset's); ValueError on an
+    unknown preset, phase or a negative count."""
+    if preset not in PRESETS:
+        raise ValueError(f"--preset: unknown preset '{preset}'; use one of {', '.join(PRESETS)}")
+    epochs = {k: v for k, v in (epochs or {}).items() if v is not None}
+    unknown = set(epochs) - set(PHASE_NAMES)
+    if unknown:
+        raise ValueError(f"unknown training phases {sorted(unknown)}; the phases are {', '.join(PHASE_NAMES)}")
+    if any(n < 0 for n in epochs.values()):
+        raise ValueError("--epochs, --prune-epochs and --qat-epochs must be 0 or more")
+    return tuple(replace(p, epochs=epochs.get(p.name, p.epochs)) for p in PRESETS[preset])
+
+
+def preset_help() -> str:
+    """The --preset help text, from the table."""
+    parts = [f"{name} ({' + '.join(str(p.epochs) for p in phases)})" for name, phases in PRESETS.items()]
+    return (
+        "Training schedule, epochs of fit + fine-tuning after pruning + QAT: "
+        + ", ".join(parts)
+        + "; paper is the published one."
+    )

@@ -1,0 +1,147 @@
+"""The architecture registry: a network defined in this file alone, registered with one line, goes through
+mvenc (fit, pruning, QAT, range coding) -> .mvinr -> mvdec -> mvinfo; a decoder without it refuses the stream."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+
+import pytest
+import torch
+import torch.nn.functional as F
+from helpers import SAMPLE_FILES, run_tool
+from torch import nn
+
+from mvcodec.bitstream import read_index, read_segment_tensors
+from mvcodec.bitstream.tensor import MASK_BERNOULLI, STEP_PER_AXIS, STEP_ROW_COLUMN, STEP_SCALAR
+from mvcodec.cli import mvdec, mvenc, mvinfo
+from mvcodec.errors import UnknownCriticalChunk
+from mvcodec.model import ArchConfig, Architecture, ParamSpec, Role, Shape, by_name, register
+from mvcodec.model.registry import names, unregister
+
+CELL = 8
+
+
+@dataclass(frozen=True)
+class TinyConfig(ArchConfig):
+    views: int
+    frames: int
+    height: int
+    width: int
+    channels: int
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        return math.ceil(self.height / CELL), math.ceil(self.width / CELL)
+
+
+class TinyNet(nn.Module):
+    """A latent grid per (view, frame), a 3x3 conv, bilinear upsampling and a 1x1 head to RGB."""
+
+    def __init__(self, cfg: TinyConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.latents = nn.Parameter(torch.randn(cfg.views * cfg.frames, cfg.channels, *cfg.grid) * 0.1)
+        self.mix = nn.Conv2d(cfg.channels, cfg.channels, 3, padding=1)
+        self.head = nn.Conv2d(cfg.channels, 3, 1)
+
+    def forward(self, view: torch.Tensor, frame: torch.Tensor) -> torch.Tensor:
+        x = F.gelu(self.mix(self.latents[view * self.cfg.frames + frame]))
+        x = F.interpolate(x, scale_factor=CELL, mode="bilinear", align_corners=False)
+        return torch.sigmoid(self.head(x))[..., : self.cfg.height, : self.cfg.width]
+
+
+class Tiny(Architecture):
+    id, name, config_type = 0xF001, "tiny-test", TinyConfig
+
+    def build(self, cfg: TinyConfig) -> TinyNet:
+        return TinyNet(cfg)
+
+    def layout(self, cfg: TinyConfig) -> list[ParamSpec]:
+        c = cfg.channels
+        return [
+            ParamSpec("latents", (cfg.views * cfg.frames, c, *cfg.grid), Role.GRID),
+            ParamSpec("mix.weight", (c, c, 3, 3), Role.CONV_WEIGHT),
+            ParamSpec("mix.bias", (c,), Role.BIAS),
+            ParamSpec("head.weight", (3, c, 1, 1), Role.CONV_WEIGHT),
+            ParamSpec("head.bias", (3,), Role.BIAS),
+        ]
+
+    def config_bytes(self, cfg: TinyConfig, w) -> None:
+        w.u16(cfg.channels)
+
+    def parse_config(self, r, shape: Shape) -> TinyConfig:
+        channels = r.u16()
+        r.check(1 <= channels <= 64, f"{channels} channels, must be 1 to 64")
+        return TinyConfig(shape.views, shape.frames, shape.height, shape.width, channels)
+
+    def size_for(self, shape: Shape, params: int) -> TinyConfig:
+        options = [TinyConfig(shape.views, shape.frames, shape.height, shape.width, c) for c in range(1, 65)]
+        return min(options, key=lambda cfg: abs(self.params(cfg) - params))
+
+    def macs_per_pixel(self, cfg: TinyConfig) -> float:
+        return 9 * cfg.channels**2 / CELL**2 + 3 * cfg.channels
+
+    def describe(self, cfg: TinyConfig) -> str:
+        return f"{cfg.channels} channels on {CELL}-pixel cells"
+
+
+@pytest.fixture
+def tiny_arch():
+    arch = register(Tiny())  # the one registry line
+    yield arch
+    unregister(arch)
+
+
+def _run(command, args: list, capsys) -> str:
+    command.main(args=[str(a) for a in args], prog_name=command.name, standalone_mode=False)
+    return capsys.readouterr().out
+
+
+def test_a_new_architecture_is_one_module_and_one_registry_line(tiny_arch, tmp_path, capsys, monkeypatch):
+    assert "tiny-test" in names() and by_name("tiny-test") is tiny_arch
+    stream, stats = tmp_path / "t.mvinr", tmp_path / "t.json"
+    args = [*SAMPLE_FILES[:2], stream, "-f", "3", "--arch", "tiny-test", "--preset", "fast", "--no-progress"]
+    out = _run(mvenc, [*args, "--epochs", "4", "--prune-epochs", "1", "--qat-epochs", "2", "--stats", stats], capsys)
+    assert "layout: tiny-test, " in out and "pruning: 40% of the conv weights" in out
+    with open(stream, "rb") as f:  # the full compression pipeline, the coding chosen by each tensor's role
+        index = read_index(f)
+        assert index.version == (1, 1) and [c.type for c in index.chunks][2:4] == ["SEGM", "ARCX"]
+        tensors = {t.name: t for t in read_segment_tensors(f, index.segments[0])}
+    record = json.loads(stats.read_text())
+    cfg = index.segments[0].config
+    assert isinstance(cfg, TinyConfig) and record["arch"] == "tiny-test"
+    assert record["macs_per_pixel"] == tiny_arch.macs_per_pixel(cfg) and record["params"] == tiny_arch.params(cfg)
+    assert tensors["mix.weight"].step_mode == STEP_ROW_COLUMN and tensors["latents"].step_mode == STEP_PER_AXIS
+    assert tensors["head.bias"].step_mode == STEP_SCALAR
+    assert any(t.mask_mode == MASK_BERNOULLI for t in tensors.values())
+
+    out = _run(mvdec, [stream, "-o", tmp_path / "views", "--md5", "--no-progress"], capsys)
+    assert "decoded 2 views x 3 frames" in out and len(list((tmp_path / "views").iterdir())) == 2
+    info = json.loads(_run(mvinfo, [stream, "--json"], capsys))
+    segment = info["segments"][0]
+    assert (info["version"], segment["arch"], segment["arch_id"]) == ("1.1", "tiny-test", 0xF001)
+    assert segment["model"]["channels"] == cfg.channels and info["hash_ok"]
+    assert "tiny-test" in _run(mvinfo, [stream], capsys)
+
+    # a decoder that lacks the architecture (here: a fresh process) refuses the stream as needing a newer one
+    r = run_tool("mvdec", stream, "--md5")
+    assert r.returncode == UnknownCriticalChunk.exit_code and "needs a newer decoder" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+    # a format 1.0 decoder knows only 1.0's critical chunks (bitstream_spec.md, section 3): it stops at ARCX
+    monkeypatch.setattr("mvcodec.bitstream.stream.KNOWN_CRITICAL", {"SEQH", "SEGM", "ARCH", "TNSR", "PHSH", "MEND"})
+    with open(stream, "rb") as f, pytest.raises(UnknownCriticalChunk, match="'ARCX'.*needs a newer decoder"):
+        read_index(f)
+
+
+def test_registering_refuses_clashes(tiny_arch):
+    with pytest.raises(ValueError, match="clashes"):
+        register(Tiny())
+    with pytest.raises(ValueError, match="unknown architecture 'nope'; use one of mv-mginr, tiny-test"):
+        by_name("nope")
+
+
+def test_mvenc_names_the_architectures_it_knows(tmp_path):
+    r = run_tool("mvenc", *SAMPLE_FILES[:1], tmp_path / "x.mvinr", "--arch", "nope")
+    assert r.returncode == 2 and "--arch: unknown architecture 'nope'; use one of mv-mginr" in r.stderr
