@@ -15,7 +15,7 @@ from mvcodec import __version__
 from mvcodec.errors import InputError
 from mvcodec.fsutil import write_json
 from mvcodec.io.formats import parse_fps, parse_size
-from mvcodec.presets import DEFAULT_PRESET, PRESETS, preset_help
+from mvcodec.presets import DEFAULT_ARCH, DEFAULT_PRESET, PRESETS, preset_help
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -101,7 +101,13 @@ def open_cli_source(inputs, size, pix_fmt, fps, frames, seek, views):
     metavar="|".join(PRESETS),
     help=preset_help(),
 )
-@click.option("--arch", default="mv-mginr", show_default=True, metavar="NAME", help="Network architecture.")
+@click.option(
+    "--arch",
+    default=DEFAULT_ARCH,
+    show_default=True,
+    metavar="NAME",
+    help="Network architecture, by its registered name (an unknown name lists them).",
+)
 @click.option(
     "-q", "--quality", type=int, metavar="1-8", help="Quality level: model size doubles per level (default 4)."
 )
@@ -294,18 +300,6 @@ def parse_index_list(text: str, count: int, what: str, names: tuple[str, ...] = 
     return sorted(out)
 
 
-def read_md5_file(path: Path) -> dict[str, str]:
-    """name -> MD5 from md5sum-style lines ('<hex>  <name>')."""
-    sums = {}
-    for line in Path(path).read_text().splitlines():
-        parts = line.split(maxsplit=1)
-        if len(parts) == 2 and len(parts[0]) == 32:
-            sums[parts[1].lstrip("*").strip()] = parts[0].lower()
-    if not sums:
-        raise InputError(f"--check-md5: {path} holds no '<md5>  <file name>' lines")
-    return sums
-
-
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("stream", type=click.Path(dir_okay=False, path_type=Path))
 @click.option(
@@ -344,59 +338,41 @@ def mvdec(stream, output, y4m, view_list, frame_list, device, precision, batch, 
 
     from mvcodec.decoder import Decoder
     from mvcodec.device import pick_device
-    from mvcodec.io.output import output_name, view_writer
+    from mvcodec.io.output import ViewOutputs, md5_lines, md5_mismatches, read_md5_file
     from mvcodec.progress import Progress
 
     if output is None and not (md5 or check_md5):
         raise InputError("no output given: add -o DIR (or -o - for stdout), or --md5 to decode and hash only")
     expected = read_md5_file(check_md5) if check_md5 else None
-    to_stdout = output == "-"
-    info = sys.stderr if to_stdout else sys.stdout
+    info = sys.stderr if output == "-" else sys.stdout
     started = time.monotonic()
     with Decoder(stream, pick_device(device), precision, batch) as dec:
         seq = dec.sequence
         views = parse_index_list(view_list, seq.views, "views", seq.view_names) if view_list else list(range(seq.views))
         frames = parse_index_list(frame_list, seq.frames, "frames") if frame_list else list(range(seq.frames))
-        if to_stdout and len(views) != 1:
+        if output == "-" and len(views) != 1:
             raise InputError(f"-o -: stdout takes one view; add --views with one of 0-{seq.views - 1}")
-        names = [output_name(seq.view_names[v], seq.fmt, y4m) for v in views]
-        if output and not to_stdout:
-            Path(output).mkdir(parents=True, exist_ok=True)
-        files = {}
-        writers = {}
-        try:
-            for v, name in zip(views, names, strict=True):
-                if to_stdout:
-                    target = sys.stdout.buffer
-                elif output:
-                    target = files[v] = open(Path(output) / name, "wb")  # noqa: SIM115
-                else:
-                    target = None
-                writers[v] = view_writer(target, seq.fmt, y4m)
+        with ViewOutputs(output, {v: seq.view_names[v] for v in views}, seq.fmt, y4m) as outputs:
             bar = Progress(len(views) * len(frames), "decoding", "frames", enabled=not no_progress)
             for out in dec.frames(views, frames):
-                writers[out.view][1].write(out.planes)
+                outputs.write(out.view, out.planes)
                 bar.update()
             bar.close()
-        finally:
-            for f in files.values():
-                f.close()
         seconds = time.monotonic() - started
-        sums = {name: writers[v][0].md5.hexdigest() for v, name in zip(views, names, strict=True)}
         click.echo(
             f"mvdec: decoded {len(views)} views x {len(frames)} frames ({seq.width}x{seq.height} "
             f"{seq.pix_fmt.name}) in {seconds:.2f} s, {len(frames) / seconds:.1f} fps per view, "
             f"{'fast' if dec.fast else 'reference'} path on {dec.device}",
             file=info,
         )
+    sums = outputs.md5s()
     if md5:
-        for name, digest in sums.items():
-            click.echo(f"{digest}  {name}", file=info)
+        for line in md5_lines(sums):
+            click.echo(line, file=info)
     if expected is not None:
-        bad = [n for n, d in sums.items() if expected.get(n) != d]
-        for n in bad:
-            state = "no checksum given" if n not in expected else "MD5 mismatch"
-            click.echo(f"mvdec: {n}: {state}", err=True)
+        bad = md5_mismatches(sums, expected)
+        for name, state in bad.items():
+            click.echo(f"mvdec: {name}: {state}", err=True)
         if bad:
             click.echo(f"mvdec: error: {len(bad)} of {len(sums)} outputs do not match {check_md5}", err=True)
             sys.exit(EXIT_MD5_MISMATCH)

@@ -8,11 +8,14 @@ from mvcodec.errors import InputError
 
 
 def pick_device(name: str) -> torch.device:
-    """auto: CUDA when available, else CPU; cuda: InputError where there is none."""
+    """auto: CUDA when available, else CPU; otherwise any device torch names (cpu, cuda, cuda:1, ...), with an
+    InputError where it is not there."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise InputError("--device cuda: no CUDA device is available here; use --device cpu or auto")
-    if name not in ("cpu", "cuda"):
-        raise InputError(f"--device: unknown device '{name}'; use auto, cpu or cuda")
-    return torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise InputError(f"--device: '{name}' is not a device; use auto, cpu or cuda") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise InputError(f"--device {name}: no CUDA device is available here; use --device cpu or auto")
+    return device

@@ -32,6 +32,7 @@ PRESETS: dict[str, tuple[Phase, ...]] = {
     "slow": _phases(600, 50, 150),
 }
 DEFAULT_PRESET = "medium"
+DEFAULT_ARCH = "mv-mginr"  # the network mvenc fits unless --arch names another registered one
 
 
 def phases_for(preset: str, epochs: dict[str, int | None] | None = None) -> tuple[Phase, ...]:
@@ -43,8 +44,10 @@ def phases_for(preset: str, epochs: dict[str, int | None] | None = None) -> tupl
     unknown = set(epochs) - set(PHASE_NAMES)
     if unknown:
         raise ValueError(f"unknown training phases {sorted(unknown)}; the phases are {', '.join(PHASE_NAMES)}")
-    if any(n < 0 for n in epochs.values()):
-        raise ValueError("--epochs, --prune-epochs and --qat-epochs must be 0 or more")
+    for name, n in epochs.items():
+        if n < (1 if name == "fit" else 0):
+            option = "--epochs" if name == "fit" else f"--{name}-epochs"
+            raise ValueError(f"{option} must be {1 if name == 'fit' else 0} or more, got {n}")
     return tuple(replace(p, epochs=epochs.get(p.name, p.epochs)) for p in PRESETS[preset])
 
 

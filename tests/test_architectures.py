@@ -3,20 +3,25 @@ mvenc (fit, pruning, QAT, range coding) -> .mvinr -> mvdec -> mvinfo; a decoder 
 
 from __future__ import annotations
 
+import io
 import json
 import math
+import random
 from dataclasses import dataclass
 
 import pytest
 import torch
 import torch.nn.functional as F
 from helpers import SAMPLE_FILES, run_tool
+from test_fuzz import mutate
 from torch import nn
 
 from mvcodec.bitstream import read_index, read_segment_tensors
 from mvcodec.bitstream.tensor import MASK_BERNOULLI, STEP_PER_AXIS, STEP_ROW_COLUMN, STEP_SCALAR
 from mvcodec.cli import mvdec, mvenc, mvinfo
-from mvcodec.errors import UnknownCriticalChunk
+from mvcodec.compress.qat import CompressibleModel
+from mvcodec.decoder import Decoder
+from mvcodec.errors import StreamError, UnknownCriticalChunk
 from mvcodec.model import ArchConfig, Architecture, ParamSpec, Role, Shape, by_name, register
 from mvcodec.model.registry import names, unregister
 
@@ -129,6 +134,14 @@ def test_a_new_architecture_is_one_module_and_one_registry_line(tiny_arch, tmp_p
     r = run_tool("mvdec", stream, "--md5")
     assert r.returncode == UnknownCriticalChunk.exit_code and "needs a newer decoder" in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
+    # damaged copies of the stream, CRCs fixed so that the ARCX fields are reached, end in a clean StreamError
+    rng, data = random.Random(0), stream.read_bytes()
+    for _ in range(150):
+        try:
+            with Decoder(io.BytesIO(mutate(data, rng))) as dec:
+                list(dec.frames(frames=[0]))
+        except StreamError:
+            pass
     # a format 1.0 decoder knows only 1.0's critical chunks (bitstream_spec.md, section 3): it stops at ARCX
     monkeypatch.setattr("mvcodec.bitstream.stream.KNOWN_CRITICAL", {"SEQH", "SEGM", "ARCH", "TNSR", "PHSH", "MEND"})
     with open(stream, "rb") as f, pytest.raises(UnknownCriticalChunk, match="'ARCX'.*needs a newer decoder"):
@@ -145,3 +158,19 @@ def test_registering_refuses_clashes(tiny_arch):
 def test_mvenc_names_the_architectures_it_knows(tmp_path):
     r = run_tool("mvenc", *SAMPLE_FILES[:1], tmp_path / "x.mvinr", "--arch", "nope")
     assert r.returncode == 2 and "--arch: unknown architecture 'nope'; use one of mv-mginr" in r.stderr
+
+
+def test_a_network_that_differs_from_its_layout_is_refused(tiny_arch):
+    cfg = TinyConfig(1, 2, 16, 16, 4)
+    net = tiny_arch.build(cfg)
+    net.extra = nn.Parameter(torch.zeros(2))
+    with pytest.raises(ValueError, match="differ from its architecture's layout"):
+        CompressibleModel(net, cfg)
+
+
+def test_registering_refuses_what_is_not_an_architecture():
+    class Loose:
+        id, name, config_type = 0xF00F, "loose", dict
+
+    with pytest.raises(TypeError, match="not an Architecture"):
+        register(Loose())

@@ -159,9 +159,9 @@ def test_structure_rules():
     with pytest.raises(InvalidStream, match="do not cover"):
         read_index(io.BytesIO(data[:seqh_end] + mend))
     with pytest.raises(InvalidStream, match="before the stream is complete"):
-        read_index(io.BytesIO(file_header() + mend))
+        read_index(io.BytesIO(file_header((1, 0)) + mend))
     with pytest.raises(InvalidStream, match="starts with chunk SEGM"):
-        read_index(io.BytesIO(file_header() + chunk_bytes("SEGM", SegmentHeader(0, 0, 3).to_bytes()) + mend))
+        read_index(io.BytesIO(file_header((1, 0)) + chunk_bytes("SEGM", SegmentHeader(0, 0, 3).to_bytes()) + mend))
 
 
 def test_byte_reader_refuses_counts_that_do_not_fit():

@@ -146,7 +146,8 @@ def test_decoder_imports_no_training_code_no_opencv_and_no_pyav():
     code = (
         "import sys, mvcodec.cli, mvcodec.decoder, mvcodec.info; "
         "bad = [m for m in sys.modules if m.startswith(('mvcodec.train', 'mvcodec.encoder', 'cv2', 'av')) "
-        "or m in ('mvcodec.compress.qat', 'mvcodec.compress.pruning', 'mvcodec.compress.coding')]; "
+        "or m in ('mvcodec.compress.qat', 'mvcodec.compress.pruning', 'mvcodec.compress.coding', "
+        "'mvcodec.model.sizing')]; "
         "print(bad)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

@@ -51,3 +51,18 @@ def test_mvenc_writes_segments_and_reports_the_decoded_quality(tmp_path):
     per_view = [mean_quality([frame_quality(src.read(v, t), dec.read(v, t), 10) for t in range(3)]) for v in range(2)]
     assert np.isclose(mean_quality(per_view)["psnr_yuv"], stats["psnr_yuv"], rtol=0, atol=1e-9)
     assert [round(q["psnr_y"], 9) for q in per_view] == [round(q["psnr_y"], 9) for q in stats["per_view"]]
+
+
+def test_devices_are_named_as_torch_names_them():
+    import pytest
+    import torch
+
+    from mvcodec.device import pick_device
+    from mvcodec.errors import InputError
+
+    assert pick_device("cpu") == torch.device("cpu")
+    with pytest.raises(InputError, match="--device: 'gpu0' is not a device; use auto, cpu or cuda"):
+        pick_device("gpu0")
+    if not torch.cuda.is_available():
+        with pytest.raises(InputError, match="--device cuda:1: no CUDA device is available here"):
+            pick_device("cuda:1")

@@ -114,9 +114,9 @@ def test_presets_set_every_phase_and_configs_check_their_values():
         train_config("quick")
     with pytest.raises(InputError, match="--precision: unknown precision 'fp16'; use one of bf16, fp32"):
         train_config("fast", precision="fp16")
-    with pytest.raises(InputError, match="--epochs, --batch-size and --checkpoint-every must be 1 or more"):
+    with pytest.raises(InputError, match="--batch-size and --checkpoint-every must be 1 or more"):
         train_config("fast", batch_size=0)
-    with pytest.raises(InputError, match="fit phase of 1 or more epochs"):
+    with pytest.raises(InputError, match="--epochs must be 1 or more, got 0"):
         recipe("fast", epochs=0)
     with pytest.raises(InputError, match="--sparsity must be at least 0 and below 1"):
         recipe("fast", sparsity=1.0)
@@ -224,6 +224,25 @@ def test_resume_refuses_a_checkpoint_of_other_input(tmp_path):
     assert run_tool("mvenc", *SAMPLE_FILES[:2], out, *common).returncode == 0
     r = run_tool("mvenc", *SAMPLE_FILES[2:], out, *common, "--resume")
     assert r.returncode == 2 and "other input" in r.stderr
+
+
+def test_recipes_run_known_phases_in_order_and_old_checkpoints_get_one_line(tmp_path):
+    from dataclasses import replace
+
+    from mvcodec.encoder.recipe import recipe
+    from mvcodec.presets import Phase
+
+    r = recipe("fast")
+    for phases in [r.phases[1:], (*r.phases, Phase("qat", 1)), (r.phases[0], r.phases[2], r.phases[1])]:
+        with pytest.raises(ValueError, match="a recipe runs fit, then optionally prune, then qat"):
+            replace(r, phases=phases)
+    assert [p.name for p in replace(r, phases=(r.phases[0], r.phases[2])).phases] == ["fit", "qat"]
+    with pytest.raises(InputError, match="--prune-epochs must be 0 or more, got -1"):
+        recipe("fast", prune_epochs=-1)
+    meta = np.frombuffer(json.dumps({"version": 1}).encode(), dtype=np.uint8)
+    np.savez(tmp_path / "old.npz", meta=meta)
+    with pytest.raises(InputError, match="a version 1 checkpoint .*: delete it to start afresh"):
+        read_checkpoint(tmp_path / "old.npz")
 
 
 def test_checkpoints_load_without_pickle(tmp_path):

@@ -9,7 +9,7 @@ from fractions import Fraction
 
 from mvcodec.bitstream.syntax import ByteReader, ByteWriter
 from mvcodec.color import ColorSpec
-from mvcodec.errors import UnknownCriticalChunk
+from mvcodec.errors import InvalidStream, UnknownCriticalChunk
 from mvcodec.io.formats import PIX_FMTS, PixFmt, VideoFormat
 from mvcodec.model.base import Shape
 from mvcodec.model.registry import arch_of, by_id
@@ -147,7 +147,7 @@ def arch_chunk(cfg) -> tuple[str, bytes]:
 def parse_arch(ctype: str, payload: bytes, seq: SequenceHeader, seg: SegmentHeader):
     """The model configuration of an ARCH or ARCX payload, checked against the sequence and the segment;
     UnknownCriticalChunk (the stream needs a newer decoder) for an architecture id this decoder lacks."""
-    r = ByteReader(payload, ctype)
+    r = ByteReader(payload, f"{ctype} of segment {seg.index}")
     arch = by_id(MV_MGINR_ID)
     if ctype == "ARCX":
         arch_id = r.u16()
@@ -155,10 +155,15 @@ def parse_arch(ctype: str, payload: bytes, seq: SequenceHeader, seg: SegmentHead
         arch = by_id(arch_id)
         if arch is None:
             raise UnknownCriticalChunk(
-                f"chunk ARCX: architecture id {arch_id} is not known to this decoder: the stream needs a newer decoder"
+                f"chunk ARCX of segment {seg.index}: architecture id {arch_id} is not known to this decoder: "
+                "the stream needs a newer decoder"
             )
     shape = Shape(seq.views, seg.frames, seq.height, seq.width)
-    cfg = arch.parse_config(r, shape)
+    try:
+        cfg = arch.parse_config(r, shape)
+    except (ValueError, TypeError) as e:  # a config constructor's own check
+        raise InvalidStream(f"chunk {r.ctype}: {e}") from None
+    r.check(isinstance(cfg, arch.config_type), f"the {arch.name} module returned no {arch.config_type.__name__}")
     r.end()
     r.check(cfg.shape == shape, f"the {arch.name} config does not match the sequence and segment")
     params = arch.params(cfg)

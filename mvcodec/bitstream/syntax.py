@@ -51,7 +51,8 @@ def chunk_bytes(ctype: str, payload: bytes) -> bytes:
     return struct.pack("<I", len(payload)) + tag + payload + struct.pack("<I", zlib.crc32(tag + payload))
 
 
-def file_header(version: tuple[int, int] = VERSION) -> bytes:
+def file_header(version: tuple[int, int]) -> bytes:
+    """The signature and the (major, minor) version."""
     return SIGNATURE + struct.pack("<HH", *version)
 
 

@@ -62,6 +62,10 @@ class CompressibleModel(nn.Module):
         self.base, self.cfg, self.quantise = base, cfg, quantise
         self.layout = arch_of(cfg).layout(cfg)
         params = dict(base.named_parameters())
+        have, declared = {n: tuple(p.shape) for n, p in params.items()}, {p.name: p.shape for p in self.layout}
+        if have != declared:
+            diff = sorted(set(have.items()) ^ set(declared.items()))
+            raise ValueError(f"the network's parameters differ from its architecture's layout: {diff[:4]}")
         for spec in self.layout:
             if masks is not None and prunable(spec):
                 m = masks.get(spec.name, torch.ones_like(params[spec.name], dtype=torch.bool))

@@ -21,10 +21,9 @@ from mvcodec.encoder.phases import prepare_checkpoints, run_phases, work_files
 from mvcodec.encoder.plan import check_quality, check_rate, make_plan, parse_params, plan_segments, target_bpp_of
 from mvcodec.encoder.rate_control import fit_to_target
 from mvcodec.encoder.recipe import Recipe, recipe
-from mvcodec.encoder.report import EncodeResult, SegmentReport, summary_lines
+from mvcodec.encoder.report import EncodeResult, Run, encode_result, summary_lines
 from mvcodec.errors import InputError
 from mvcodec.io import MultiViewSource
-from mvcodec.metrics import bits_per_pixel, kbps
 from mvcodec.model.registry import DEFAULT, by_name
 
 __all__ = ["EncodeOptions", "EncodeResult", "encode", "pick_device", "recipe", "summary_lines"]
@@ -63,11 +62,11 @@ class EncodeOptions:
 def encode(source: MultiViewSource, output: Path, opts: EncodeOptions, log=print) -> EncodeResult:
     """Encode a source to `output` (.mvinr, written atomically), decode it back and measure it."""
     started = time.monotonic()
-    target_bpp = target_bpp_of(source, opts.bpp, opts.kbps)
+    arch, target_bpp = by_name(opts.arch), target_bpp_of(source, opts.bpp, opts.kbps)
     plan = make_plan(
         source,
         output,
-        by_name(opts.arch),
+        arch,
         quality=opts.quality,
         params=opts.params,
         target_bpp=target_bpp,
@@ -81,9 +80,8 @@ def encode(source: MultiViewSource, output: Path, opts: EncodeOptions, log=print
     for s in plan.segments:
         if len(plan.segments) > 1:
             log(f"segment {s.index + 1}/{len(plan.segments)}: frames {s.first}-{s.first + s.frames - 1}")
-        trained.append(
-            run_phases(s.source, s.config, rec, opts.device, prefix=s.prefix, progress=opts.progress, log=log)
-        )
+        talk = dict(progress=opts.progress, log=log)
+        trained.append(run_phases(s.source, s.config, rec, opts.device, prefix=s.prefix, **talk))
     seq = sequence_header(source, len(plan.segments))
     info = encoder_info(opts, rec, target_bpp, sum(t.train_seconds for t in trained))
     exported, scales = fit_to_target(
@@ -97,35 +95,8 @@ def encode(source: MultiViewSource, output: Path, opts: EncodeOptions, log=print
     if not opts.keep_checkpoints:
         for path in (p for s in plan.segments for p in work_files(s.prefix)):
             path.unlink(missing_ok=True)
-    f, arch = source.fmt, by_name(opts.arch)
-    return EncodeResult(
-        output=str(output),
-        source=source.describe(),
-        view_names=seq.view_names,
-        arch=arch.name,
-        bytes=size,
-        bpp=bits_per_pixel(size, source.num_views, source.num_frames, f.width, f.height),
-        kbps=kbps(size, source.num_frames, float(f.fps)),
-        quality=quality,
-        psnr_yuv_unquantised=sum(
-            t.float_quality["psnr_yuv"] * s.frames for t, s in zip(trained, plan.segments, strict=True)
-        )
-        / source.num_frames,
-        segments=tuple(
-            SegmentReport(s.first, s.frames, arch.params(s.config), arch.macs_per_pixel(s.config))
-            for s in plan.segments
-        ),
-        sparsity=rec.compress.sparsity,
-        rate_lambda=plan.rate_lambda,
-        target_bpp=target_bpp,
-        step_scale=tuple(scales),
-        epochs=rec.train.epochs,
-        train_seconds=sum(t.train_seconds for t in trained),
-        train_fps=sum(t.frames_per_second for t in trained) / len(trained),
-        mask_seconds=sum(t.mask_seconds for t in trained),
-        encode_seconds=time.monotonic() - started,
-        device=str(opts.device),
-    )
+    runs = Run(arch, plan, rec, trained, scales, target_bpp, str(opts.device), time.monotonic() - started)
+    return encode_result(output, source, seq, size, quality, runs)
 
 
 def encoder_info(opts: EncodeOptions, rec: Recipe, target_bpp: float | None, train_seconds: float) -> dict:

@@ -13,10 +13,7 @@ from mvcodec.model.base import Architecture, Shape
 
 QUALITY_LEVELS = range(1, 9)
 DEFAULT_QUALITY = 4
-PARAMS_PER_PIXEL_AT_4 = 0.002  # the paper's 0.0166 bpp at 8 bits per parameter
-MIN_PARAMS_AT_4 = 50_000  # small inputs: a floor so the network can still learn the content
 LAMBDA_AT_4 = 8.0  # QAT's rate-distortion weight at -q 4 (R in bits per pixel); it doubles per level
-BITS_PER_PARAM = 3.0  # file bits per model parameter after the default compression (measured: BENCHMARKS.md)
 DEFAULT_SEGMENT_FRAMES = 100  # the papers fit 65-100 frames per model
 
 
@@ -29,11 +26,11 @@ def check_quality(q: int | None) -> int:
     return q
 
 
-def params_for_quality(q: int, shape: Shape) -> int:
+def params_for_quality(arch: Architecture, q: int, shape: Shape) -> int:
     """Parameter budget of quality level q (1..8): doubling per level, with a floor for small inputs."""
     scale = 2.0 ** (check_quality(q) - DEFAULT_QUALITY)
     pixels = shape.views * shape.frames * shape.width * shape.height
-    return round(max(PARAMS_PER_PIXEL_AT_4 * pixels, MIN_PARAMS_AT_4) * scale)
+    return round(max(arch.params_per_pixel_at_4 * pixels, arch.min_params_at_4) * scale)
 
 
 def lambda_for_quality(q: int | None) -> float:
@@ -52,9 +49,9 @@ def parse_params(text: str) -> int:
     return round(value)
 
 
-def params_for_bytes(target_bytes: int) -> int:
+def params_for_bytes(arch: Architecture, target_bytes: int) -> int:
     """Model size whose compressed stream is expected to take target_bytes."""
-    return max(round(target_bytes * 8 / BITS_PER_PARAM), 1000)
+    return max(round(target_bytes * 8 / arch.bits_per_param), 1000)
 
 
 def check_rate(bpp: float | None, kbps: float | None) -> None:
@@ -95,7 +92,7 @@ def config_at_least(arch: Architecture, budget: int, shape: Shape):
 
 def config_for_quality(arch: Architecture, q: int, shape: Shape):
     """The model of quality level q."""
-    return config_at_least(arch, params_for_quality(q, shape), shape)
+    return config_at_least(arch, params_for_quality(arch, q, shape), shape)
 
 
 def model_config_for(arch: Architecture, shape: Shape, quality: int | None, params: int | None, at_least: bool):
@@ -163,7 +160,7 @@ def make_plan(
     target_bytes, at_least = None, params is None
     if target_bpp is not None:
         target_bytes = int(target_bpp * source.num_views * source.num_frames * f.width * f.height / 8)
-        params = params or params_for_bytes(target_bytes)
+        params = params or params_for_bytes(arch, target_bytes)
         log(f"rate control: target {target_bytes} bytes ({target_bpp:g} bpp), model of {params} parameters")
     segments = []
     for k, (first, count) in enumerate(spans):

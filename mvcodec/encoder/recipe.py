@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, replace
 
 from mvcodec.errors import InputError
-from mvcodec.presets import DEFAULT_PRESET, Phase, phases_for
+from mvcodec.presets import DEFAULT_PRESET, PHASE_NAMES, Phase, phases_for
 from mvcodec.train.fit import TrainConfig
 
 
@@ -34,11 +34,15 @@ class Recipe:
     compress: CompressConfig = CompressConfig()
 
     def __post_init__(self) -> None:
-        fit = [p for p in self.phases if p.name == "fit"]
-        if len(fit) != 1 or self.phases[0] is not fit[0] or fit[0].epochs < 1:
-            raise InputError("a recipe starts with one fit phase of 1 or more epochs (--epochs)")
-        if fit[0].epochs != self.train.epochs:
-            object.__setattr__(self, "train", replace(self.train, epochs=fit[0].epochs))
+        names = [p.name for p in self.phases]
+        known = all(n in PHASE_NAMES for n in names)
+        if not known or not names or names[0] != "fit" or names != sorted(set(names), key=PHASE_NAMES.index):
+            raise ValueError(f"phases {names}: a recipe runs fit, then optionally prune, then qat, each once")
+        fit = self.phases[0]
+        if fit.epochs < 1:
+            raise InputError(f"--epochs must be 1 or more, got {fit.epochs}")
+        if fit.epochs != self.train.epochs:
+            object.__setattr__(self, "train", replace(self.train, epochs=fit.epochs))
 
     def phase(self, name: str) -> Phase | None:
         """The phase of a name, or None where the recipe has none."""

@@ -4,6 +4,15 @@ x265 print them: rate, then quality per view and overall."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
+
+from mvcodec.bitstream import SequenceHeader
+from mvcodec.encoder.phases import TrainedSegment
+from mvcodec.encoder.plan import Plan
+from mvcodec.encoder.recipe import Recipe
+from mvcodec.io import MultiViewSource
+from mvcodec.metrics import bits_per_pixel, kbps
+from mvcodec.model.base import Architecture
 
 
 @dataclass(frozen=True)
@@ -73,6 +82,53 @@ class EncodeResult:
             "encode_seconds": self.encode_seconds,
             "device": self.device,
         }
+
+
+@dataclass(frozen=True)
+class Run:
+    """How an encode went, for its result: the architecture, the plan and recipe, each segment's training,
+    the rate control's step scales, the rate target, the device and the wall time."""
+
+    arch: Architecture
+    plan: Plan
+    recipe: Recipe
+    trained: list[TrainedSegment]
+    step_scale: list[float]
+    target_bpp: float | None
+    device: str
+    seconds: float
+
+
+def encode_result(
+    output: Path, source: MultiViewSource, seq: SequenceHeader, size: int, quality: dict, run: Run
+) -> EncodeResult:
+    """The typed result of an encode that wrote `size` bytes decoding to `quality`."""
+    f, segs, trained = source.fmt, run.plan.segments, run.trained
+    unquantised = sum(t.float_quality["psnr_yuv"] * s.frames for t, s in zip(trained, segs, strict=True))
+    return EncodeResult(
+        output=str(output),
+        source=source.describe(),
+        view_names=seq.view_names,
+        arch=run.arch.name,
+        bytes=size,
+        bpp=bits_per_pixel(size, source.num_views, source.num_frames, f.width, f.height),
+        kbps=kbps(size, source.num_frames, float(f.fps)),
+        quality=quality,
+        psnr_yuv_unquantised=unquantised / source.num_frames,
+        segments=tuple(
+            SegmentReport(s.first, s.frames, run.arch.params(s.config), run.arch.macs_per_pixel(s.config)) for s in segs
+        ),
+        sparsity=run.recipe.compress.sparsity,
+        rate_lambda=run.plan.rate_lambda,
+        target_bpp=run.target_bpp,
+        step_scale=tuple(run.step_scale),
+        epochs=run.recipe.train.epochs,
+        train_seconds=sum(t.train_seconds for t in trained),
+        train_fps=sum(t.frames_per_second for t in trained) / len(trained),
+        mask_seconds=sum(t.mask_seconds for t in trained),
+        encode_seconds=run.seconds,
+        device=run.device,
+    )
 
 
 def quality_table(view_names, quality: dict) -> list[str]:

@@ -1,11 +1,15 @@
-"""Writing decoded views: output file names (MIV style or Y4M) and writers that hash what they write."""
+"""Writing decoded views: output file names (MIV style or Y4M), a file per view or one view on stdout,
+every byte MD5-hashed, and checking those MD5s against an md5sum-style file."""
 
 from __future__ import annotations
 
 import hashlib
+import sys
+from pathlib import Path
 from typing import BinaryIO
 
-from mvcodec.io.formats import VideoFormat
+from mvcodec.errors import InputError
+from mvcodec.io.formats import Planes, VideoFormat
 from mvcodec.io.raw import RawWriter
 from mvcodec.io.y4m import Y4MWriter
 
@@ -30,7 +34,72 @@ class HashingWriter:
             self.f.flush()
 
 
-def view_writer(target: BinaryIO | None, fmt: VideoFormat, y4m: bool) -> tuple[HashingWriter, RawWriter | Y4MWriter]:
-    """(the MD5 sink, the frame writer) of one view's output: raw YUV or Y4M into target."""
-    sink = HashingWriter(target)
-    return sink, (Y4MWriter if y4m else RawWriter)(sink, fmt)
+class ViewOutputs:
+    """The outputs of a decode, as a context manager: with `target` a directory, a file per view (named by
+    output_name); "-", the one view on stdout; None, nothing written (hash only). write(view, planes)
+    takes the views given at construction, by index."""
+
+    def __init__(self, target: str | Path | None, views: dict[int, str], fmt: VideoFormat, y4m: bool = False):
+        if target == "-" and len(views) != 1:
+            raise InputError("-o -: stdout takes one view; add --views with one of them")
+        self.target, self.fmt, self.y4m = target, fmt, y4m
+        self.names = {v: output_name(name, fmt, y4m) for v, name in views.items()}
+        self._files: list[BinaryIO] = []
+        self._writers: dict[int, tuple[HashingWriter, RawWriter | Y4MWriter]] = {}
+
+    def __enter__(self) -> ViewOutputs:
+        if self.target not in (None, "-"):
+            Path(self.target).mkdir(parents=True, exist_ok=True)
+        try:
+            for v, name in self.names.items():
+                if self.target == "-":
+                    f = sys.stdout.buffer
+                elif self.target is not None:
+                    f = open(Path(self.target) / name, "wb")  # noqa: SIM115 (closed in __exit__)
+                    self._files.append(f)
+                else:
+                    f = None
+                sink = HashingWriter(f)
+                self._writers[v] = (sink, (Y4MWriter if self.y4m else RawWriter)(sink, self.fmt))
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def write(self, view: int, planes: Planes) -> None:
+        self._writers[view][1].write(planes)
+
+    def md5s(self) -> dict[str, str]:
+        """File name -> MD5 (hex) of everything written so far, in view order."""
+        return {self.names[v]: sink.md5.hexdigest() for v, (sink, _) in self._writers.items()}
+
+    def __exit__(self, *exc) -> None:
+        for f in self._files:
+            f.close()
+        self._files = []
+
+
+def read_md5_file(path: Path) -> dict[str, str]:
+    """name -> MD5 from md5sum-style lines ('<hex>  <name>'); InputError where there are none."""
+    sums = {}
+    for line in Path(path).read_text().splitlines():
+        parts = line.split(maxsplit=1)
+        if len(parts) == 2 and len(parts[0]) == 32:
+            sums[parts[1].lstrip("*").strip()] = parts[0].lower()
+    if not sums:
+        raise InputError(f"--check-md5: {path} holds no '<md5>  <file name>' lines")
+    return sums
+
+
+def md5_lines(sums: dict[str, str]) -> list[str]:
+    """md5sum's format: '<hex>  <name>'."""
+    return [f"{digest}  {name}" for name, digest in sums.items()]
+
+
+def md5_mismatches(sums: dict[str, str], expected: dict[str, str]) -> dict[str, str]:
+    """name -> 'MD5 mismatch' or 'no checksum given', for each output that does not match."""
+    return {
+        n: ("no checksum given" if n not in expected else "MD5 mismatch")
+        for n, d in sums.items()
+        if expected.get(n) != d
+    }

@@ -94,6 +94,10 @@ class Architecture:
     id: ClassVar[int]  # u16 in the stream; 0 is MV-MGINR (the ARCH chunk), 0x8000-0xFFFF private use
     name: ClassVar[str]  # the --arch name
     config_type: ClassVar[type]
+    # How the encoder's plan sizes it (mvcodec/encoder/plan.py); MV-MGINR's measured values by default.
+    params_per_pixel_at_4: ClassVar[float] = 0.002  # -q 4's budget per pixel of all views and frames
+    min_params_at_4: ClassVar[int] = 50_000  # -q 4's floor for small inputs (it scales with the level)
+    bits_per_param: ClassVar[float] = 3.0  # file bits per parameter after compression: rate control's first guess
 
     def build(self, cfg: Any) -> nn.Module:
         """The network of a config, freshly initialised (seeded by the caller)."""

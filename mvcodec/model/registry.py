@@ -7,17 +7,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from mvcodec.model.base import Architecture
+from mvcodec.model.base import ArchConfig, Architecture
 from mvcodec.model.mginr import MVMGINRArchitecture
+from mvcodec.presets import DEFAULT_ARCH
 
 ARCHITECTURES: dict[int, Architecture] = {}
-DEFAULT = "mv-mginr"
+DEFAULT = DEFAULT_ARCH
 
 
 def register(arch: Architecture) -> Architecture:
     """Add an architecture (ValueError if its id, name or config type is taken); returns it."""
     if not 0 <= arch.id <= 0xFFFF:
         raise ValueError(f"architecture id {arch.id} is not a u16")
+    if not (isinstance(arch, Architecture) and issubclass(arch.config_type, ArchConfig)):
+        raise TypeError(f"{arch!r} is not an Architecture whose config_type is an ArchConfig dataclass")
     for other in ARCHITECTURES.values():
         if arch.id == other.id or arch.name == other.name or arch.config_type is other.config_type:
             raise ValueError(f"architecture {arch.name} (id {arch.id}) clashes with {other.name} (id {other.id})")

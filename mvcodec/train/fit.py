@@ -1,4 +1,5 @@
-"""Overfitting MV-MGINR to a multi-view source: data on the device, the training loop, checkpoints.
+"""Overfitting a network (of any registered architecture) to a multi-view source: data on the device, the
+training loop, checkpoints.
 
 Training runs in RGB (as the papers), converted per batch from the source's YUV 4:2:0, which stays on
 the device as integers. Quality is measured after converting the output back to YUV 4:2:0 at the
@@ -33,7 +34,7 @@ from mvcodec.model.registry import DEFAULT, arch_of, by_name
 from mvcodec.progress import Progress
 from mvcodec.train.loss import motion_aware_loss
 
-CHECKPOINT_VERSION = 1
+CHECKPOINT_VERSION = 2  # 2: every phase checkpoints the CompressibleModel (keys model/base.*), with its arch
 
 
 @dataclass(frozen=True)
@@ -56,8 +57,10 @@ class TrainConfig:
     step_lr: float = 0.0  # QAT stage: learning rate of the quantisation steps (0: lr)
 
     def __post_init__(self) -> None:
-        if self.epochs < 0 or self.batch_size < 1 or self.checkpoint_every < 1:
-            raise InputError("--epochs, --batch-size and --checkpoint-every must be 1 or more")
+        if self.epochs < 0:
+            raise InputError(f"epochs must be 0 or more, got {self.epochs}")
+        if self.batch_size < 1 or self.checkpoint_every < 1:
+            raise InputError("--batch-size and --checkpoint-every must be 1 or more")
         if not self.lr > 0:
             raise InputError(f"--lr must be positive, got {self.lr}")
         if self.precision not in PRECISIONS:
@@ -146,10 +149,9 @@ class TrainingData:
 
 @dataclass(frozen=True)
 class Checkpoint:
-    """Where a phase keeps its checkpoint, whether to resume from it, and what it must have been made with."""
+    """Where a phase keeps its checkpoint (resumed from when it exists) and what it must have been made with."""
 
     path: Path
-    resume: bool = True
     tag: dict = field(default_factory=dict)
 
 
@@ -206,7 +208,10 @@ def read_checkpoint(path: Path) -> tuple[dict, dict[str, np.ndarray]]:
     except (OSError, ValueError, KeyError) as e:
         raise InputError(f"{path}: not a readable mvenc checkpoint ({e}); delete it to start afresh") from None
     if meta.get("version") != CHECKPOINT_VERSION:
-        raise InputError(f"{path}: checkpoint version {meta.get('version')} is not {CHECKPOINT_VERSION}; delete it")
+        raise InputError(
+            f"{path}: a version {meta.get('version')} checkpoint (another mvenc's); this one reads version "
+            f"{CHECKPOINT_VERSION}: delete it to start afresh"
+        )
     return meta, arrays
 
 
@@ -216,8 +221,10 @@ def _model_state(arrays: dict[str, np.ndarray], prefix: str = "model/") -> dict[
 
 
 def load_model(path: Path, device: torch.device | str = "cpu") -> nn.Module:
-    """The network stored in a checkpoint, of whichever registered architecture made it."""
+    """The fitted network stored in a fit phase's checkpoint, of whichever registered architecture made it."""
     meta, arrays = read_checkpoint(path)
+    if meta.get("tag"):
+        raise InputError(f"{path}: a checkpoint of the {meta['tag'].get('stage')} phase; give the fit's (OUTPUT.ckpt)")
     arch = by_name(meta.get("arch", DEFAULT))
     model = arch.build(arch.config_type.from_dict(meta["model"]))
     model.load_state_dict(_model_state(arrays, "model/base."))
@@ -291,7 +298,7 @@ def fit(
 
     gen = torch.Generator().manual_seed(tcfg.seed)
     state = FitState(0, 0, torch.randperm(n, generator=gen).to(device), gen.get_state())
-    if checkpoint is not None and checkpoint.resume and checkpoint.path.exists():
+    if checkpoint is not None and checkpoint.path.exists():
         state = _restore(checkpoint, model, opt, tcfg, fingerprint)
         gen.set_state(state.rng_state)
 
