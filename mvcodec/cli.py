@@ -219,6 +219,7 @@ def mvenc(
 
         rec = encoder.recipe(
             preset,
+            arch=arch,
             epochs=epochs,
             prune_epochs=prune_epochs,
             qat_epochs=qat_epochs,
@@ -250,8 +251,9 @@ def mvenc(
             click.echo(line)
         epochs_text = " + ".join(str(p.epochs) for p in rec.phases)
         click.echo(
-            f"training: preset {preset}, {epochs_text} epochs ({', '.join(p.name for p in rec.phases)}; "
-            f"{rec.compress.sparsity:.0%} pruning), batch {rec.train.batch_size}, lr {rec.train.lr:g}, "
+            f"training: preset {preset}, {epochs_text} epochs ({', '.join(p.name for p in rec.phases)}"
+            f"{f'; {rec.compress.sparsity:.0%} pruning' if rec.phase('prune') else ''}), "
+            f"loss {rec.train.loss}, batch {rec.train.batch_size}, lr {rec.train.lr:g}, "
             f"device {opts.device}, seed {rec.train.seed}"
         )
         try:

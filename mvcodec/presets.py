@@ -35,11 +35,14 @@ DEFAULT_PRESET = "medium"
 DEFAULT_ARCH = "mv-mginr"  # the network mvenc fits unless --arch names another registered one
 
 
-def phases_for(preset: str, epochs: dict[str, int | None] | None = None) -> tuple[Phase, ...]:
-    """A preset's phases with the given phases' epochs replaced (None keeps the preset's); ValueError on an
-    unknown preset, phase or a negative count."""
-    if preset not in PRESETS:
-        raise ValueError(f"--preset: unknown preset '{preset}'; use one of {', '.join(PRESETS)}")
+def phases_for(
+    preset: str, epochs: dict[str, int | None] | None = None, table: dict[str, tuple[Phase, ...]] | None = None
+) -> tuple[Phase, ...]:
+    """A preset's phases (from `table`, default PRESETS) with the given phases' epochs replaced (None keeps
+    the preset's); ValueError on an unknown preset, phase or a negative count."""
+    table = PRESETS if table is None else table
+    if preset not in table:
+        raise ValueError(f"--preset: unknown preset '{preset}'; use one of {', '.join(table)}")
     epochs = {k: v for k, v in (epochs or {}).items() if v is not None}
     unknown = set(epochs) - set(PHASE_NAMES)
     if unknown:
@@ -48,7 +51,7 @@ def phases_for(preset: str, epochs: dict[str, int | None] | None = None) -> tupl
         if n < (1 if name == "fit" else 0):
             option = "--epochs" if name == "fit" else f"--{name}-epochs"
             raise ValueError(f"{option} must be {1 if name == 'fit' else 0} or more, got {n}")
-    return tuple(replace(p, epochs=epochs.get(p.name, p.epochs)) for p in PRESETS[preset])
+    return tuple(replace(p, epochs=epochs.get(p.name, p.epochs)) for p in table[preset])
 
 
 def preset_help() -> str:

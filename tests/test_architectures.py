@@ -17,7 +17,7 @@ from test_fuzz import mutate
 from torch import nn
 
 from mvcodec.bitstream import read_index, read_segment_tensors
-from mvcodec.bitstream.tensor import MASK_BERNOULLI, STEP_PER_AXIS, STEP_ROW_COLUMN, STEP_SCALAR
+from mvcodec.bitstream.tensor import MASK_BERNOULLI, MODEL_PER_AXIS, STEP_PER_AXIS, STEP_ROW_COLUMN, STEP_SCALAR
 from mvcodec.cli import mvdec, mvenc, mvinfo
 from mvcodec.compress.qat import CompressibleModel
 from mvcodec.decoder import Decoder
@@ -151,7 +151,7 @@ def test_a_new_architecture_is_one_module_and_one_registry_line(tiny_arch, tmp_p
 def test_registering_refuses_clashes(tiny_arch):
     with pytest.raises(ValueError, match="clashes"):
         register(Tiny())
-    with pytest.raises(ValueError, match="unknown architecture 'nope'; use one of mv-mginr, tiny-test"):
+    with pytest.raises(ValueError, match="unknown architecture .nope.; use one of mv-mginr, mv-pyramid, tiny-test"):
         by_name("nope")
 
 
@@ -174,3 +174,29 @@ def test_registering_refuses_what_is_not_an_architecture():
 
     with pytest.raises(TypeError, match="not an Architecture"):
         register(Loose())
+
+
+def test_mv_pyramid_round_trips_through_mvenc_and_mvdec(tmp_path, capsys):
+    from mvcodec.model.pyramid import PyramidConfig
+
+    arch = by_name("mv-pyramid")
+    cfg = arch.size_for(Shape(2, 3, 96, 160), 0)
+    assert cfg.levels == 5 and cfg.grid_size(4) == (6, 10)
+    CompressibleModel(arch.build(cfg), cfg)  # the network has exactly its layout's tensors
+    with pytest.raises(ValueError, match="grid channels"):
+        PyramidConfig(2, 3, 96, 160, view_channels=0, frame_channels=0)
+    stream, stats = tmp_path / "p.mvinr", tmp_path / "p.json"
+    args = [*SAMPLE_FILES[:2], stream, "-f", "3", "--arch", "mv-pyramid", "--preset", "fast", "--no-progress"]
+    out = _run(mvenc, [*args, "--epochs", "3", "--qat-epochs", "3", "--stats", stats], capsys)
+    assert "layout: mv-pyramid, 5 levels" in out and "pruning" not in out
+    record = json.loads(stats.read_text())
+    assert record["rate_lambda"] == 512.0 and record["psnr_yuv"] > 15
+    with open(stream, "rb") as f:
+        index = read_index(f)
+        assert index.segments[0].config == cfg and index.version == (1, 1)
+        tensors = {t.name: t for t in read_segment_tensors(f, index.segments[0])}
+    latent = tensors["frame_grids.0"]  # latents: the unit step, a Gaussian per channel
+    assert latent.step_mode == STEP_SCALAR and list(latent.steps) == [1.0] and latent.model_mode == MODEL_PER_AXIS
+    assert tensors["synth.0.weight"].step_mode == STEP_ROW_COLUMN
+    out = _run(mvdec, [stream, "--md5", "--no-progress"], capsys)
+    assert "decoded 2 views x 3 frames" in out

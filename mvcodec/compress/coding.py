@@ -52,6 +52,8 @@ def plan_for(spec: ParamSpec) -> CodingPlan:
         return CodingPlan(STEP_SCALAR, 0, MODEL_SCALAR, 0)
     if spec.role is Role.CONV_WEIGHT:
         return CodingPlan(STEP_ROW_COLUMN, 0, MODEL_SCALAR, 0)
+    if spec.role is Role.LATENT:
+        return CodingPlan(STEP_SCALAR, 0, MODEL_PER_AXIS, 1)
     return CodingPlan(STEP_PER_AXIS, 1, MODEL_PER_AXIS, 1)
 
 

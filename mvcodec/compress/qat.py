@@ -73,7 +73,8 @@ class CompressibleModel(nn.Module):
         self.log_steps = nn.ParameterDict()
         if quantise:
             for spec in self.layout:
-                self._init_steps(spec, params[spec.name].detach())
+                if spec.role is not Role.LATENT:
+                    self._init_steps(spec, params[spec.name].detach())
         self.noise_rate = 1.0
         self.noise_seed = 0
         self.step_index = 0
@@ -108,6 +109,8 @@ class CompressibleModel(nn.Module):
     def steps(self, spec) -> torch.Tensor:
         """The float32 step of every element (broadcastable to its shape), as the decoder forms it."""
         plan = plan_for(spec)
+        if spec.role is Role.LATENT:  # the unit step
+            return torch.ones([1] * len(spec.shape), device=next(self.base.parameters()).device)
         s = bfloat16_ste(torch.exp(self.log_steps[_key(spec.name)]).clamp(*STEP_RANGE))
         return step_grid(plan.step_mode, plan.step_axis, s, spec.shape)
 
@@ -170,16 +173,28 @@ class CompressibleModel(nn.Module):
         return total
 
     def param_groups(self, lr: float, step_lr: float) -> list[dict]:
-        """Optimiser groups: the network's parameters at lr, the log steps at step_lr."""
-        groups = [{"params": list(self.base.parameters()), "lr": lr, "lr_scale": 1.0}]
+        """Optimiser groups: the network's parameters at lr times their role's scale (the architecture's
+        lr_scales), the log steps at step_lr."""
+        scales = arch_of(self.cfg).lr_scales
+        params = dict(self.base.named_parameters())
+        by_scale: dict[float, list] = {}
+        for spec in self.layout:
+            by_scale.setdefault(scales.get(spec.role, 1.0), []).append(params[spec.name])
+        groups = [{"params": ps, "lr": lr * s, "lr_scale": s} for s, ps in by_scale.items()]
+        if len(groups) == 1:  # one scale: the parameters in the order the network registers them
+            s = next(iter(by_scale))
+            groups = [{"params": list(self.base.parameters()), "lr": lr * s, "lr_scale": s}]
         if len(self.log_steps):
             groups.append({"params": list(self.log_steps.parameters()), "lr": step_lr, "lr_scale": step_lr / lr})
         return groups
 
 
 def stored_steps(model: CompressibleModel, name: str, scale: float = 1.0) -> np.ndarray:
-    """The steps of a tensor as stored: bfloat16 values (row steps then column steps for row x column)."""
-    s = (torch.exp(model.log_steps[_key(name)].detach().float().cpu()) * scale).clamp(*STEP_RANGE)
+    """The steps of a tensor as stored: bfloat16 values (row steps then column steps for row x column); a
+    latent's is the unit step."""
+    key = _key(name)
+    log = model.log_steps[key].detach().float().cpu() if key in model.log_steps else torch.zeros(1)
+    s = (torch.exp(log) * scale).clamp(*STEP_RANGE)
     return s.to(torch.bfloat16).float().numpy()
 
 

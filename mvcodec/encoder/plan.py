@@ -33,9 +33,10 @@ def params_for_quality(arch: Architecture, q: int, shape: Shape) -> int:
     return round(max(arch.params_per_pixel_at_4 * pixels, arch.min_params_at_4) * scale)
 
 
-def lambda_for_quality(q: int | None) -> float:
-    """lambda of L = R + lambda * D for quality level q (default 4)."""
-    return LAMBDA_AT_4 * 2.0 ** (check_quality(q) - DEFAULT_QUALITY)
+def lambda_for_quality(q: int | None, arch: Architecture | None = None) -> float:
+    """lambda of L = D + R / lambda for quality level q (default 4): the architecture's at 4, doubling a level."""
+    at_4 = arch.lambda_at_4 if arch is not None else LAMBDA_AT_4
+    return at_4 * 2.0 ** (check_quality(q) - DEFAULT_QUALITY)
 
 
 def parse_params(text: str) -> int:
@@ -174,5 +175,5 @@ def make_plan(
             raise InputError(f"segment {k} ({count} frames) gets {budget} of --params {params}: {e}") from None
         prefix = str(output) if len(spans) == 1 else f"{output}.s{k}"
         segments.append(SegmentPlan(k, first, count, sub, cfg, prefix))
-    lam = rate_lambda if rate_lambda is not None else lambda_for_quality(quality)
+    lam = rate_lambda if rate_lambda is not None else lambda_for_quality(quality, arch)
     return Plan(segments, lam, target_bytes)

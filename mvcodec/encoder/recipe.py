@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, replace
 
 from mvcodec.errors import InputError
+from mvcodec.model.registry import DEFAULT, by_name
 from mvcodec.presets import DEFAULT_PRESET, PHASE_NAMES, Phase, phases_for
 from mvcodec.train.fit import TrainConfig
 
@@ -78,6 +79,7 @@ class Recipe:
 def recipe(
     preset: str = DEFAULT_PRESET,
     *,
+    arch: str | None = None,
     epochs: int | None = None,
     prune_epochs: int | None = None,
     qat_epochs: int | None = None,
@@ -85,12 +87,18 @@ def recipe(
     rate_lambda: float | None = None,
     **train: object,
 ) -> Recipe:
-    """A preset's recipe with the given settings replaced (None keeps the preset's or the default);
-    `train` are TrainConfig fields (batch_size, lr, seed, precision, ...). InputError on bad values."""
+    """A preset's recipe for an architecture (default: the default one's) with the given settings replaced
+    (None keeps the preset's, the architecture's or the default); `train` are TrainConfig fields
+    (batch_size, lr, seed, precision, ...). InputError on bad values."""
     try:
-        phases = phases_for(preset, {"fit": epochs, "prune": prune_epochs, "qat": qat_epochs})
+        a = by_name(arch or DEFAULT)
+    except ValueError as e:
+        raise InputError(f"--arch: {e}") from None
+    try:
+        phases = phases_for(preset, {"fit": epochs, "prune": prune_epochs, "qat": qat_epochs}, a.presets)
     except ValueError as e:
         raise InputError(str(e)) from None
-    tcfg = TrainConfig(phases[0].epochs, **{k: v for k, v in train.items() if v is not None})
+    fields = {**a.train_defaults, **{k: v for k, v in train.items() if v is not None}}
+    tcfg = TrainConfig(phases[0].epochs, **fields)
     ccfg = CompressConfig(**{k: v for k, v in (("sparsity", sparsity), ("rate_lambda", rate_lambda)) if v is not None})
     return Recipe(tcfg, phases, ccfg)

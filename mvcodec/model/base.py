@@ -36,6 +36,8 @@ class Role(enum.Enum):
 
     CONV_WEIGHT = "conv_weight"  # (out, in, ...): prunable, a step per row x a step per column, one Gaussian
     GRID = "grid"  # (n, channels, ...): latent grids and embeddings; a step and a Gaussian per channel (axis 1)
+    LATENT = "latent"  # (n, channels, ...): latents on the integer grid (unit step, their scale is learned in
+    # their values, as C3's and Cool-Chic's), a Gaussian per channel
     BIAS = "bias"  # 1-d: one step and one Gaussian; not in the rate term
 
 
@@ -98,6 +100,12 @@ class Architecture:
     params_per_pixel_at_4: ClassVar[float] = 0.002  # -q 4's budget per pixel of all views and frames
     min_params_at_4: ClassVar[int] = 50_000  # -q 4's floor for small inputs (it scales with the level)
     bits_per_param: ClassVar[float] = 3.0  # file bits per parameter after compression: rate control's first guess
+    lambda_at_4: ClassVar[float] = 8.0  # -q 4's lambda of L = D + R / lambda (R in bits per pixel), x2 a level
+    # How it trains, where it differs from MV-MGINR's: TrainConfig fields, the preset table (None: the
+    # default table of mvcodec/presets.py), and learning-rate multipliers by role.
+    train_defaults: ClassVar[dict[str, Any]] = {}
+    presets: ClassVar[dict[str, tuple] | None] = None
+    lr_scales: ClassVar[dict[Role, float]] = {}
 
     def build(self, cfg: Any) -> nn.Module:
         """The network of a config, freshly initialised (seeded by the caller)."""

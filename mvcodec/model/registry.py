@@ -9,6 +9,7 @@ from typing import Any
 
 from mvcodec.model.base import ArchConfig, Architecture
 from mvcodec.model.mginr import MVMGINRArchitecture
+from mvcodec.model.pyramid import MVPyramidArchitecture
 from mvcodec.presets import DEFAULT_ARCH
 
 ARCHITECTURES: dict[int, Architecture] = {}
@@ -60,3 +61,4 @@ def arch_of(cfg: Any) -> Architecture:
 
 
 register(MVMGINRArchitecture())
+register(MVPyramidArchitecture())

@@ -32,7 +32,7 @@ from mvcodec.io import MultiViewSource, Planes
 from mvcodec.metrics import frame_quality, mean_quality
 from mvcodec.model.registry import DEFAULT, arch_of, by_name
 from mvcodec.progress import Progress
-from mvcodec.train.loss import motion_aware_loss
+from mvcodec.train.loss import LOSSES, motion_aware_loss, yuv_mse_loss
 
 CHECKPOINT_VERSION = 2  # 2: every phase checkpoints the CompressibleModel (keys model/base.*), with its arch
 
@@ -55,6 +55,7 @@ class TrainConfig:
     precision: str = "bf16"  # on CUDA: bf16 autocast with channels-last, or plain "fp32"; the CPU trains in fp32
     rate_weight: float = 0.0  # QAT stage: weight of the rate term (bits per pixel) in the loss, 1 / lambda
     step_lr: float = 0.0  # QAT stage: learning rate of the quantisation steps (0: lr)
+    loss: str = "l1-ssim"  # or "mse-yuv": the MSE of YUV 4:2:0, 6:1:1 (no motion mask)
 
     def __post_init__(self) -> None:
         if self.epochs < 0:
@@ -63,6 +64,8 @@ class TrainConfig:
             raise InputError("--batch-size and --checkpoint-every must be 1 or more")
         if not self.lr > 0:
             raise InputError(f"--lr must be positive, got {self.lr}")
+        if self.loss not in LOSSES:
+            raise InputError(f"--loss: unknown loss '{self.loss}'; use one of {', '.join(LOSSES)}")
         if self.precision not in PRECISIONS:
             raise InputError(f"--precision: unknown precision '{self.precision}'; use one of {', '.join(PRECISIONS)}")
 
@@ -99,6 +102,10 @@ class FrameStore:
         """Target RGB (B, 3, H, W) in [0, 1], float32, for index tensors on the device."""
         y, u, v = (p[view, frame].float() for p in (self.y, self.u, self.v))
         return yuv420_to_rgb(y, u, v, self.bit_depth, self.color).clamp_(0, 1)
+
+    def yuv(self, view: torch.Tensor, frame: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The source planes (B, H, W), (B, H/2, W/2) x 2 of index tensors, as stored (integer code values)."""
+        return self.y[view, frame], self.u[view, frame], self.v[view, frame]
 
     def planes(self, view: int, frame: int) -> Planes:
         """The source frame as numpy planes."""
@@ -338,7 +345,10 @@ def fit(
                     target = target.contiguous(memory_format=torch.channels_last)
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
                     pred = forward(view, frame)
-                loss = motion_aware_loss(pred.float(), target, mask, tcfg.alpha, tcfg.motion_weight)
+                if tcfg.loss == "mse-yuv":
+                    loss = yuv_mse_loss(pred.float(), store.yuv(view, frame), store.bit_depth, store.color)
+                else:
+                    loss = motion_aware_loss(pred.float(), target, mask, tcfg.alpha, tcfg.motion_weight)
                 if tcfg.rate_weight and (rate := model.rate_bits()) is not None:
                     loss = loss + tcfg.rate_weight * rate / pixels
                 opt.zero_grad(set_to_none=True)
