@@ -30,10 +30,6 @@ CELL = 8
 
 @dataclass(frozen=True)
 class TinyConfig(ArchConfig):
-    views: int
-    frames: int
-    height: int
-    width: int
     channels: int
 
     @property

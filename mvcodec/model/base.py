@@ -64,22 +64,24 @@ class Shape:
     width: int
 
 
+@dataclass(frozen=True)
 class ArchConfig:
-    """Mixin for architecture configs (frozen dataclasses with views, frames, height and width fields)."""
+    """Base of the architecture configs (frozen dataclasses): what the sequence and segment fix, then the
+    architecture's own fields."""
 
     views: int
     frames: int
-    height: int
+    height: int  # frame size the output is cropped to
     width: int
 
     def to_dict(self) -> dict:
         """The config as plain JSON values (checkpoints, mvinfo --json)."""
-        return json.loads(json.dumps(asdict(self)))  # type: ignore[call-overload]
+        return json.loads(json.dumps(asdict(self)))
 
     @classmethod
     def from_dict(cls, d: dict) -> Any:
         """The config of a to_dict() record; ValueError on unknown fields."""
-        names = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+        names = {f.name for f in fields(cls)}
         unknown = set(d) - names
         if unknown:
             raise ValueError(f"unknown model config fields: {sorted(unknown)}")

@@ -31,10 +31,6 @@ from mvcodec.model.base import ArchConfig, Architecture, ParamSpec, Role, Shape
 class ModelConfig(ArchConfig):
     """Everything needed to rebuild the network; stored in the stream."""
 
-    views: int
-    frames: int
-    height: int  # frame size the output is cropped to
-    width: int
     latent_h: int
     latent_w: int
     strides: tuple[int, ...]  # PixelShuffle factor of each block

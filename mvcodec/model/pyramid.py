@@ -32,10 +32,6 @@ MAX_HIDDEN = 256
 
 @dataclass(frozen=True)
 class PyramidConfig(ArchConfig):
-    views: int
-    frames: int
-    height: int
-    width: int
     levels: int = 5
     view_channels: int = 1
     frame_channels: int = 1
