@@ -196,3 +196,26 @@ def test_mv_pyramid_round_trips_through_mvenc_and_mvdec(tmp_path, capsys):
     assert tensors["synth.0.weight"].step_mode == STEP_ROW_COLUMN
     out = _run(mvdec, [stream, "--md5", "--no-progress"], capsys)
     assert "decoded 2 views x 3 frames" in out
+
+
+def test_pyramid_batches_price_and_quantise_their_own_frames_only():
+    from mvcodec.model.pyramid import PyramidConfig
+
+    arch = by_name("mv-pyramid")
+    cfg = PyramidConfig(2, 4, 16, 24, levels=2, hidden=8)
+    torch.manual_seed(0)
+    net = arch.build(cfg)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.normal_(0, 3)
+    model = CompressibleModel(net, cfg, quantise=True)
+    view, frame = torch.tensor([1, 0]), torch.tensor([2, 3])
+    full = model.effective_params(hard=True)
+    part = model.effective_params(hard=True, rows=view * cfg.frames + frame)
+    out_full = torch.func.functional_call(net, full, (view, frame))
+    out_part = torch.func.functional_call(net, part, (view, frame))
+    assert torch.equal(out_full, out_part)  # the network reads no other row
+    # the batch estimate of the rate, averaged over an epoch's batches, is the whole tensor's rate
+    batches = [(torch.tensor([v, v]), torch.tensor([t, t + 1])) for v in range(2) for t in (0, 2)]
+    estimate = sum(float(model.rate_bits(v, t).detach()) for v, t in batches) / len(batches)
+    assert estimate == pytest.approx(float(model.rate_bits().detach()), rel=0.02)

@@ -125,8 +125,10 @@ class CompressibleModel(nn.Module):
         g.manual_seed((self.noise_seed * 1_000_003 + self.step_index * 7919 + salt) % (2**63))
         return g
 
-    def effective_params(self, hard: bool | None = None) -> dict[str, torch.Tensor]:
-        """The parameters the network runs on: masked, and quantised (fully, or by Quant-Noise in training)."""
+    def effective_params(self, hard: bool | None = None, rows: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """The parameters the network runs on: masked, and quantised (fully, or by Quant-Noise in training).
+        With `rows` (the frames a batch reads), a tensor whose rows are frames is quantised in those rows only:
+        the network reads no other."""
         hard = (not self.training) if hard is None else hard
         params = dict(self.base.named_parameters())
         out = {}
@@ -136,32 +138,42 @@ class CompressibleModel(nn.Module):
             if m is not None:
                 w = w * m
             if self.quantise:
+                part = rows is not None and spec.rows == "frame" and m is None
                 step = self.steps(spec)
-                y = w / step
+                y = (w[rows] if part else w) / step
                 q = round_ste(y)
                 if not hard and self.noise_rate < 1.0:
-                    pick = torch.rand(spec.shape, generator=self._generator(w.device, i), device=w.device)
+                    pick = torch.rand(y.shape, generator=self._generator(w.device, i), device=w.device)
                     q = torch.where(pick < self.noise_rate, q, y)
-                w = q * step
+                w = w.index_put((rows,), q * step) if part else q * step
             out[spec.name] = w
         return out
 
     def forward(self, view: torch.Tensor, frame: torch.Tensor) -> torch.Tensor:
         if self.plain:
             return self.base(view, frame)
-        return functional_call(self.base, self.effective_params(), (view, frame))
+        rows = torch.unique(view * self.cfg.frames + frame) if self.training else None
+        return functional_call(self.base, self.effective_params(rows=rows), (view, frame))
 
-    def rate_bits(self) -> torch.Tensor | None:
+    def rate_bits(self, view: torch.Tensor | None = None, frame: torch.Tensor | None = None) -> torch.Tensor | None:
         """The rate term R in bits (None without quantisation): the relaxed symbols' code length under
-        Gaussians fitted to them, the tails beyond the extreme symbols folded as the range coder does."""
+        Gaussians fitted to them, the tails beyond the extreme symbols folded as the range coder does.
+
+        With the batch's (view, frame), a tensor whose rows are frames (ParamSpec.rows) is priced on the
+        batch's rows only, scaled up to the whole tensor (an unbiased estimate, exact over an epoch), under
+        the Gaussian of the whole tensor's symbols (their variance plus the noise's 1/12)."""
         if not self.quantise:
             return None
         params = dict(self.base.named_parameters())
         total = torch.zeros((), device=next(self.parameters()).device)
+        rows = None if view is None else torch.unique(view * self.cfg.frames + frame)
         for i, spec in enumerate(self.layout):
             if spec.role is Role.BIAS:
                 continue
             y = params[spec.name] / self.steps(spec)
+            if rows is not None and spec.rows == "frame" and self.mask(spec.name) is None:
+                total = total + self._rows_rate(y, rows, plan_for(spec).group_axis, 1000 + i) * (len(y) / len(rows))
+                continue
             noise = torch.rand(spec.shape, generator=self._generator(y.device, 1000 + i), device=y.device) - 0.5
             y, mask = y + noise, self.mask(spec.name)
             mean, std = group_stats(y, mask, plan_for(spec).group_axis)
@@ -171,6 +183,17 @@ class CompressibleModel(nn.Module):
                 lo, hi = (kept.min(), kept.max()) if kept.numel() else (rounded.new_zeros(()),) * 2
             total = total + gaussian_bits(y, mean, std, lo, hi, mask)
         return total
+
+    def _rows_rate(self, y: torch.Tensor, rows: torch.Tensor, axis: int | None, salt: int) -> torch.Tensor:
+        """Bits of the relaxed symbols of some rows of y under the Gaussians of all of y."""
+        mean, std = group_stats(y, None, axis)
+        std = torch.sqrt(std.square() + 1 / 12)
+        with torch.no_grad():
+            rounded = torch.round(y)
+            lo, hi = rounded.min(), rounded.max()
+        part = y[rows]
+        noise = torch.rand(part.shape, generator=self._generator(y.device, salt), device=y.device) - 0.5
+        return gaussian_bits(part + noise, mean, std, lo, hi)
 
     def param_groups(self, lr: float, step_lr: float) -> list[dict]:
         """Optimiser groups: the network's parameters at lr times their role's scale (the architecture's

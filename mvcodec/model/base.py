@@ -48,6 +48,7 @@ class ParamSpec:
     name: str
     shape: tuple[int, ...]
     role: Role
+    rows: str | None = None  # "frame": axis 0 is indexed by view * frames + frame (training prices a batch's rows)
 
     @property
     def numel(self) -> int:

@@ -104,10 +104,10 @@ class MVPyramidArchitecture(Architecture):
     train_defaults = {"lr": 1e-2, "loss": "mse-yuv", "motion_weight": 0.0}
     lr_scales = {Role.LATENT: 30.0}
     presets = {
-        "fast": (Phase("fit", 10), Phase("qat", 90, lr=1.0)),
-        "medium": (Phase("fit", 20), Phase("qat", 180, lr=1.0)),
-        "paper": (Phase("fit", 40), Phase("qat", 360, lr=1.0)),
-        "slow": (Phase("fit", 80), Phase("qat", 720, lr=1.0)),
+        "fast": (Phase("fit", 10), Phase("qat", 130, lr=1.0)),
+        "medium": (Phase("fit", 20), Phase("qat", 260, lr=1.0)),
+        "paper": (Phase("fit", 40), Phase("qat", 520, lr=1.0)),
+        "slow": (Phase("fit", 80), Phase("qat", 1040, lr=1.0)),
     }
 
     def build(self, cfg: PyramidConfig) -> MVPyramid:
@@ -121,7 +121,12 @@ class MVPyramidArchitecture(Architecture):
         ):
             if c:
                 out += [
-                    ParamSpec(f"{kind}.{level}", (n, c, *cfg.grid_size(level)), Role.LATENT)
+                    ParamSpec(
+                        f"{kind}.{level}",
+                        (n, c, *cfg.grid_size(level)),
+                        Role.LATENT,
+                        "frame" if kind == "frame_grids" else None,
+                    )
                     for level in range(cfg.levels)
                 ]
         h, c_in = cfg.hidden, cfg.in_channels
