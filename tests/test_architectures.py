@@ -7,7 +7,10 @@ import io
 import json
 import math
 import random
+import subprocess
+import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 import torch
@@ -219,3 +222,13 @@ def test_pyramid_batches_price_and_quantise_their_own_frames_only():
     batches = [(torch.tensor([v, v]), torch.tensor([t, t + 1])) for v in range(2) for t in (0, 2)]
     estimate = sum(float(model.rate_bits(v, t).detach()) for v, t in batches) / len(batches)
     assert estimate == pytest.approx(float(model.rate_bits().detach()), rel=0.02)
+
+
+def test_pyramid_sweep_encodes_a_registered_variant():
+    tool = Path(__file__).resolve().parents[1] / "tools" / "pyramid_sweep.py"
+    args = ["-f", "2", "--epochs", "1", "--qat-epochs", "1", "-q", "3", "--channels", "2", "--hidden", "8"]
+    cmd = [sys.executable, str(tool), *map(str, SAMPLE_FILES[:2]), *args]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    row = json.loads(r.stdout.strip().splitlines()[-1])
+    assert row["arch"] == "mv-pyramid-c2-h8" and row["q"] == 3 and row["bpp"] > 0 and row["psnr_yuv"] > 10
