@@ -201,7 +201,7 @@ def test_mv_pyramid_round_trips_through_mvenc_and_mvdec(tmp_path, capsys):
     assert "decoded 2 views x 3 frames" in out
 
 
-def test_pyramid_batches_price_and_quantise_their_own_frames_only():
+def test_pyramid_batches_quantise_their_own_frames_only():
     from mvcodec.model.pyramid import PyramidConfig
 
     arch = by_name("mv-pyramid")
@@ -218,10 +218,6 @@ def test_pyramid_batches_price_and_quantise_their_own_frames_only():
     out_full = torch.func.functional_call(net, full, (view, frame))
     out_part = torch.func.functional_call(net, part, (view, frame))
     assert torch.equal(out_full, out_part)  # the network reads no other row
-    # the batch estimate of the rate, averaged over an epoch's batches, is the whole tensor's rate
-    batches = [(torch.tensor([v, v]), torch.tensor([t, t + 1])) for v in range(2) for t in (0, 2)]
-    estimate = sum(float(model.rate_bits(v, t).detach()) for v, t in batches) / len(batches)
-    assert estimate == pytest.approx(float(model.rate_bits().detach()), rel=0.02)
 
 
 def test_pyramid_sweep_encodes_a_registered_variant():

@@ -155,25 +155,20 @@ class CompressibleModel(nn.Module):
         rows = torch.unique(view * self.cfg.frames + frame) if self.training else None
         return functional_call(self.base, self.effective_params(rows=rows), (view, frame))
 
-    def rate_bits(self, view: torch.Tensor | None = None, frame: torch.Tensor | None = None) -> torch.Tensor | None:
+    def rate_bits(self) -> torch.Tensor | None:
         """The rate term R in bits (None without quantisation): the relaxed symbols' code length under
         Gaussians fitted to them, the tails beyond the extreme symbols folded as the range coder does.
-
-        With the batch's (view, frame), a tensor whose rows are frames (ParamSpec.rows) is priced on the
-        batch's rows only, scaled up to the whole tensor (an unbiased estimate, exact over an epoch), under
-        the Gaussian of the whole tensor's symbols (their variance plus the noise's 1/12)."""
+        Every tensor is priced whole at every step: pricing only a batch's frames, scaled up, gives the
+        other frames' latents sparse gradients, on which Adam takes steps far larger than its learning rate
+        (BENCHMARKS.md, issue 14, experiment 6)."""
         if not self.quantise:
             return None
         params = dict(self.base.named_parameters())
         total = torch.zeros((), device=next(self.parameters()).device)
-        rows = None if view is None else torch.unique(view * self.cfg.frames + frame)
         for i, spec in enumerate(self.layout):
             if spec.role is Role.BIAS:
                 continue
             y = params[spec.name] / self.steps(spec)
-            if rows is not None and spec.rows == "frame" and self.mask(spec.name) is None:
-                total = total + self._rows_rate(y, rows, plan_for(spec).group_axis, 1000 + i) * (len(y) / len(rows))
-                continue
             noise = torch.rand(spec.shape, generator=self._generator(y.device, 1000 + i), device=y.device) - 0.5
             y, mask = y + noise, self.mask(spec.name)
             mean, std = group_stats(y, mask, plan_for(spec).group_axis)
@@ -183,17 +178,6 @@ class CompressibleModel(nn.Module):
                 lo, hi = (kept.min(), kept.max()) if kept.numel() else (rounded.new_zeros(()),) * 2
             total = total + gaussian_bits(y, mean, std, lo, hi, mask)
         return total
-
-    def _rows_rate(self, y: torch.Tensor, rows: torch.Tensor, axis: int | None, salt: int) -> torch.Tensor:
-        """Bits of the relaxed symbols of some rows of y under the Gaussians of all of y."""
-        mean, std = group_stats(y, None, axis)
-        std = torch.sqrt(std.square() + 1 / 12)
-        with torch.no_grad():
-            rounded = torch.round(y)
-            lo, hi = rounded.min(), rounded.max()
-        part = y[rows]
-        noise = torch.rand(part.shape, generator=self._generator(y.device, salt), device=y.device) - 0.5
-        return gaussian_bits(part + noise, mean, std, lo, hi)
 
     def param_groups(self, lr: float, step_lr: float) -> list[dict]:
         """Optimiser groups: the network's parameters at lr times their role's scale (the architecture's

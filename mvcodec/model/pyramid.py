@@ -9,7 +9,8 @@ bilinearly (align_corners=False) to the frame size and all are concatenated; the
     x <- GELU(Conv1x1(x)); x <- GELU(Conv1x1(x)); RGB = sigmoid(Conv3x3(x))   (hidden channels)
 
 Most of the information sits in the grids, whose rate the Gaussian entropy model prices during QAT; the
-size is fixed by the frame, so -q sets the rate through lambda alone (and --params has no effect).
+size follows the frame: -q sets the rate through lambda, and from -q 5 up also buys two channels a level
+and a wider synthesis (BENCHMARKS.md, issue 14, experiment 5).
 Trained on the MSE of YUV 4:2:0 weighted 6:1:1, the grids at 30x the network's learning rate.
 """
 
@@ -101,13 +102,15 @@ class MVPyramidArchitecture(Architecture):
 
     id, name, config_type = 0x8001, "mv-pyramid", PyramidConfig
     lambda_at_4 = 512.0  # D is an MSE here (1e-3 is 30 dB), not MV-MGINR's L1 + SSIM
+    params_per_pixel_at_4 = 1.5  # -q 4 is the one-channel size (about 1.5 parameters a pixel); -q 5, 6 widen it
+    min_params_at_4 = 0
     train_defaults = {"lr": 1e-2, "loss": "mse-yuv", "motion_weight": 0.0}
     lr_scales = {Role.LATENT: 30.0}
     presets = {
-        "fast": (Phase("fit", 10), Phase("qat", 130, lr=1.0)),
-        "medium": (Phase("fit", 20), Phase("qat", 260, lr=1.0)),
-        "paper": (Phase("fit", 40), Phase("qat", 520, lr=1.0)),
-        "slow": (Phase("fit", 80), Phase("qat", 1040, lr=1.0)),
+        "fast": (Phase("fit", 10), Phase("qat", 90, lr=1.0)),
+        "medium": (Phase("fit", 20), Phase("qat", 180, lr=1.0)),
+        "paper": (Phase("fit", 40), Phase("qat", 360, lr=1.0)),
+        "slow": (Phase("fit", 80), Phase("qat", 720, lr=1.0)),
     }
 
     def build(self, cfg: PyramidConfig) -> MVPyramid:
@@ -157,10 +160,18 @@ class MVPyramidArchitecture(Architecture):
         )
 
     def size_for(self, shape: Shape, params: int) -> PyramidConfig:
+        """Levels down to a grid of at least 4 cells a side (5 at most); one channel a level and width 24 up
+        to 1.5 times that size's parameters, two channels and width 32 up to 3 times, then width 48 (the
+        grids dominate the count: the budget buys channels)."""
         levels = 1
         while levels < 5 and min(math.ceil(shape.height / 2**levels), math.ceil(shape.width / 2**levels)) >= 4:
             levels += 1
-        return PyramidConfig(shape.views, shape.frames, shape.height, shape.width, levels)
+        base = PyramidConfig(shape.views, shape.frames, shape.height, shape.width, levels)
+        ratio = params / self.params(base)
+        if ratio < 1.5:
+            return base
+        wider = dict(view_channels=2, frame_channels=2, hidden=32 if ratio < 3 else 48)
+        return PyramidConfig(shape.views, shape.frames, shape.height, shape.width, levels, **wider)
 
     def macs_per_pixel(self, cfg: PyramidConfig) -> float:
         upsampling = 4 * (cfg.view_channels + cfg.frame_channels) * (cfg.levels - 1)

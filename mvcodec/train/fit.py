@@ -349,7 +349,7 @@ def fit(
                     loss = yuv_mse_loss(pred.float(), store.yuv(view, frame), store.bit_depth, store.color)
                 else:
                     loss = motion_aware_loss(pred.float(), target, mask, tcfg.alpha, tcfg.motion_weight)
-                if tcfg.rate_weight and (rate := model.rate_bits(view, frame)) is not None:
+                if tcfg.rate_weight and (rate := model.rate_bits()) is not None:
                     loss = loss + tcfg.rate_weight * rate / pixels
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
