@@ -78,11 +78,8 @@ class CompressibleModel(nn.Module):
         self.noise_rate = 1.0
         self.noise_seed = 0
         self.step_index = 0
-
-    @property
-    def plain(self) -> bool:
-        """Neither pruned nor quantised: the network runs on its own parameters."""
-        return not self.quantise and not len(self.masks())
+        self.plain = not quantise and not self.masks()  # the network runs on its own parameters
+        self.frame_rows = any(spec.rows == "frame" for spec in self.layout)
 
     def _init_steps(self, spec, w: torch.Tensor) -> None:
         plan = plan_for(spec)
@@ -106,11 +103,12 @@ class CompressibleModel(nn.Module):
         """The keep-mask of every pruned tensor, by parameter name."""
         return {p.name: m for p in self.layout if (m := self.mask(p.name)) is not None}
 
-    def steps(self, spec) -> torch.Tensor:
-        """The float32 step of every element (broadcastable to its shape), as the decoder forms it."""
+    def steps(self, spec) -> torch.Tensor | None:
+        """The float32 step of every element (broadcastable to its shape), as the decoder forms it; None for
+        a latent, whose step is 1."""
+        if spec.role is Role.LATENT:
+            return None
         plan = plan_for(spec)
-        if spec.role is Role.LATENT:  # the unit step
-            return torch.ones([1] * len(spec.shape), device=next(self.base.parameters()).device)
         s = bfloat16_ste(torch.exp(self.log_steps[_key(spec.name)]).clamp(*STEP_RANGE))
         return step_grid(plan.step_mode, plan.step_axis, s, spec.shape)
 
@@ -140,19 +138,21 @@ class CompressibleModel(nn.Module):
             if self.quantise:
                 part = rows is not None and spec.rows == "frame" and m is None
                 step = self.steps(spec)
-                y = (w[rows] if part else w) / step
+                y = w[rows] if part else w
+                y = y if step is None else y / step
                 q = round_ste(y)
                 if not hard and self.noise_rate < 1.0:
                     pick = torch.rand(y.shape, generator=self._generator(w.device, i), device=w.device)
                     q = torch.where(pick < self.noise_rate, q, y)
-                w = w.index_put((rows,), q * step) if part else q * step
+                q = q if step is None else q * step
+                w = w.index_put((rows,), q) if part else q
             out[spec.name] = w
         return out
 
     def forward(self, view: torch.Tensor, frame: torch.Tensor) -> torch.Tensor:
         if self.plain:
             return self.base(view, frame)
-        rows = torch.unique(view * self.cfg.frames + frame) if self.training else None
+        rows = torch.unique(view * self.cfg.frames + frame) if self.training and self.frame_rows else None
         return functional_call(self.base, self.effective_params(rows=rows), (view, frame))
 
     def rate_bits(self) -> torch.Tensor | None:
@@ -168,7 +168,8 @@ class CompressibleModel(nn.Module):
         for i, spec in enumerate(self.layout):
             if spec.role is Role.BIAS:
                 continue
-            y = params[spec.name] / self.steps(spec)
+            step = self.steps(spec)
+            y = params[spec.name] if step is None else params[spec.name] / step
             noise = torch.rand(spec.shape, generator=self._generator(y.device, 1000 + i), device=y.device) - 0.5
             y, mask = y + noise, self.mask(spec.name)
             mean, std = group_stats(y, mask, plan_for(spec).group_axis)

@@ -86,7 +86,7 @@ def start_qat(model: CompressibleModel, recipe: Recipe, log) -> CompressibleMode
     return quantised
 
 
-# What each phase does to the model before it trains it, and what its checkpoint must have been made with.
+# What each phase does to the model before it trains it.
 START: dict[str, Callable[[CompressibleModel, Recipe, Callable], CompressibleModel]] = {
     "fit": start_fit,
     "prune": start_prune,
@@ -96,10 +96,11 @@ LABELS = {"fit": "training", "prune": "fine-tuning", "qat": "QAT"}
 
 
 def phase_tag(phase: Phase, recipe: Recipe) -> dict:
-    c = recipe.compress
-    return {"fit": {}, "prune": {"stage": "prune", "sparsity": c.sparsity}}.get(
-        phase.name, {"stage": phase.name, "sparsity": c.sparsity, "lambda": c.rate_lambda}
-    )
+    """What a phase's checkpoint must have been made with, beyond the training options."""
+    if phase.name == "fit":
+        return {}
+    tag = {"stage": phase.name, "sparsity": recipe.compress.sparsity}
+    return tag if phase.name == "prune" else {**tag, "lambda": recipe.compress.rate_lambda}
 
 
 @dataclass

@@ -36,8 +36,7 @@ class Recipe:
 
     def __post_init__(self) -> None:
         names = [p.name for p in self.phases]
-        known = all(n in PHASE_NAMES for n in names)
-        if not known or not names or names[0] != "fit" or names != sorted(set(names), key=PHASE_NAMES.index):
+        if names[:1] != ["fit"] or names != [n for n in PHASE_NAMES if n in names]:
             raise ValueError(f"phases {names}: a recipe runs fit, then optionally prune, then qat, each once")
         fit = self.phases[0]
         if fit.epochs < 1:

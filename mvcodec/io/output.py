@@ -40,8 +40,6 @@ class ViewOutputs:
     takes the views given at construction, by index."""
 
     def __init__(self, target: str | Path | None, views: dict[int, str], fmt: VideoFormat, y4m: bool = False):
-        if target == "-" and len(views) != 1:
-            raise InputError("-o -: stdout takes one view; add --views with one of them")
         self.target, self.fmt, self.y4m = target, fmt, y4m
         self.names = {v: output_name(name, fmt, y4m) for v, name in views.items()}
         self._files: list[BinaryIO] = []
