@@ -19,7 +19,7 @@ from torch import nn
 
 from mvcodec.bitstream import CodedTensor, SequenceHeader, StreamIndex, parameter_hash, read_index, read_segment_tensors
 from mvcodec.color import rgb_to_planes
-from mvcodec.compress.decoding import decode_tensor
+from mvcodec.compress import decoding
 from mvcodec.errors import HashMismatch, InputError, InvalidStream
 from mvcodec.io.formats import Planes
 from mvcodec.model.registry import arch_of
@@ -37,7 +37,7 @@ class DecodedFrame:
 def decode_tensors(tensors: list[CodedTensor], segment: int) -> list[np.ndarray]:
     """A segment's coded tensors decoded to float32 (not yet checked against the hash)."""
     try:
-        return [decode_tensor(t) for t in tensors]
+        return decoding.decode_tensors(tensors)
     except BaseException as e:  # the fields were validated; this is the last line of defence around constriction
         if (
             isinstance(e, (AssertionError, ValueError, RuntimeError, OverflowError))

@@ -20,7 +20,7 @@ from test_fuzz import mutate
 from torch import nn
 
 from mvcodec.bitstream import read_index, read_segment_tensors
-from mvcodec.bitstream.tensor import MASK_BERNOULLI, MODEL_PER_AXIS, STEP_PER_AXIS, STEP_ROW_COLUMN, STEP_SCALAR
+from mvcodec.bitstream.tensor import MASK_BERNOULLI, MODEL_CONTEXT, MODEL_PER_AXIS, STEP_PER_AXIS, STEP_ROW_COLUMN, STEP_SCALAR
 from mvcodec.cli import mvdec, mvenc, mvinfo
 from mvcodec.compress.qat import CompressibleModel
 from mvcodec.decoder import Decoder
@@ -194,8 +194,11 @@ def test_mv_pyramid_round_trips_through_mvenc_and_mvdec(tmp_path, capsys):
         index = read_index(f)
         assert index.segments[0].config == cfg and index.version == (1, 1)
         tensors = {t.name: t for t in read_segment_tensors(f, index.segments[0])}
-    latent = tensors["frame_grids.0"]  # latents: the unit step, a Gaussian per channel
-    assert latent.step_mode == STEP_SCALAR and list(latent.steps) == [1.0] and latent.model_mode == MODEL_PER_AXIS
+    latent = tensors["frame_grids.0"]  # latents: the unit step, Gaussians by context, the coarser level's context
+    assert latent.step_mode == STEP_SCALAR and list(latent.steps) == [1.0] and latent.model_mode == MODEL_CONTEXT
+    names = list(tensors)
+    assert names[latent.coarse_ref] == "frame_grids.1" and latent.row_period == 3
+    assert tensors["view_grids.0"].row_period == 0
     assert tensors["synth.0.weight"].step_mode == STEP_ROW_COLUMN
     out = _run(mvdec, [stream, "--md5", "--no-progress"], capsys)
     assert "decoded 2 views x 3 frames" in out

@@ -19,7 +19,9 @@ STD_RANGE = (2.0**-16, 2.0**21)
 CODING_FLOAT32, CODING_QUANTISED = 0, 1
 STEP_SCALAR, STEP_PER_AXIS, STEP_ROW_COLUMN = 0, 1, 2
 MASK_NONE, MASK_BERNOULLI = 0, 1
-MODEL_SCALAR, MODEL_PER_AXIS = 0, 1
+MODEL_SCALAR, MODEL_PER_AXIS, MODEL_CONTEXT = 0, 1, 2
+NUM_CONTEXTS = 9  # model_mode 2: Gaussians per channel, one per context (mvcodec/compress/context.py)
+NO_REF = 0xFFFF  # model_mode 2: no coarser tensor
 STEPS_FLOAT32, STEPS_BFLOAT16 = 0, 1
 
 
@@ -55,6 +57,8 @@ class CodedTensor:
     sym_max: int = 0
     model_mode: int = MODEL_SCALAR
     model_axis: int = 0
+    coarse_ref: int = NO_REF  # model_mode 2: index in the segment of the coarser tensor whose symbols are context
+    row_period: int = 0  # model_mode 2: rows n with n % row_period != 0 have row n - 1 as context (0: none do)
     means: np.ndarray | None = None  # float32 Gaussian means, one per model
     stds: np.ndarray | None = None  # float32 Gaussian standard deviations
     words: np.ndarray | None = None  # uint32 range-coded symbols
@@ -64,12 +68,19 @@ class CodedTensor:
         return math.prod(self.shape)
 
     def group_count(self, mode: int, axis: int) -> int:
-        """Number of steps or Gaussians a mode implies: 1, shape[axis], or rows + columns."""
+        """Number of steps (or Gaussians of model modes 0 and 1) a mode implies: 1, shape[axis], or rows +
+        columns."""
         if mode == STEP_SCALAR:
             return 1
         if mode == STEP_PER_AXIS:
             return self.shape[axis]
         return self.shape[0] + self.shape[1]
+
+    def model_count(self) -> int:
+        """Number of Gaussians the entropy model mode implies."""
+        if self.model_mode == MODEL_CONTEXT:
+            return NUM_CONTEXTS * self.shape[self.model_axis]
+        return self.group_count(self.model_mode, self.model_axis)
 
     def to_bytes(self) -> bytes:
         w = ByteWriter()
@@ -100,6 +111,9 @@ class CodedTensor:
         w.i32(self.sym_max)
         w.u8(self.model_mode)
         w.u8(self.model_axis)
+        if self.model_mode == MODEL_CONTEXT:
+            w.u16(self.coarse_ref)
+            w.u32(self.row_period)
         w.u32(len(self.means))
         w.array(self.means, "<f4")
         w.array(self.stds, "<f4")
@@ -144,10 +158,15 @@ class CodedTensor:
         t.sym_min, t.sym_max = r.i32(), r.i32()
         r.check(-MAX_SYMBOL <= t.sym_min < t.sym_max <= MAX_SYMBOL, f"symbol range {t.sym_min}..{t.sym_max}")
         t.model_mode, t.model_axis = r.u8(), r.u8()
-        r.check(t.model_mode in (MODEL_SCALAR, MODEL_PER_AXIS), f"entropy model mode {t.model_mode}")
+        r.check(t.model_mode in (MODEL_SCALAR, MODEL_PER_AXIS, MODEL_CONTEXT), f"entropy model mode {t.model_mode}")
         r.check(t.model_axis < ndim, f"entropy model axis {t.model_axis} of a {ndim}-d tensor")
+        if t.model_mode == MODEL_CONTEXT:
+            r.check(ndim == 4 and t.model_axis == 1, "context model on other than a 4-d tensor by axis 1")
+            r.check(t.mask_mode == MASK_NONE, "context model on a pruned tensor")
+            t.coarse_ref, t.row_period = r.u16(), r.u32()
+            r.check(t.row_period == 0 or shape[0] % t.row_period == 0, f"row period {t.row_period} of {shape[0]} rows")
         n = r.u32()
-        r.check(n == t.group_count(t.model_mode, t.model_axis), f"{n} Gaussians where the mode implies another")
+        r.check(n == t.model_count(), f"{n} Gaussians where the mode implies another")
         t.means, t.stds = r.array("<f4", n), r.array("<f4", n)
         r.check(bool((np.abs(t.means) <= MEAN_LIMIT).all()), "a Gaussian mean is out of range")
         r.check(bool(((t.stds >= STD_RANGE[0]) & (t.stds <= STD_RANGE[1])).all()), "a Gaussian std is out of range")

@@ -17,16 +17,19 @@ from mvcodec.bitstream.tensor import (
     CODING_FLOAT32,
     MASK_BERNOULLI,
     MAX_SYMBOL,
+    MODEL_CONTEXT,
     MODEL_PER_AXIS,
     MODEL_SCALAR,
+    NUM_CONTEXTS,
     STEP_PER_AXIS,
     STEP_ROW_COLUMN,
     STEP_SCALAR,
     STEPS_BFLOAT16,
     CodedTensor,
 )
-from mvcodec.compress.decoding import element_steps, values_of
-from mvcodec.compress.gaussian import group_stats, model_grid
+from mvcodec.compress.context import context_grid
+from mvcodec.compress.decoding import element_steps, tensor_contexts, values_of
+from mvcodec.compress.gaussian import MIN_STD, group_stats, model_grid
 from mvcodec.compress.range_coding import gaussian_encode, mask_encode
 from mvcodec.model.base import ParamSpec, Role
 
@@ -42,8 +45,18 @@ class CodingPlan:
 
     @property
     def group_axis(self) -> int | None:
-        """The axis with a Gaussian per index, or None for one Gaussian."""
-        return self.model_axis if self.model_mode == MODEL_PER_AXIS else None
+        """The axis with a Gaussian per index (per context too in model mode 2), or None for one Gaussian."""
+        return None if self.model_mode == MODEL_SCALAR else self.model_axis
+
+
+@dataclass(frozen=True)
+class LatentContext:
+    """What model mode 2 codes a tensor with: the index of its coarser tensor in the segment (NO_REF) and
+    that tensor's symbols, and the row period (0, or the frames of a view for rows that are frames)."""
+
+    coarse_ref: int
+    coarse_symbols: np.ndarray | None
+    row_period: int
 
 
 def plan_for(spec: ParamSpec) -> CodingPlan:
@@ -53,7 +66,7 @@ def plan_for(spec: ParamSpec) -> CodingPlan:
     if spec.role is Role.CONV_WEIGHT:
         return CodingPlan(STEP_ROW_COLUMN, 0, MODEL_SCALAR, 0)
     if spec.role is Role.LATENT:
-        return CodingPlan(STEP_SCALAR, 0, MODEL_PER_AXIS, 1)
+        return CodingPlan(STEP_SCALAR, 0, MODEL_CONTEXT if len(spec.shape) == 4 else MODEL_PER_AXIS, 1)
     return CodingPlan(STEP_PER_AXIS, 1, MODEL_PER_AXIS, 1)
 
 
@@ -76,13 +89,15 @@ def code_symbols(
     mask: np.ndarray | None,
     plan: CodingPlan,
     flat_levels: int = 0,
+    context: LatentContext | None = None,
 ) -> ExportedTensor:
     """Code integer symbols (full tensor, C order; pruned positions ignored) with the stored steps as
     `plan` says: the mask Bernoulli-coded with its kept fraction as probability, the kept symbols with
     Gaussians of their statistics. flat_levels L > 0: the alphabet is all of -L..L under one centred
     Gaussian as wide as a uniform distribution over it (std (2L + 1) / sqrt(12)): log2(2L + 1) + 0.25 bits
     per symbol whatever the symbols are, the stand-in for fixed-length coding (the ladder's "no entropy
-    coding")."""
+    coding"). Model mode 2 (plan) needs `context`: a Gaussian per context and channel, of the statistics of
+    the symbols in it."""
     shape = spec.shape
     t = CodedTensor(
         spec.name, shape, step_mode=plan.step_mode, step_axis=plan.step_axis, steps=steps.astype(np.float32)
@@ -104,6 +119,13 @@ def code_symbols(
         t.model_mode, t.model_axis = MODEL_SCALAR, 0
         t.means = np.zeros(1, np.float32)
         t.stds = np.array([(2 * flat_levels + 1) / 12**0.5], np.float32)
+    elif plan.model_mode == MODEL_CONTEXT:
+        if mask is not None or context is None:
+            raise ValueError(f"{spec.name}: model mode 2 needs its context and no pruning")
+        t.model_mode, t.model_axis = MODEL_CONTEXT, 1
+        t.coarse_ref, t.row_period = context.coarse_ref, context.row_period
+        ctx = tensor_contexts(t, symbols, context.coarse_symbols)
+        t.means, t.stds = context_stats(symbols, ctx)
     else:
         t.model_mode, t.model_axis = plan.model_mode, plan.model_axis
         y = torch.from_numpy(symbols.astype(np.float64))
@@ -111,11 +133,25 @@ def code_symbols(
         mean, std = group_stats(y, m, plan.group_axis)
         t.means = mean.flatten().numpy().astype(np.float32)
         t.stds = std.flatten().numpy().astype(np.float32)
-    means, stds = model_grid(t)
+    means, stds = context_grid(t, ctx) if t.model_mode == MODEL_CONTEXT else model_grid(t)
     if mask is not None:
         means, stds = means[mask], stds[mask]
     t.words = gaussian_encode(kept, t.sym_min, t.sym_max, means.ravel(), stds.ravel())
     return ExportedTensor(t, values_of(t, kept, mask))
+
+
+def context_stats(symbols: np.ndarray, ctx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """float32 (means, stds) of model mode 2, index context * C + channel: the mean and standard deviation
+    (floored at MIN_STD) of the symbols of each context and channel; mean 0 and std 1 where there are none."""
+    channels = symbols.shape[1]
+    group = (ctx * channels + np.arange(channels).reshape(1, channels, 1, 1)).ravel()
+    n = np.bincount(group, minlength=NUM_CONTEXTS * channels)
+    y = symbols.astype(np.float64).ravel()
+    total = np.bincount(group, y, minlength=n.size)
+    mean = np.divide(total, n, out=np.zeros(n.size), where=n > 0)
+    var = np.bincount(group, (y - mean[group]) ** 2, minlength=n.size) / np.maximum(n, 1)
+    std = np.where(n > 0, np.maximum(np.sqrt(var + 1e-12), MIN_STD), 1.0)
+    return mean.astype(np.float32), std.astype(np.float32)
 
 
 def quantize_uniform(

@@ -9,9 +9,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from mvcodec.bitstream.tensor import CODING_FLOAT32, MASK_BERNOULLI, CodedTensor
+from mvcodec.bitstream.tensor import CODING_FLOAT32, MASK_BERNOULLI, MODEL_CONTEXT, NO_REF, CodedTensor
+from mvcodec.compress.context import context_grid, contexts, previous_rows
 from mvcodec.compress.gaussian import gaussian_bits, model_grid
-from mvcodec.compress.range_coding import gaussian_decode, mask_bits, mask_decode
+from mvcodec.compress.range_coding import GaussianReader, gaussian_decode, mask_bits, mask_decode
 from mvcodec.compress.steps import dequantize, step_grid
 
 
@@ -28,12 +29,38 @@ def decode_mask(t: CodedTensor) -> np.ndarray | None:
     return mask_decode(t.mask_words, t.numel, t.p_keep).reshape(t.shape)
 
 
-def decode_symbols(t: CodedTensor, mask: np.ndarray | None) -> np.ndarray:
-    """The int32 symbols of the kept elements, in C order."""
+def decode_symbols(t: CodedTensor, mask: np.ndarray | None, coarse: np.ndarray | None = None) -> np.ndarray:
+    """The int32 symbols of the kept elements, in C order. A context-modelled tensor (model mode 2) needs
+    the symbols of its coarser tensor (`coarse`, full shape) where it has one, and decodes row by row when
+    each row's contexts depend on the row before."""
+    if t.model_mode == MODEL_CONTEXT:
+        return _decode_in_context(t, coarse)
     means, stds = model_grid(t)
     if mask is not None:
         means, stds = means[mask], stds[mask]
     return gaussian_decode(t.words, t.sym_min, t.sym_max, means.ravel(), stds.ravel())
+
+
+def _decode_in_context(t: CodedTensor, coarse: np.ndarray | None) -> np.ndarray:
+    c = None if coarse is None else torch.from_numpy(coarse)
+    if not t.row_period:
+        means, stds = context_grid(t, contexts(t.shape, c, None))
+        return gaussian_decode(t.words, t.sym_min, t.sym_max, means.ravel(), stds.ravel())
+    reader = GaussianReader(t.words, t.sym_min, t.sym_max)
+    out = torch.zeros(t.shape, dtype=torch.int32)
+    for n in range(t.shape[0]):
+        prev = out[n - 1 : n] if n % t.row_period else torch.zeros_like(out[:1])
+        ctx = contexts((1, *t.shape[1:]), None if c is None else c[n : n + 1], prev)
+        means, stds = context_grid(t, ctx)
+        out[n] = torch.from_numpy(reader.read(means.ravel(), stds.ravel()).reshape(t.shape[1:]))
+    return out.numpy().ravel()
+
+
+def tensor_contexts(t: CodedTensor, symbols: np.ndarray, coarse: np.ndarray | None) -> np.ndarray:
+    """The context of every element of a context-modelled tensor from its full symbols (the encoder's view)."""
+    s = torch.from_numpy(np.ascontiguousarray(symbols).reshape(t.shape))
+    c = None if coarse is None else torch.from_numpy(np.ascontiguousarray(coarse))
+    return contexts(t.shape, c, previous_rows(s, t.row_period)).numpy()
 
 
 def values_of(t: CodedTensor, symbols: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
@@ -47,25 +74,67 @@ def values_of(t: CodedTensor, symbols: np.ndarray, mask: np.ndarray | None) -> n
     return out.numpy()
 
 
+def segment_symbols(tensors: list[CodedTensor]) -> list[np.ndarray | None]:
+    """Every quantised tensor's symbols (int32, its shape; pruned elements 0) in stream order, each decoded
+    with the symbols of the tensor its context refers to; None for float32 tensors."""
+    out: list[np.ndarray | None] = []
+    for t in tensors:
+        if t.coding == CODING_FLOAT32:
+            out.append(None)
+            continue
+        mask = decode_mask(t)
+        coarse = out[t.coarse_ref] if t.model_mode == MODEL_CONTEXT and t.coarse_ref != NO_REF else None
+        kept = decode_symbols(t, mask, coarse)
+        full = np.zeros(t.shape, np.int32)
+        if mask is None:
+            full[...] = kept.reshape(t.shape)
+        else:
+            full[mask] = kept
+        out.append(full)
+    return out
+
+
+def decode_tensors(tensors: list[CodedTensor]) -> list[np.ndarray]:
+    """The float32 values the coded tensors of a segment stand for, in stream order."""
+    out = []
+    for t, symbols in zip(tensors, segment_symbols(tensors), strict=True):
+        if symbols is None:
+            out.append(t.values.reshape(t.shape))
+        else:
+            mask = decode_mask(t)
+            out.append(values_of(t, symbols.ravel() if mask is None else symbols[mask], mask))
+    return out
+
+
 def decode_tensor(t: CodedTensor) -> np.ndarray:
-    """The float32 values a coded tensor stands for."""
-    if t.coding == CODING_FLOAT32:
-        return t.values.reshape(t.shape)
-    mask = decode_mask(t)
-    return values_of(t, decode_symbols(t, mask), mask)
+    """The float32 values a coded tensor stands for (one without references to other tensors)."""
+    return decode_tensors([t])[0]
 
 
-def ideal_bits(t: CodedTensor) -> float:
-    """Ideal size in bits of the tensor's coded symbols and mask under its stored models (32 per float)."""
+def ideal_bits(t: CodedTensor, symbols: np.ndarray | None = None, coarse: np.ndarray | None = None) -> float:
+    """Ideal size in bits of the tensor's coded symbols and mask under its stored models (32 per float).
+    `symbols` (full shape) saves decoding them again; a context-modelled tensor needs them, and the
+    symbols of its coarser tensor."""
     if t.coding == CODING_FLOAT32:
         return 32.0 * t.numel
     mask = decode_mask(t)
-    symbols = np.zeros(t.shape, np.float64)
-    if mask is None:
-        symbols[...] = decode_symbols(t, None).reshape(t.shape)
+    if symbols is None:
+        symbols = segment_symbols([t])[0]
+    if t.model_mode == MODEL_CONTEXT:
+        grid = context_grid(t, tensor_contexts(t, symbols, coarse))
     else:
-        symbols[mask] = decode_symbols(t, mask)
-    means, stds = (torch.from_numpy(np.ascontiguousarray(a, np.float64)) for a in model_grid(t))
+        grid = model_grid(t)
+    means, stds = (torch.from_numpy(np.ascontiguousarray(a, np.float64)) for a in grid)
     keep = None if mask is None else torch.from_numpy(mask)
-    bits = float(gaussian_bits(torch.from_numpy(symbols), means, stds, t.sym_min, t.sym_max, keep))
+    y = torch.from_numpy(symbols.astype(np.float64))
+    bits = float(gaussian_bits(y, means, stds, t.sym_min, t.sym_max, keep))
     return bits + (mask_bits(mask, t.p_keep) if mask is not None else 0.0)
+
+
+def segment_ideal_bits(tensors: list[CodedTensor], symbols: list[np.ndarray | None]) -> list[float]:
+    """ideal_bits of every tensor of a segment, given segment_symbols(tensors)."""
+    out = []
+    for t, sym in zip(tensors, symbols, strict=True):
+        ref = t.coarse_ref if t.coding != CODING_FLOAT32 and t.model_mode == MODEL_CONTEXT else NO_REF
+        out.append(ideal_bits(t, sym, symbols[ref] if ref != NO_REF else None))
+    return out

@@ -20,9 +20,10 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from mvcodec.bitstream.tensor import STEP_RANGE, STEP_ROW_COLUMN, STEP_SCALAR
-from mvcodec.compress.coding import ExportedTensor, code_symbols, plan_for
-from mvcodec.compress.gaussian import gaussian_bits, group_stats
+from mvcodec.bitstream.tensor import MODEL_CONTEXT, NO_REF, NUM_CONTEXTS, STEP_RANGE, STEP_ROW_COLUMN, STEP_SCALAR
+from mvcodec.compress.coding import ExportedTensor, LatentContext, code_symbols, plan_for
+from mvcodec.compress.context import contexts, previous_rows
+from mvcodec.compress.gaussian import MIN_STD, gaussian_bits, group_stats
 from mvcodec.compress.pruning import prunable
 from mvcodec.compress.steps import step_grid
 from mvcodec.model.base import Role
@@ -31,6 +32,7 @@ from mvcodec.model.registry import arch_of
 INIT_LEVELS = 63  # initial steps: the largest weight of a row or channel is 63 steps (7-bit symbols)
 NOISE_RAMP = 0.75  # the Quant-Noise rate reaches 1 after this fraction of the QAT steps
 NOISE_START = 0.1
+CONTEXT_REFRESH = 16  # steps between measurements of a frame-row tensor's Gaussians over all its rows
 
 
 def round_ste(x: torch.Tensor) -> torch.Tensor:
@@ -75,11 +77,60 @@ class CompressibleModel(nn.Module):
             for spec in self.layout:
                 if spec.role is not Role.LATENT:
                     self._init_steps(spec, params[spec.name].detach())
+                elif self._lazy_context(spec):  # its Gaussians, measured every CONTEXT_REFRESH steps (checkpointed)
+                    c, device = spec.shape[1], params[spec.name].device
+                    self.register_buffer(f"ctxstats_{_key(spec.name)}", torch.zeros(3, NUM_CONTEXTS * c, device=device))
+                    self.register_buffer(f"ctxstep_{_key(spec.name)}", torch.full((), -1, device=device))
         self.noise_rate = 1.0
         self.noise_seed = 0
         self.step_index = 0
         self.plain = not quantise and not self.masks()  # the network runs on its own parameters
         self.frame_rows = any(spec.rows == "frame" for spec in self.layout)
+
+    def _lazy_context(self, spec) -> bool:
+        """Whether a tensor is context-coded and priced in a batch's rows only."""
+        return spec.rows == "frame" and plan_for(spec).model_mode == MODEL_CONTEXT and self.mask(spec.name) is None
+
+    def _row_period(self, spec) -> int:
+        return self.cfg.frames if spec.rows == "frame" else 0
+
+    def _context_bits(self, spec, params: dict, rows: torch.Tensor | None, salt: int) -> torch.Tensor:
+        """Rate of a context-coded latent (unit step): the relaxed symbols under the Gaussian of their
+        context (from the rounded coarse level and previous frame), the Gaussians measured on the tensor
+        (not differentiated). A frame-row tensor with `rows` is priced in those rows, scaled to all, under
+        Gaussians measured on all its rows every CONTEXT_REFRESH steps."""
+        w, period, channels = params[spec.name], self._row_period(spec), spec.shape[1]
+        coarse = params[spec.coarse] if spec.coarse else None
+        lazy = rows is not None and self._lazy_context(spec)
+        if lazy:
+            key = _key(spec.name)
+            stats, at = getattr(self, f"ctxstats_{key}"), getattr(self, f"ctxstep_{key}")
+            if int(at) < 0 or int(at) // CONTEXT_REFRESH != self.step_index // CONTEXT_REFRESH:
+                with torch.no_grad():
+                    sym = torch.round(w)
+                    c = None if coarse is None else torch.round(coarse)
+                    ctx = contexts(w.shape, c, previous_rows(sym, period))
+                    mean, std = _context_stats(w, ctx, channels, extra_var=1 / 12)
+                    stats.copy_(torch.stack([mean, std, torch.zeros_like(mean)]))
+                    stats[2, 0], stats[2, 1] = sym.min(), sym.max()
+                    at.fill_(self.step_index)
+            with torch.no_grad():
+                prev = torch.round(w[(rows - 1).clamp_min(0)]) * (rows % period != 0).view(-1, 1, 1, 1)
+                ctx = contexts((len(rows), *w.shape[1:]), None if coarse is None else torch.round(coarse[rows]), prev)
+            y, scale = w[rows], spec.shape[0] / len(rows)
+            mean, std, lo, hi = stats[0], stats[1], stats[2, 0], stats[2, 1]
+        else:
+            y, scale = w, 1.0
+            with torch.no_grad():
+                sym = torch.round(w)
+                ctx = contexts(w.shape, None if coarse is None else torch.round(coarse), previous_rows(sym, period))
+        y = y + torch.rand(y.shape, generator=self._generator(y.device, salt), device=y.device) - 0.5
+        if not lazy:
+            with torch.no_grad():
+                mean, std = _context_stats(y, ctx, channels)
+                lo, hi = torch.round(y).min(), torch.round(y).max()
+        group = ctx * channels + torch.arange(channels, device=y.device).view(1, -1, 1, 1)
+        return scale * gaussian_bits(y, mean[group], std[group], lo, hi)
 
     def _init_steps(self, spec, w: torch.Tensor) -> None:
         plan = plan_for(spec)
@@ -149,18 +200,23 @@ class CompressibleModel(nn.Module):
             out[spec.name] = w
         return out
 
+    def batch_rows(self, view: torch.Tensor, frame: torch.Tensor) -> torch.Tensor | None:
+        """The rows of the frame-row tensors a training batch reads (None in eval mode or without such tensors)."""
+        return torch.unique(view * self.cfg.frames + frame) if self.training and self.frame_rows else None
+
     def forward(self, view: torch.Tensor, frame: torch.Tensor) -> torch.Tensor:
         if self.plain:
             return self.base(view, frame)
-        rows = torch.unique(view * self.cfg.frames + frame) if self.training and self.frame_rows else None
-        return functional_call(self.base, self.effective_params(rows=rows), (view, frame))
+        return functional_call(self.base, self.effective_params(rows=self.batch_rows(view, frame)), (view, frame))
 
-    def rate_bits(self) -> torch.Tensor | None:
+    def rate_bits(self, rows: torch.Tensor | None = None) -> torch.Tensor | None:
         """The rate term R in bits (None without quantisation): the relaxed symbols' code length under
         Gaussians fitted to them, the tails beyond the extreme symbols folded as the range coder does.
-        Every tensor is priced whole at every step: pricing only a batch's frames, scaled up, gives the
-        other frames' latents sparse gradients, on which Adam takes steps far larger than its learning rate
-        (BENCHMARKS.md, issue 14, experiment 6)."""
+        With `rows` (the frames a batch reads), a tensor whose rows are frames is priced in those rows only,
+        scaled to the whole tensor, under its Gaussians measured on the whole tensor (not differentiated,
+        the noise's variance 1/12 added): an estimate exact on average over an epoch, at the cost of the
+        batch's rows. Its gradients reach each row once an epoch, as the distortion's do, which only the
+        row-lazy optimiser (train/optim.py) follows stably (BENCHMARKS.md, issue 14, experiments 6 and 7)."""
         if not self.quantise:
             return None
         params = dict(self.base.named_parameters())
@@ -168,30 +224,45 @@ class CompressibleModel(nn.Module):
         for i, spec in enumerate(self.layout):
             if spec.role is Role.BIAS:
                 continue
-            step = self.steps(spec)
-            y = params[spec.name] if step is None else params[spec.name] / step
-            noise = torch.rand(spec.shape, generator=self._generator(y.device, 1000 + i), device=y.device) - 0.5
-            y, mask = y + noise, self.mask(spec.name)
-            mean, std = group_stats(y, mask, plan_for(spec).group_axis)
+            if plan_for(spec).model_mode == MODEL_CONTEXT:
+                total = total + self._context_bits(spec, params, rows, 1000 + i)
+                continue
+            step, mask, axis = self.steps(spec), self.mask(spec.name), plan_for(spec).group_axis
+            w = params[spec.name]
+            if rows is not None and spec.rows == "frame" and mask is None:
+                with torch.no_grad():
+                    dims = tuple(d for d in range(w.ndim) if d != axis) if axis is not None else None
+                    var, mean = torch.var_mean(w, dim=dims, correction=0, keepdim=True)
+                    std = torch.sqrt(var + 1 / 12).clamp_min(MIN_STD)
+                w, scale = w[rows], spec.shape[0] / len(rows)
+            else:
+                mean = std = None
+                scale = 1.0
+            y = w if step is None else w / step
+            noise = torch.rand(y.shape, generator=self._generator(y.device, 1000 + i), device=y.device) - 0.5
+            y = y + noise
+            if mean is None:
+                mean, std = group_stats(y, mask, axis)
             with torch.no_grad():
                 rounded = torch.round(y)
                 kept = rounded if mask is None else rounded[mask]
                 lo, hi = (kept.min(), kept.max()) if kept.numel() else (rounded.new_zeros(()),) * 2
-            total = total + gaussian_bits(y, mean, std, lo, hi, mask)
+            total = total + scale * gaussian_bits(y, mean, std, lo, hi, mask)
         return total
 
     def param_groups(self, lr: float, step_lr: float) -> list[dict]:
         """Optimiser groups: the network's parameters at lr times their role's scale (the architecture's
-        lr_scales), the log steps at step_lr."""
+        lr_scales), the log steps at step_lr; the tensors whose rows are frames in groups marked "rows",
+        which train/optim.RowAdam updates in the batch's rows only."""
         scales = arch_of(self.cfg).lr_scales
         params = dict(self.base.named_parameters())
-        by_scale: dict[float, list] = {}
+        by_scale: dict[tuple[float, bool], list] = {}
         for spec in self.layout:
-            by_scale.setdefault(scales.get(spec.role, 1.0), []).append(params[spec.name])
-        groups = [{"params": ps, "lr": lr * s, "lr_scale": s} for s, ps in by_scale.items()]
-        if len(groups) == 1:  # one scale: the parameters in the order the network registers them
-            s = next(iter(by_scale))
-            groups = [{"params": list(self.base.parameters()), "lr": lr * s, "lr_scale": s}]
+            lazy = spec.rows == "frame" and self.mask(spec.name) is None
+            by_scale.setdefault((scales.get(spec.role, 1.0), lazy), []).append(params[spec.name])
+        groups = [{"params": ps, "lr": lr * s, "lr_scale": s, "rows": lazy} for (s, lazy), ps in by_scale.items()]
+        if len(groups) == 1:  # one group: the parameters in the order the network registers them
+            groups[0]["params"] = list(self.base.parameters())
         if len(self.log_steps):
             groups.append({"params": list(self.log_steps.parameters()), "lr": step_lr, "lr_scale": step_lr / lr})
         return groups
@@ -211,7 +282,7 @@ def export_tensors(model: CompressibleModel, step_scale: float = 1.0) -> list[Ex
     """The coded tensors of a quantising model, in stream order. step_scale multiplies every step (rate
     control after training); at 1.0 the values equal the model's eval-mode parameters bit for bit."""
     params = dict(model.base.named_parameters())
-    out = []
+    out, symbols_of, index_of = [], {}, {spec.name: i for i, spec in enumerate(model.layout)}
     for spec in model.layout:
         w = params[spec.name].detach().float().cpu()
         m = model.mask(spec.name)
@@ -222,5 +293,25 @@ def export_tensors(model: CompressibleModel, step_scale: float = 1.0) -> list[Ex
         plan = plan_for(spec)
         grid = step_grid(plan.step_mode, plan.step_axis, torch.from_numpy(steps), spec.shape)
         symbols = torch.round(w / grid).numpy()
-        out.append(code_symbols(spec, symbols, steps, mask, plan))
+        symbols_of[spec.name] = symbols.astype(np.int32)
+        context = None
+        if plan.model_mode == MODEL_CONTEXT:
+            ref = index_of[spec.coarse] if spec.coarse else NO_REF
+            context = LatentContext(ref, symbols_of.get(spec.coarse), model._row_period(spec))
+        out.append(code_symbols(spec, symbols, steps, mask, plan, context=context))
     return out
+
+
+def _context_stats(
+    y: torch.Tensor, ctx: torch.Tensor, channels: int, extra_var: float = 0.0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and standard deviation (with extra_var added, floored at MIN_STD) of y in each context and
+    channel, index context * C + channel (mean 0, std 1 where empty), as compress.coding.context_stats."""
+    group = (ctx * channels + torch.arange(channels, device=y.device).view(1, -1, 1, 1)).flatten()
+    size = NUM_CONTEXTS * channels
+    y = y.detach().flatten().double()
+    n = torch.bincount(group, minlength=size).double()
+    mean = torch.bincount(group, y, minlength=size) / n.clamp_min(1)
+    var = torch.bincount(group, (y - mean[group]) ** 2, minlength=size) / n.clamp_min(1)
+    std = torch.sqrt(var + extra_var + 1e-12).clamp_min(MIN_STD)
+    return mean.float(), torch.where(n > 0, std, torch.ones_like(std)).float()

@@ -36,6 +36,21 @@ def gaussian_decode(words: np.ndarray, lo: int, hi: int, means: np.ndarray, stds
     return RangeDecoder(np.ascontiguousarray(words, dtype=np.uint32)).decode(QuantizedGaussian(lo, hi), m, s)
 
 
+class GaussianReader:
+    """Decodes a range-coded symbol stream in pieces, each with its own Gaussians (model mode 2's rows)."""
+
+    def __init__(self, words: np.ndarray, lo: int, hi: int):
+        self._decoder = RangeDecoder(np.ascontiguousarray(words, dtype=np.uint32))
+        self._model = QuantizedGaussian(lo, hi)
+
+    def read(self, means: np.ndarray, stds: np.ndarray) -> np.ndarray:
+        """len(means) int32 symbols."""
+        if not len(means):
+            return np.zeros(0, np.int32)
+        m, s = _params(means, stds)
+        return self._decoder.decode(self._model, m, s)
+
+
 def mask_encode(mask: np.ndarray, p_keep: float) -> np.ndarray:
     """Range-coded words of a boolean mask (True = kept), each entry Bernoulli(p_keep)."""
     enc = RangeEncoder()

@@ -49,6 +49,7 @@ class ParamSpec:
     shape: tuple[int, ...]
     role: Role
     rows: str | None = None  # "frame": axis 0 is indexed by view * frames + frame (training prices a batch's rows)
+    coarse: str | None = None  # a latent's coarser level (half its height and width, earlier in the layout)
 
     @property
     def numel(self) -> int:

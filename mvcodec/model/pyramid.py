@@ -122,15 +122,16 @@ class MVPyramidArchitecture(Architecture):
             ("view_grids", cfg.views, cfg.view_channels),
             ("frame_grids", cfg.views * cfg.frames, cfg.frame_channels),
         ):
-            if c:
+            if c:  # coarsest level first: each level's symbols are coded in the context of the coarser one's
                 out += [
                     ParamSpec(
                         f"{kind}.{level}",
                         (n, c, *cfg.grid_size(level)),
                         Role.LATENT,
                         "frame" if kind == "frame_grids" else None,
+                        f"{kind}.{level + 1}" if level + 1 < cfg.levels else None,
                     )
-                    for level in range(cfg.levels)
+                    for level in reversed(range(cfg.levels))
                 ]
         h, c_in = cfg.hidden, cfg.in_channels
         for i, (o, k) in enumerate([(h, 1), (h, 1), (3, 3)]):

@@ -33,8 +33,9 @@ from mvcodec.metrics import frame_quality, mean_quality
 from mvcodec.model.registry import DEFAULT, arch_of, by_name
 from mvcodec.progress import Progress
 from mvcodec.train.loss import LOSSES, motion_aware_loss, yuv_mse_loss
+from mvcodec.train.optim import RowAdam
 
-CHECKPOINT_VERSION = 2  # 2: every phase checkpoints the CompressibleModel (keys model/base.*), with its arch
+CHECKPOINT_VERSION = 3  # 2: every phase checkpoints the CompressibleModel (keys model/base.*), with its arch; 3: row-lazy Adam state
 
 
 @dataclass(frozen=True)
@@ -176,7 +177,7 @@ class FitState:
 def save_checkpoint(
     path: Path,
     model: CompressibleModel,
-    opt: torch.optim.Adam,
+    opt: RowAdam,
     tcfg: TrainConfig,
     state: FitState,
     fingerprint: str,
@@ -239,7 +240,7 @@ def load_model(path: Path, device: torch.device | str = "cpu") -> nn.Module:
 
 
 def _restore(
-    ckpt: Checkpoint, model: CompressibleModel, opt: torch.optim.Adam, tcfg: TrainConfig, fingerprint: str
+    ckpt: Checkpoint, model: CompressibleModel, opt: RowAdam, tcfg: TrainConfig, fingerprint: str
 ) -> FitState:
     path = ckpt.path
     meta, arrays = read_checkpoint(path)
@@ -295,7 +296,7 @@ def fit(
     model.to(device)
     if cuda or device.type == "cpu":  # oneDNN's convolutions too are faster channels-last (1.3-1.7x a step)
         model.to(memory_format=torch.channels_last)
-    opt = torch.optim.Adam(model.param_groups(tcfg.lr, tcfg.step_lr or tcfg.lr), lr=tcfg.lr)
+    opt = RowAdam(model.param_groups(tcfg.lr, tcfg.step_lr or tcfg.lr), lr=tcfg.lr)
     pixels = store.views * store.frames * store.height * store.width
     forward = torch.compile(model) if tcfg.compile else model
     n = store.views * store.frames
@@ -349,12 +350,13 @@ def fit(
                     loss = yuv_mse_loss(pred.float(), store.yuv(view, frame), store.bit_depth, store.color)
                 else:
                     loss = motion_aware_loss(pred.float(), target, mask, tcfg.alpha, tcfg.motion_weight)
-                if tcfg.rate_weight and (rate := model.rate_bits()) is not None:
+                rows = model.batch_rows(view, frame)
+                if tcfg.rate_weight and (rate := model.rate_bits(rows)) is not None:
                     loss = loss + tcfg.rate_weight * rate / pixels
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(model.parameters(), tcfg.grad_clip)
-                opt.step()
+                opt.step(rows=rows)
                 loss_sum += loss.detach()
                 mse_sum += F.mse_loss(pred.detach().float(), target)
                 frames_seen += len(idx)

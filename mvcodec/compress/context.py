@@ -1,0 +1,65 @@
+"""Context selection for latent grids (entropy model mode 2): which of NUM_CONTEXTS Gaussians codes a symbol,
+chosen from symbols the decoder already has, with integer operations only (bit-exact everywhere).
+
+For an element (n, c, i, j) of a tensor S of shape (N, C, H, W):
+- a = the largest min(|P[n, c, i' // 2, j' // 2]|, 2) over the 3x3 neighbourhood (i', j') of (i, j) that
+  lies inside H x W, where P is the coarser tensor (shape (N, C, ceil(H / 2), ceil(W / 2))); 0 without one;
+- b = the largest min(|S[n - 1, c, i', j']|, 2) over the same neighbourhood, where rows come in runs of
+  row_period (a view's frames) and n is not the first of its run; 0 otherwise;
+- context = a + 3 b, in 0..8.
+Where the coarse grid and the previous frame are quiet the symbol is almost surely 0 and costs next to
+nothing; where they move, a wider Gaussian pays for it (BENCHMARKS.md, issue 14, experiment 8).
+
+The same function serves the decoder (on int32 symbols, row by row), the encoder (on the whole tensor) and
+training (on rounded float values, a batch's rows).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from mvcodec.bitstream.tensor import NUM_CONTEXTS, CodedTensor
+
+CLAMP = 2
+assert (CLAMP + 1) ** 2 == NUM_CONTEXTS
+
+
+def _activity(s: torch.Tensor) -> torch.Tensor:
+    """min(|s|, CLAMP) spread to the 3x3 neighbourhood (max; nothing from outside), as float32."""
+    a = s.abs().clamp(max=CLAMP).float()
+    return F.max_pool2d(a, 3, stride=1, padding=1)  # max pooling pads with -inf: outside never wins
+
+
+def contexts(shape: tuple[int, ...], coarse: torch.Tensor | None, prev: torch.Tensor | None) -> torch.Tensor:
+    """int64 contexts (shape (N, C, H, W)) from the coarser tensor's rows and the previous rows (each
+    None or of N rows; a row without a previous one is all zero in `prev`)."""
+    h, w = shape[-2:]
+    device = next((s.device for s in (coarse, prev) if s is not None), torch.device("cpu"))
+    ctx = torch.zeros(shape, dtype=torch.int64, device=device)
+    if coarse is not None:
+        up = coarse.repeat_interleave(2, dim=-2).repeat_interleave(2, dim=-1)[..., :h, :w]
+        ctx += _activity(up).long()
+    if prev is not None:
+        ctx += (CLAMP + 1) * _activity(prev).long()
+    return ctx
+
+
+def previous_rows(s: torch.Tensor, period: int) -> torch.Tensor | None:
+    """Row n - 1 of s for each row n (zeros where n is the first of its run of `period`), None for period 0."""
+    if not period:
+        return None
+    prev = torch.zeros_like(s)
+    prev[1:] = s[:-1]
+    prev[::period] = 0
+    return prev
+
+
+def context_grid(t: CodedTensor, ctx: torch.Tensor | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(means, stds) of each element's Gaussian as stored (float32), from its context: Gaussian
+    ctx * C + c for channel c."""
+    ctx = np.asarray(ctx)
+    channels = t.shape[1]
+    index = ctx * channels + np.arange(channels).reshape(1, channels, 1, 1)
+    return t.means[index], t.stds[index]
