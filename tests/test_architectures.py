@@ -20,7 +20,13 @@ from test_fuzz import mutate
 from torch import nn
 
 from mvcodec.bitstream import read_index, read_segment_tensors
-from mvcodec.bitstream.tensor import MASK_BERNOULLI, MODEL_CONTEXT, MODEL_PER_AXIS, STEP_PER_AXIS, STEP_ROW_COLUMN, STEP_SCALAR
+from mvcodec.bitstream.tensor import (
+    MASK_BERNOULLI,
+    MODEL_CONTEXT,
+    STEP_PER_AXIS,
+    STEP_ROW_COLUMN,
+    STEP_SCALAR,
+)
 from mvcodec.cli import mvdec, mvenc, mvinfo
 from mvcodec.compress.qat import CompressibleModel
 from mvcodec.decoder import Decoder
@@ -231,3 +237,35 @@ def test_pyramid_sweep_encodes_a_registered_variant():
     assert r.returncode == 0, r.stderr
     row = json.loads(r.stdout.strip().splitlines()[-1])
     assert row["arch"] == "mv-pyramid-c2-h8" and row["q"] == 3 and row["bpp"] > 0 and row["psnr_yuv"] > 10
+
+
+def test_pyramid_view_and_frame_grids_can_start_at_a_coarser_level():
+    from mvcodec.bitstream.syntax import ByteReader, ByteWriter
+    from mvcodec.model.base import Shape
+    from mvcodec.model.pyramid import MVPyramidArchitecture, PyramidConfig
+
+    arch = MVPyramidArchitecture()
+    cfg = PyramidConfig(2, 3, 36, 64, levels=3, frame_skip=1)
+    names = [p.name for p in arch.layout(cfg)]
+    assert names[:5] == ["view_grids.2", "view_grids.1", "view_grids.0", "frame_grids.2", "frame_grids.1"]
+    assert {n for n, _ in arch.build(cfg).named_parameters()} == set(names)
+    w = ByteWriter()
+    arch.config_bytes(cfg, w)
+    assert arch.parse_config(ByteReader(w.bytes(), "ARCX"), Shape(2, 3, 36, 64)) == cfg
+    assert "from level 1" in arch.describe(cfg)
+    net = arch.build(cfg)
+    assert net(torch.tensor([1]), torch.tensor([2])).shape == (1, 3, 36, 64)
+    assert net.synth[0].in_channels == cfg.in_channels == 3 + 2
+    for bad in ({"frame_skip": 3}, {"frame_skip": 1, "view_channels": 0}, {"frame_skip": 1, "frame_channels": 0}):
+        with pytest.raises(ValueError, match="frame_skip"):
+            PyramidConfig(2, 3, 36, 64, levels=3, **bad)
+
+
+def test_step_time_reports_both_phases():
+    tool = Path(__file__).resolve().parents[1] / "tools" / "step_time.py"
+    cmd = [sys.executable, str(tool), *map(str, SAMPLE_FILES[:2]), "-f", "2", "-q", "3"]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    row = json.loads(r.stdout.strip().splitlines()[-1])
+    assert row["arch"] == "mv-pyramid" and row["shape"][:2] == [2, 2]
+    assert row["fit_ms_per_step"] > 0 and row["qat_ms_per_step"] > 0

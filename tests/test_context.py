@@ -73,29 +73,64 @@ def test_context_coded_tensors_round_trip_and_cost_what_they_say():
     ideal = segment_ideal_bits(tensors, symbols)
     for t, bits in zip(tensors, ideal, strict=True):
         assert abs(32 * len(t.words) - bits) < 64
-    # the contexts pay: the same symbols under one Gaussian per channel cost more
-    plain = code_symbols(ParamSpec("g.0", fine.shape, Role.LATENT), fine, np.ones(1, np.float32), None,
-                         CodingPlan(0, 0, 1, 1))
-    assert len(plain.tensor.words) > len(tensors[1].words)
+
+
+def test_symbols_are_coded_in_the_spec_order_under_the_spec_contexts():
+    """Section 7.2 followed literally: contexts element by element, the Gaussian ctx * C + c, rows in runs
+    of row_period position by position; the same words as mvenc's."""
+    from mvcodec.compress.range_coding import gaussian_encode
+
+    rng = np.random.default_rng(5)
+    coarse = _sparse_symbols(rng, (6, 2, 3, 4))
+    fine = _sparse_symbols(rng, (6, 2, 5, 7))
+    t = _coded("g.0", fine, LatentContext(0, coarse, 3)).tensor
+    ctx = _spec_contexts(fine, coarse, 3)
+    model = ctx * 2 + np.arange(2).reshape(1, 2, 1, 1)
+    order = [n for r in range(3) for n in range(6) if n % 3 == r]
+    words = gaussian_encode(
+        fine[order].ravel(), t.sym_min, t.sym_max, t.means[model[order]].ravel(), t.stds[model[order]].ravel()
+    )
+    assert np.array_equal(words, t.words)
+
+
+def test_contexts_pay_for_their_side_information_where_activity_is_local():
+    rng = np.random.default_rng(4)
+    coarse = _sparse_symbols(rng, (8, 1, 12, 16), density=0.1)
+    active = np.repeat(np.repeat(coarse != 0, 2, axis=2), 2, axis=3)
+    fine = _sparse_symbols(rng, active.shape, density=0.6) * active  # moves only where the coarse level does
+    spec = ParamSpec("g.0", fine.shape, Role.LATENT)
+    in_context = _coded("g.0", fine, LatentContext(0, coarse, 0)).tensor
+    plain = code_symbols(spec, fine, np.ones(1, np.float32), None, CodingPlan(0, 0, 1, 1)).tensor
+    assert len(in_context.to_bytes()) < 0.7 * len(plain.to_bytes())
 
 
 def test_context_fields_are_checked():
     rng = np.random.default_rng(3)
     good = _coded("g.0", _sparse_symbols(rng, (4, 1, 4, 4)), LatentContext(NO_REF, None, 2)).tensor
-    for field, value, message in (("row_period", 3, "row period"), ("model_axis", 0, "context model")):
+    cases = (
+        ({"row_period": 3}, "row period"),
+        ({"model_axis": 0}, "context model"),
+        ({"mask_mode": 1, "p_keep": 0.5, "mask_words": np.zeros(1, np.uint32)}, "pruned"),
+    )
+    for fields, message in cases:
         t = CodedTensor.parse(good.to_bytes())
-        setattr(t, field, value)
+        for field, value in fields.items():
+            setattr(t, field, value)
         with pytest.raises(InvalidStream, match=message):
             CodedTensor.parse(t.to_bytes())
+    flat = CodedTensor.parse(good.to_bytes())
+    flat.shape, flat.words = (16, 4), good.words  # a context model on a 2-d tensor
+    with pytest.raises(InvalidStream, match="context model"):
+        CodedTensor.parse(flat.to_bytes())
 
 
 def _pyramid_stream(path, alter: str | None = None):
     """A one-segment MV-Pyramid stream (2 views x 3 frames x 64x36) of random sparse latents; `alter` points
-    frame_grids.0's context at a later tensor or at a tensor of its own size."""
+    frame_grids.0's context at a tensor it may not refer to."""
     from mvcodec.bitstream import SegmentData, SegmentHeader, SequenceHeader, parameter_hash, write_stream
     from mvcodec.color import ColorSpec
     from mvcodec.compress.qat import CompressibleModel, export_tensors
-    from mvcodec.model.pyramid import PyramidConfig, MVPyramid
+    from mvcodec.model.pyramid import MVPyramid, PyramidConfig
 
     torch.manual_seed(0)
     cfg = PyramidConfig(2, 3, 36, 64, levels=3)
@@ -109,10 +144,14 @@ def _pyramid_stream(path, alter: str | None = None):
     tensors = [e.tensor for e in exported]
     names = [t.name for t in tensors]
     target = tensors[names.index("frame_grids.0")]
-    if alter == "later":
-        target.coarse_ref = names.index("synth.0.weight")
-    elif alter == "same size":
-        target.coarse_ref = names.index("view_grids.0")
+    refs = {
+        "later": "synth.0.weight",
+        "itself": "frame_grids.0",
+        "other rows": "view_grids.1",  # half the size, but one row a view
+        "other level": "frame_grids.2",  # a quarter of the size
+    }
+    if alter:
+        target.coarse_ref = names.index(refs[alter])
     seq = SequenceHeader(("a", "b"), 3, 64, 36, 8, ColorSpec(), 30, 1)
     seg = SegmentData(SegmentHeader(0, 0, 3), cfg, tensors, parameter_hash([e.values for e in exported]))
     with open(path, "wb") as f:
@@ -131,10 +170,34 @@ def test_an_mv_pyramid_stream_decodes_to_the_encoders_parameters(tmp_path):
         assert np.array_equal(got, e.values), e.tensor.name
 
 
-@pytest.mark.parametrize("alter", ["later", "same size"])
+@pytest.mark.parametrize("alter", ["later", "itself", "other rows", "other level"])
 def test_a_context_must_refer_to_an_earlier_tensor_of_half_the_size(tmp_path, alter):
     from mvcodec.bitstream.stream import read_index, read_segment_tensors
 
     path, _ = _pyramid_stream(tmp_path / "p.mvinr", alter)
     with open(path, "rb") as f, pytest.raises(InvalidStream, match="context refers to tensor"):
         read_segment_tensors(f, read_index(f).segments[0])
+
+
+def test_damaged_mv_pyramid_streams_fail_cleanly(tmp_path):
+    """Mutations of a stream whose latents use model mode 2 (CRCs fixed, so the context fields and the
+    row-by-row decoding are reached) end in a decoded stream or a one-line StreamError, nothing else."""
+    import io
+    import random
+
+    from test_fuzz import mutate
+
+    from mvcodec.decoder import Decoder
+    from mvcodec.errors import StreamError
+
+    path, _ = _pyramid_stream(tmp_path / "p.mvinr")
+    rng, data, outcomes = random.Random(5), path.read_bytes(), set()
+    for _ in range(300):
+        try:
+            with Decoder(io.BytesIO(mutate(data, rng))) as dec:
+                list(dec.frames(frames=[0]))
+            outcomes.add("decoded")
+        except StreamError as e:
+            assert "\n" not in str(e)
+            outcomes.add(e.exit_code)
+    assert len(outcomes) >= 3, outcomes

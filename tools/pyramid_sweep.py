@@ -1,8 +1,10 @@
-"""MV-Pyramid at other sizes than its sizing gives: registers a variant with the given channels a level and
-synthesis width (a private id, this process only), encodes with it in-process (the encoder checks the stream
-by decoding it) and prints one JSON line per -q point. BENCHMARKS.md, issue 14, experiment 5:
+"""MV-Pyramid at other sizes and learning rates than its defaults: registers a variant with the given
+channels a level, synthesis width, first level of the view-and-frame grids and latent learning-rate scale (a
+private id, this process only), encodes with it in-process (the encoder checks the stream by decoding it)
+and prints one JSON line per -q point. BENCHMARKS.md, issue 14, experiments 5 and 9:
 
     python tools/pyramid_sweep.py /tmp/cut --fps 6 -q 6 --channels 2 --hidden 48
+    python tools/pyramid_sweep.py /tmp/cut320 --fps 6 -q 2 --frame-skip 1
 """
 
 from __future__ import annotations
@@ -18,23 +20,35 @@ from mvcodec.encoder import EncodeOptions, encode, recipe
 from mvcodec.io import open_source
 from mvcodec.io.formats import parse_fps
 from mvcodec.model import register
+from mvcodec.model.base import Role
 from mvcodec.model.pyramid import MVPyramidArchitecture, PyramidConfig
 
 
-def variant(channels: int, hidden: int) -> str:
-    """Register MV-Pyramid with `channels` view and view-and-frame channels a level and width `hidden`; its
-    name."""
+def variant(channels: int | None, hidden: int | None, frame_skip: int, latent_lr: float | None) -> str:
+    """Register MV-Pyramid with `channels` view and view-and-frame channels a level, width `hidden` (None:
+    as its sizing gives), view-and-frame grids from level `frame_skip` and the latents' learning rate scaled
+    by `latent_lr` (None: as it is); its name."""
 
     @dataclass(frozen=True)
     class Config(PyramidConfig):  # a config type of its own, as the registry asks
         pass
 
     class Variant(MVPyramidArchitecture):
-        id, name, config_type = 0x80F0, f"mv-pyramid-c{channels}-h{hidden}", Config
+        id, config_type = 0x80F0, Config
+        name = "mv-pyramid" + "".join(
+            f"-{k}{v}"
+            for k, v in (("c", channels), ("h", hidden), ("s", frame_skip or None), ("lr", latent_lr))
+            if v is not None
+        )
+        lr_scales = MVPyramidArchitecture.lr_scales if latent_lr is None else {Role.LATENT: latent_lr}
 
         def size_for(self, shape, params):
             base = super().size_for(shape, params).to_dict()
-            return Config(**{**base, "view_channels": channels, "frame_channels": channels, "hidden": hidden})
+            if channels is not None:
+                base.update(view_channels=channels, frame_channels=channels)
+            if hidden is not None:
+                base["hidden"] = hidden
+            return Config(**{**base, "frame_skip": min(frame_skip, base["levels"] - 1)})
 
     return register(Variant()).name
 
@@ -47,14 +61,19 @@ def variant(channels: int, hidden: int) -> str:
 @click.option("--qat-epochs", type=int)
 @click.option("-q", "--quality", default="4", show_default=True, help="Comma-separated -q points.")
 @click.option("--preset", default="fast", show_default=True)
-@click.option("--channels", default=1, show_default=True)
-@click.option("--hidden", default=24, show_default=True)
-def main(inputs, fps, frames, epochs, qat_epochs, quality, preset, channels, hidden):
-    name = variant(channels, hidden) if (channels, hidden) != (1, 24) else "mv-pyramid"
+@click.option("--channels", type=int, help="View and view-and-frame channels a level (default: the sizing's).")
+@click.option("--hidden", type=int, help="Synthesis width (default: the sizing's).")
+@click.option("--frame-skip", default=0, show_default=True, help="First level with view-and-frame grids.")
+@click.option("--lr", type=float, help="Learning rate (default: the architecture's).")
+@click.option("--latent-lr", type=float, help="The latents' learning rate as a multiple of --lr (default: 30).")
+def main(inputs, fps, frames, epochs, qat_epochs, quality, preset, channels, hidden, frame_skip, lr, latent_lr):
+    changed = (channels, hidden, frame_skip or None, latent_lr) != (None,) * 4
+    name = variant(channels, hidden, frame_skip, latent_lr) if changed else "mv-pyramid"
+    train = {} if lr is None else {"lr": lr}
     source = open_source(list(inputs), fps=parse_fps(fps), frames=frames)
     with TemporaryDirectory() as tmp:
         for q in (int(x) for x in quality.split(",")):
-            rec = recipe(preset, arch=name, epochs=epochs, qat_epochs=qat_epochs)
+            rec = recipe(preset, arch=name, epochs=epochs, qat_epochs=qat_epochs, **train)
             opts = EncodeOptions(rec, arch=name, quality=q, progress=False)
             r = encode(source, Path(tmp) / f"q{q}.mvinr", opts, log=lambda *_: None)
             row = {"arch": name, "q": q, "bpp": r.bpp, "psnr_yuv": r.quality["psnr_yuv"], "params": r.params}

@@ -34,7 +34,7 @@ from mvcodec.bitstream.syntax import (
     read_payload,
     scan_chunks,
 )
-from mvcodec.bitstream.tensor import CODING_FLOAT32, MODEL_CONTEXT, NO_REF, CodedTensor
+from mvcodec.bitstream.tensor import CODING_FLOAT32, MASK_NONE, MODEL_CONTEXT, NO_REF, CodedTensor
 from mvcodec.errors import InvalidStream, UnknownCriticalChunk
 from mvcodec.model.base import ParamSpec
 from mvcodec.model.registry import arch_of
@@ -206,9 +206,14 @@ def read_segment_tensors(f: BinaryIO, seg: SegmentRef) -> list[CodedTensor]:
         if t.coding != CODING_FLOAT32 and t.model_mode == MODEL_CONTEXT and t.coarse_ref != NO_REF:
             c = out[t.coarse_ref] if t.coarse_ref < i else None
             h, w = t.shape[2:]
-            if c is None or c.coding == CODING_FLOAT32 or c.shape != (*t.shape[:2], -(-h // 2), -(-w // 2)):
+            if (
+                c is None
+                or c.coding == CODING_FLOAT32
+                or c.mask_mode != MASK_NONE
+                or c.shape != (*t.shape[:2], -(-h // 2), -(-w // 2))
+            ):
                 raise InvalidStream(
                     f"segment {seg.header.index}: tensor {t.name}'s context refers to tensor {t.coarse_ref}, "
-                    "which is not an earlier quantised tensor of half its size"
+                    "which is not an earlier unpruned quantised tensor of half its size"
                 )
     return out

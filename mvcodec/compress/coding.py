@@ -27,7 +27,7 @@ from mvcodec.bitstream.tensor import (
     STEPS_BFLOAT16,
     CodedTensor,
 )
-from mvcodec.compress.context import context_grid
+from mvcodec.compress.context import coding_order, context_grid
 from mvcodec.compress.decoding import element_steps, tensor_contexts, values_of
 from mvcodec.compress.gaussian import MIN_STD, group_stats, model_grid
 from mvcodec.compress.range_coding import gaussian_encode, mask_encode
@@ -126,6 +126,7 @@ def code_symbols(
         t.coarse_ref, t.row_period = context.coarse_ref, context.row_period
         ctx = tensor_contexts(t, symbols, context.coarse_symbols)
         t.means, t.stds = context_stats(symbols, ctx)
+
     else:
         t.model_mode, t.model_axis = plan.model_mode, plan.model_axis
         y = torch.from_numpy(symbols.astype(np.float64))
@@ -133,10 +134,16 @@ def code_symbols(
         mean, std = group_stats(y, m, plan.group_axis)
         t.means = mean.flatten().numpy().astype(np.float32)
         t.stds = std.flatten().numpy().astype(np.float32)
-    means, stds = context_grid(t, ctx) if t.model_mode == MODEL_CONTEXT else model_grid(t)
+    coded = kept
+    if t.model_mode == MODEL_CONTEXT:
+        means, stds = context_grid(t, ctx)
+        if (order := coding_order(shape, t.row_period)) is not None:  # the decoder's order (spec section 7.2)
+            coded, means, stds = symbols[order].ravel(), means[order], stds[order]
+    else:
+        means, stds = model_grid(t)
     if mask is not None:
         means, stds = means[mask], stds[mask]
-    t.words = gaussian_encode(kept, t.sym_min, t.sym_max, means.ravel(), stds.ravel())
+    t.words = gaussian_encode(coded, t.sym_min, t.sym_max, means.ravel(), stds.ravel())
     return ExportedTensor(t, values_of(t, kept, mask))
 
 

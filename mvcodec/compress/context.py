@@ -32,11 +32,14 @@ def _activity(s: torch.Tensor) -> torch.Tensor:
     return F.max_pool2d(a, 3, stride=1, padding=1)  # max pooling pads with -inf: outside never wins
 
 
-def contexts(shape: tuple[int, ...], coarse: torch.Tensor | None, prev: torch.Tensor | None) -> torch.Tensor:
-    """int64 contexts (shape (N, C, H, W)) from the coarser tensor's rows and the previous rows (each
-    None or of N rows; a row without a previous one is all zero in `prev`)."""
+def contexts(
+    shape: tuple[int, ...], coarse: torch.Tensor | None, prev: torch.Tensor | None, device: torch.device | None = None
+) -> torch.Tensor:
+    """int64 contexts (shape (N, C, H, W), on `device`, else on the inputs' or the CPU) from the coarser
+    tensor's rows and the previous rows (each None or of N rows; a row without a previous one is all zero
+    in `prev`)."""
     h, w = shape[-2:]
-    device = next((s.device for s in (coarse, prev) if s is not None), torch.device("cpu"))
+    device = device or next((s.device for s in (coarse, prev) if s is not None), torch.device("cpu"))
     ctx = torch.zeros(shape, dtype=torch.int64, device=device)
     if coarse is not None:
         up = coarse.repeat_interleave(2, dim=-2).repeat_interleave(2, dim=-1)[..., :h, :w]
@@ -54,6 +57,14 @@ def previous_rows(s: torch.Tensor, period: int) -> torch.Tensor | None:
     prev[1:] = s[:-1]
     prev[::period] = 0
     return prev
+
+
+def coding_order(shape: tuple[int, ...], period: int) -> np.ndarray | None:
+    """The rows of a context-coded tensor in the order their symbols are coded (section 7.2): runs of
+    `period` rows position by position, every run's row r before any run's row r + 1; None for C order."""
+    if not period:
+        return None
+    return np.arange(shape[0]).reshape(-1, period).T.ravel()
 
 
 def context_grid(t: CodedTensor, ctx: torch.Tensor | np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -31,8 +31,8 @@ def decode_mask(t: CodedTensor) -> np.ndarray | None:
 
 def decode_symbols(t: CodedTensor, mask: np.ndarray | None, coarse: np.ndarray | None = None) -> np.ndarray:
     """The int32 symbols of the kept elements, in C order. A context-modelled tensor (model mode 2) needs
-    the symbols of its coarser tensor (`coarse`, full shape) where it has one, and decodes row by row when
-    each row's contexts depend on the row before."""
+    the symbols of its coarser tensor (`coarse`, full shape) where it has one, and with a row period decodes
+    position by position in its runs of rows (bitstream_spec.md section 7.2)."""
     if t.model_mode == MODEL_CONTEXT:
         return _decode_in_context(t, coarse)
     means, stds = model_grid(t)
@@ -47,12 +47,14 @@ def _decode_in_context(t: CodedTensor, coarse: np.ndarray | None) -> np.ndarray:
         means, stds = context_grid(t, contexts(t.shape, c, None))
         return gaussian_decode(t.words, t.sym_min, t.sym_max, means.ravel(), stds.ravel())
     reader = GaussianReader(t.words, t.sym_min, t.sym_max)
-    out = torch.zeros(t.shape, dtype=torch.int32)
-    for n in range(t.shape[0]):
-        prev = out[n - 1 : n] if n % t.row_period else torch.zeros_like(out[:1])
-        ctx = contexts((1, *t.shape[1:]), None if c is None else c[n : n + 1], prev)
+    period, runs = t.row_period, t.shape[0] // t.row_period
+    out = torch.zeros((runs, period, *t.shape[1:]), dtype=torch.int32)  # (run, position in it, ...)
+    coarse_runs = None if c is None else c.reshape(runs, period, *c.shape[1:])
+    for r in range(period):  # every run's row r at once: their contexts come from row r - 1
+        prev = out[:, r - 1] if r else torch.zeros_like(out[:, 0])
+        ctx = contexts((runs, *t.shape[1:]), None if c is None else coarse_runs[:, r], prev)
         means, stds = context_grid(t, ctx)
-        out[n] = torch.from_numpy(reader.read(means.ravel(), stds.ravel()).reshape(t.shape[1:]))
+        out[:, r] = torch.from_numpy(reader.read(means.ravel(), stds.ravel()).reshape(runs, *t.shape[1:]))
     return out.numpy().ravel()
 
 
@@ -119,8 +121,12 @@ def ideal_bits(t: CodedTensor, symbols: np.ndarray | None = None, coarse: np.nda
         return 32.0 * t.numel
     mask = decode_mask(t)
     if symbols is None:
+        if t.model_mode == MODEL_CONTEXT and t.coarse_ref != NO_REF:
+            raise ValueError(f"{t.name}: give its symbols and those of tensor {t.coarse_ref}")
         symbols = segment_symbols([t])[0]
     if t.model_mode == MODEL_CONTEXT:
+        if t.coarse_ref != NO_REF and coarse is None:
+            raise ValueError(f"{t.name}: its context needs the symbols of tensor {t.coarse_ref}")
         grid = context_grid(t, tensor_contexts(t, symbols, coarse))
     else:
         grid = model_grid(t)

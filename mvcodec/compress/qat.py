@@ -20,7 +20,15 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from mvcodec.bitstream.tensor import MODEL_CONTEXT, NO_REF, NUM_CONTEXTS, STEP_RANGE, STEP_ROW_COLUMN, STEP_SCALAR
+from mvcodec.bitstream.tensor import (
+    MAX_SYMBOL,
+    MODEL_CONTEXT,
+    NO_REF,
+    NUM_CONTEXTS,
+    STEP_RANGE,
+    STEP_ROW_COLUMN,
+    STEP_SCALAR,
+)
 from mvcodec.compress.coding import ExportedTensor, LatentContext, code_symbols, plan_for
 from mvcodec.compress.context import contexts, previous_rows
 from mvcodec.compress.gaussian import MIN_STD, gaussian_bits, group_stats
@@ -109,21 +117,23 @@ class CompressibleModel(nn.Module):
                 with torch.no_grad():
                     sym = torch.round(w)
                     c = None if coarse is None else torch.round(coarse)
-                    ctx = contexts(w.shape, c, previous_rows(sym, period))
+                    ctx = contexts(w.shape, c, previous_rows(sym, period), w.device)
                     mean, std = _context_stats(w, ctx, channels, extra_var=1 / 12)
                     stats.copy_(torch.stack([mean, std, torch.zeros_like(mean)]))
                     stats[2, 0], stats[2, 1] = sym.min(), sym.max()
                     at.fill_(self.step_index)
             with torch.no_grad():
                 prev = torch.round(w[(rows - 1).clamp_min(0)]) * (rows % period != 0).view(-1, 1, 1, 1)
-                ctx = contexts((len(rows), *w.shape[1:]), None if coarse is None else torch.round(coarse[rows]), prev)
+                c = None if coarse is None else torch.round(coarse[rows])
+                ctx = contexts((len(rows), *w.shape[1:]), c, prev, w.device)
             y, scale = w[rows], spec.shape[0] / len(rows)
             mean, std, lo, hi = stats[0], stats[1], stats[2, 0], stats[2, 1]
         else:
             y, scale = w, 1.0
             with torch.no_grad():
                 sym = torch.round(w)
-                ctx = contexts(w.shape, None if coarse is None else torch.round(coarse), previous_rows(sym, period))
+                c = None if coarse is None else torch.round(coarse)
+                ctx = contexts(w.shape, c, previous_rows(sym, period), w.device)
         y = y + torch.rand(y.shape, generator=self._generator(y.device, salt), device=y.device) - 0.5
         if not lazy:
             with torch.no_grad():
@@ -293,10 +303,12 @@ def export_tensors(model: CompressibleModel, step_scale: float = 1.0) -> list[Ex
         plan = plan_for(spec)
         grid = step_grid(plan.step_mode, plan.step_axis, torch.from_numpy(steps), spec.shape)
         symbols = torch.round(w / grid).numpy()
-        symbols_of[spec.name] = symbols.astype(np.int32)
+        symbols_of[spec.name] = np.clip(symbols, -MAX_SYMBOL, MAX_SYMBOL).astype(np.int32)  # as coded
         context = None
         if plan.model_mode == MODEL_CONTEXT:
             ref = index_of[spec.coarse] if spec.coarse else NO_REF
+            if ref != NO_REF and ref >= index_of[spec.name]:
+                raise ValueError(f"{spec.name}: its coarser level {spec.coarse} comes after it in the layout")
             context = LatentContext(ref, symbols_of.get(spec.coarse), model._row_period(spec))
         out.append(code_symbols(spec, symbols, steps, mask, plan, context=context))
     return out

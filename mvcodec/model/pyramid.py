@@ -3,15 +3,17 @@ synthesis net, in the manner of C3 and Cool-Chic's latent pyramids, for multi-vi
 
 For view v and frame t, level l (0 = full resolution, each next level half the size, rounded up) holds
 a view grid VG_l[v] (view_channels) shared by every frame of the view, where a fixed camera's static scene
-belongs, and a view-and-frame grid FG_l[v * frames + t] (frame_channels). Every level is upsampled
-bilinearly (align_corners=False) to the frame size and all are concatenated; the synthesis is
+belongs, and from level frame_skip on a view-and-frame grid FG_l[v * frames + t] (frame_channels). Every
+level is upsampled bilinearly (align_corners=False) to the frame size and all are concatenated (each level's
+view grid, then its view-and-frame grid, finest level first); the synthesis is
 
     x <- GELU(Conv1x1(x)); x <- GELU(Conv1x1(x)); RGB = sigmoid(Conv3x3(x))   (hidden channels)
 
-Most of the information sits in the grids, whose rate the Gaussian entropy model prices during QAT; the
+Most of the information sits in the grids, coded under Gaussians chosen by context (the coarser level and
+the previous frame: bitstream_spec.md section 7.2), whose rate the entropy model prices during QAT; the
 size follows the frame: -q sets the rate through lambda, and from -q 5 up also buys two channels a level
 and a wider synthesis (BENCHMARKS.md, issue 14, experiment 5).
-Trained on the MSE of YUV 4:2:0 weighted 6:1:1, the grids at 30x the network's learning rate.
+Trained on the MSE of YUV 4:2:0 weighted 6:1:1 at a learning rate of 2e-2, the grids at 30x that.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ class PyramidConfig(ArchConfig):
     view_channels: int = 1
     frame_channels: int = 1
     hidden: int = 24
+    frame_skip: int = 0  # the view-and-frame grids start at this level (0: at the frame's resolution)
 
     def __post_init__(self) -> None:
         if not 1 <= self.levels <= MAX_LEVELS:
@@ -46,14 +49,22 @@ class PyramidConfig(ArchConfig):
             raise ValueError(f"grid channels {chans}: each 0 to {MAX_CHANNELS}, not both 0")
         if not 1 <= self.hidden <= MAX_HIDDEN:
             raise ValueError(f"hidden = {self.hidden}, must be 1 to {MAX_HIDDEN}")
+        if not 0 <= self.frame_skip < self.levels:
+            raise ValueError(f"frame_skip = {self.frame_skip}, must be 0 to levels - 1 = {self.levels - 1}")
+        if self.frame_skip and not (self.view_channels and self.frame_channels):
+            raise ValueError("frame_skip must be 0 unless there are both view and view-and-frame channels")
 
     def grid_size(self, level: int) -> tuple[int, int]:
         """(height, width) of a level's grids: the frame's divided by 2^level, rounded up."""
         return math.ceil(self.height / 2**level), math.ceil(self.width / 2**level)
 
+    def frame_levels(self) -> range:
+        """The levels that have view-and-frame grids."""
+        return range(self.frame_skip, self.levels) if self.frame_channels else range(0)
+
     @property
     def in_channels(self) -> int:
-        return self.levels * (self.view_channels + self.frame_channels)
+        return self.levels * self.view_channels + len(self.frame_levels()) * self.frame_channels
 
 
 class MVPyramid(nn.Module):
@@ -67,9 +78,12 @@ class MVPyramid(nn.Module):
             self.view_grids = nn.ParameterList(
                 [nn.Parameter(torch.zeros(cfg.views, cfg.view_channels, *hw)) for hw in sizes]
             )
-        if cfg.frame_channels:
-            self.frame_grids = nn.ParameterList(
-                [nn.Parameter(torch.zeros(cfg.views * cfg.frames, cfg.frame_channels, *hw)) for hw in sizes]
+        if cfg.frame_channels:  # keyed by level: frame_grids.<level>
+            self.frame_grids = nn.ParameterDict(
+                {
+                    str(level): nn.Parameter(torch.zeros(cfg.views * cfg.frames, cfg.frame_channels, *sizes[level]))
+                    for level in cfg.frame_levels()
+                }
             )
         h = cfg.hidden
         self.synth = nn.ModuleList(
@@ -83,8 +97,8 @@ class MVPyramid(nn.Module):
             parts = []
             if cfg.view_channels:
                 parts.append(self.view_grids[level][view])
-            if cfg.frame_channels:
-                parts.append(self.frame_grids[level][view * cfg.frames + frame])
+            if level in cfg.frame_levels():
+                parts.append(self.frame_grids[str(level)][view * cfg.frames + frame])
             x = torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]
             if level:
                 x = F.interpolate(x, size=(cfg.height, cfg.width), mode="bilinear", align_corners=False)
@@ -104,7 +118,7 @@ class MVPyramidArchitecture(Architecture):
     lambda_at_4 = 512.0  # D is an MSE here (1e-3 is 30 dB), not MV-MGINR's L1 + SSIM
     params_per_pixel_at_4 = 1.5  # -q 4 is the one-channel size (about 1.5 parameters a pixel); -q 5, 6 widen it
     min_params_at_4 = 0
-    train_defaults = {"lr": 1e-2, "loss": "mse-yuv", "motion_weight": 0.0}
+    train_defaults = {"lr": 2e-2, "loss": "mse-yuv", "motion_weight": 0.0}  # BENCHMARKS.md, issue 14, experiment 9
     lr_scales = {Role.LATENT: 30.0}
     presets = {
         "fast": (Phase("fit", 10), Phase("qat", 90, lr=1.0)),
@@ -118,21 +132,22 @@ class MVPyramidArchitecture(Architecture):
 
     def layout(self, cfg: PyramidConfig) -> list[ParamSpec]:
         out = []
-        for kind, n, c in (
-            ("view_grids", cfg.views, cfg.view_channels),
-            ("frame_grids", cfg.views * cfg.frames, cfg.frame_channels),
+        view_levels = range(cfg.levels) if cfg.view_channels else range(0)
+        for kind, n, c, levels in (
+            ("view_grids", cfg.views, cfg.view_channels, view_levels),
+            ("frame_grids", cfg.views * cfg.frames, cfg.frame_channels, cfg.frame_levels()),
         ):
-            if c:  # coarsest level first: each level's symbols are coded in the context of the coarser one's
-                out += [
-                    ParamSpec(
-                        f"{kind}.{level}",
-                        (n, c, *cfg.grid_size(level)),
-                        Role.LATENT,
-                        "frame" if kind == "frame_grids" else None,
-                        f"{kind}.{level + 1}" if level + 1 < cfg.levels else None,
-                    )
-                    for level in reversed(range(cfg.levels))
-                ]
+            # coarsest level first: each level's symbols are coded in the context of the coarser one's
+            out += [
+                ParamSpec(
+                    f"{kind}.{level}",
+                    (n, c, *cfg.grid_size(level)),
+                    Role.LATENT,
+                    "frame" if kind == "frame_grids" else None,
+                    f"{kind}.{level + 1}" if level + 1 < cfg.levels else None,
+                )
+                for level in reversed(levels)
+            ]
         h, c_in = cfg.hidden, cfg.in_channels
         for i, (o, k) in enumerate([(h, 1), (h, 1), (3, 3)]):
             out += [
@@ -153,11 +168,12 @@ class MVPyramidArchitecture(Architecture):
         w.u8(cfg.view_channels)
         w.u8(cfg.frame_channels)
         w.u16(cfg.hidden)
+        w.u8(cfg.frame_skip)
 
     def parse_config(self, r, shape: Shape) -> PyramidConfig:
-        levels, view_channels, frame_channels, hidden = r.u8(), r.u8(), r.u8(), r.u16()
+        levels, view_channels, frame_channels, hidden, skip = r.u8(), r.u8(), r.u8(), r.u16(), r.u8()
         return PyramidConfig(
-            shape.views, shape.frames, shape.height, shape.width, levels, view_channels, frame_channels, hidden
+            shape.views, shape.frames, shape.height, shape.width, levels, view_channels, frame_channels, hidden, skip
         )
 
     def size_for(self, shape: Shape, params: int) -> PyramidConfig:
@@ -175,12 +191,14 @@ class MVPyramidArchitecture(Architecture):
         return PyramidConfig(shape.views, shape.frames, shape.height, shape.width, levels, **wider)
 
     def macs_per_pixel(self, cfg: PyramidConfig) -> float:
-        upsampling = 4 * (cfg.view_channels + cfg.frame_channels) * (cfg.levels - 1)
+        upsampling = 4 * (cfg.in_channels - cfg.view_channels - (cfg.frame_channels if cfg.frame_skip == 0 else 0))
         return upsampling + cfg.in_channels * cfg.hidden + cfg.hidden**2 + 9 * cfg.hidden * 3
 
     def describe(self, cfg: PyramidConfig) -> str:
         coarsest = "x".join(map(str, cfg.grid_size(cfg.levels - 1)))
         return (
             f"{cfg.levels} levels from {cfg.height}x{cfg.width} to {coarsest}, {cfg.view_channels} view and "
-            f"{cfg.frame_channels} view-and-frame channels a level, synthesis width {cfg.hidden}"
+            f"{cfg.frame_channels} view-and-frame channels a level"
+            + (f" from level {cfg.frame_skip}" if cfg.frame_skip else "")
+            + f", synthesis width {cfg.hidden}"
         )

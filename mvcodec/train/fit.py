@@ -35,7 +35,8 @@ from mvcodec.progress import Progress
 from mvcodec.train.loss import LOSSES, motion_aware_loss, yuv_mse_loss
 from mvcodec.train.optim import RowAdam
 
-CHECKPOINT_VERSION = 3  # 2: every phase checkpoints the CompressibleModel (keys model/base.*), with its arch; 3: row-lazy Adam state
+# 2: every phase checkpoints the CompressibleModel (keys model/base.*), with its arch; 3: row-lazy Adam state
+CHECKPOINT_VERSION = 3
 
 
 @dataclass(frozen=True)
@@ -239,9 +240,7 @@ def load_model(path: Path, device: torch.device | str = "cpu") -> nn.Module:
     return model.to(device)
 
 
-def _restore(
-    ckpt: Checkpoint, model: CompressibleModel, opt: RowAdam, tcfg: TrainConfig, fingerprint: str
-) -> FitState:
+def _restore(ckpt: Checkpoint, model: CompressibleModel, opt: RowAdam, tcfg: TrainConfig, fingerprint: str) -> FitState:
     path = ckpt.path
     meta, arrays = read_checkpoint(path)
     if meta.get("tag", {}) != ckpt.tag:

@@ -20,15 +20,19 @@ class RowAdam(torch.optim.Adam):
 
     @torch.no_grad()
     def step(self, closure=None, rows: torch.Tensor | None = None):
+        if closure is not None:
+            raise ValueError("RowAdam takes no closure")
         for group in self.param_groups:
             if not group.get("rows"):
                 continue
+            if group["weight_decay"] or group["amsgrad"] or group["maximize"]:
+                raise ValueError("RowAdam's row groups support plain Adam only")
             for p in group["params"]:
                 if p.grad is None:
                     continue
                 self._row_update(p, group, rows)
                 p.grad = None  # Adam below skips a parameter without a gradient
-        return super().step(closure)
+        return super().step()
 
     def _row_update(self, p: torch.Tensor, group: dict, rows: torch.Tensor | None) -> None:
         state = self.state[p]
