@@ -34,10 +34,10 @@ class DecodedFrame:
     planes: Planes
 
 
-def decode_tensors(tensors: list[CodedTensor], segment: int) -> list[np.ndarray]:
-    """A segment's coded tensors decoded to float32 (not yet checked against the hash)."""
+def decode_segment(tensors: list[CodedTensor], segment: int) -> decoding.DecodedSegment:
+    """A segment's coded tensors decoded (not yet checked against the hash); InvalidStream where they cannot be."""
     try:
-        return decoding.decode_tensors(tensors)
+        return decoding.decode_segment(tensors)
     except BaseException as e:  # the fields were validated; this is the last line of defence around constriction
         if (
             isinstance(e, (AssertionError, ValueError, RuntimeError, OverflowError))
@@ -45,6 +45,11 @@ def decode_tensors(tensors: list[CodedTensor], segment: int) -> list[np.ndarray]
         ):
             raise InvalidStream(f"segment {segment}: tensor data cannot be decoded ({e})") from None
         raise
+
+
+def decode_tensors(tensors: list[CodedTensor], segment: int) -> list[np.ndarray]:
+    """A segment's coded tensors decoded to float32 (not yet checked against the hash)."""
+    return decode_segment(tensors, segment).values
 
 
 class Decoder:

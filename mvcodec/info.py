@@ -8,8 +8,8 @@ from pathlib import Path
 from mvcodec.bitstream import parameter_hash, read_index, read_segment_tensors
 from mvcodec.bitstream.syntax import CHUNK_OVERHEAD, FILE_HEADER_BYTES
 from mvcodec.bitstream.tensor import CODING_FLOAT32, CodedTensor
-from mvcodec.compress.decoding import segment_ideal_bits, segment_symbols
-from mvcodec.decoder import decode_tensors
+from mvcodec.compress.decoding import segment_ideal_bits
+from mvcodec.decoder import decode_segment
 from mvcodec.io.formats import format_fps
 from mvcodec.metrics import bits_per_pixel, kbps
 from mvcodec.model.registry import arch_of
@@ -30,8 +30,9 @@ def stream_report(path: Path) -> dict:
         segments = []
         for k, seg in enumerate(index.segments):
             tensors = read_segment_tensors(f, seg)
-            arrays = decode_tensors(tensors, k)
-            ideal = segment_ideal_bits(tensors, segment_symbols(tensors))
+            decoded = decode_segment(tensors, k)
+            arrays = decoded.values
+            ideal = segment_ideal_bits(tensors, decoded.symbols, decoded.masks)
             digest = parameter_hash(arrays)
             arch = arch_of(seg.config)
             segments.append(

@@ -20,16 +20,15 @@ from mvcodec.bitstream.tensor import (
     MODEL_CONTEXT,
     MODEL_PER_AXIS,
     MODEL_SCALAR,
-    NUM_CONTEXTS,
     STEP_PER_AXIS,
     STEP_ROW_COLUMN,
     STEP_SCALAR,
     STEPS_BFLOAT16,
     CodedTensor,
 )
-from mvcodec.compress.context import coding_order, context_grid
+from mvcodec.compress.context import coding_order, context_grid, context_stats
 from mvcodec.compress.decoding import element_steps, tensor_contexts, values_of
-from mvcodec.compress.gaussian import MIN_STD, group_stats, model_grid
+from mvcodec.compress.gaussian import group_stats, model_grid
 from mvcodec.compress.range_coding import gaussian_encode, mask_encode
 from mvcodec.model.base import ParamSpec, Role
 
@@ -125,7 +124,8 @@ def code_symbols(
         t.model_mode, t.model_axis = MODEL_CONTEXT, 1
         t.coarse_ref, t.row_period = context.coarse_ref, context.row_period
         ctx = tensor_contexts(t, symbols, context.coarse_symbols)
-        t.means, t.stds = context_stats(symbols, ctx)
+        mean, std = context_stats(torch.from_numpy(symbols.astype(np.float64)), torch.from_numpy(ctx), shape[1])
+        t.means, t.stds = mean.numpy(), std.numpy()
 
     else:
         t.model_mode, t.model_axis = plan.model_mode, plan.model_axis
@@ -145,20 +145,6 @@ def code_symbols(
         means, stds = means[mask], stds[mask]
     t.words = gaussian_encode(coded, t.sym_min, t.sym_max, means.ravel(), stds.ravel())
     return ExportedTensor(t, values_of(t, kept, mask))
-
-
-def context_stats(symbols: np.ndarray, ctx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """float32 (means, stds) of model mode 2, index context * C + channel: the mean and standard deviation
-    (floored at MIN_STD) of the symbols of each context and channel; mean 0 and std 1 where there are none."""
-    channels = symbols.shape[1]
-    group = (ctx * channels + np.arange(channels).reshape(1, channels, 1, 1)).ravel()
-    n = np.bincount(group, minlength=NUM_CONTEXTS * channels)
-    y = symbols.astype(np.float64).ravel()
-    total = np.bincount(group, y, minlength=n.size)
-    mean = np.divide(total, n, out=np.zeros(n.size), where=n > 0)
-    var = np.bincount(group, (y - mean[group]) ** 2, minlength=n.size) / np.maximum(n, 1)
-    std = np.where(n > 0, np.maximum(np.sqrt(var + 1e-12), MIN_STD), 1.0)
-    return mean.astype(np.float32), std.astype(np.float32)
 
 
 def quantize_uniform(

@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from mvcodec.bitstream.tensor import NUM_CONTEXTS, CodedTensor
+from mvcodec.compress.gaussian import MIN_STD
 
 CLAMP = 2
 assert (CLAMP + 1) ** 2 == NUM_CONTEXTS
@@ -65,6 +66,23 @@ def coding_order(shape: tuple[int, ...], period: int) -> np.ndarray | None:
     if not period:
         return None
     return np.arange(shape[0]).reshape(-1, period).T.ravel()
+
+
+def context_stats(
+    y: torch.Tensor, ctx: torch.Tensor, channels: int, extra_var: float = 0.0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """float32 (means, stds) of model mode 2, index context * C + channel: the mean and standard deviation
+    (extra_var added, floored at MIN_STD) of y in each context and channel, in float64; mean 0 and std 1
+    where a context has no element. The encoder's stored Gaussians (y: the symbols) and training's (y: the
+    relaxed or the float values) both come from here."""
+    group = (ctx * channels + torch.arange(channels, device=y.device).view(1, -1, 1, 1)).flatten()
+    size = NUM_CONTEXTS * channels
+    y = y.detach().flatten().double()
+    n = torch.bincount(group, minlength=size).double()
+    mean = torch.bincount(group, y, minlength=size) / n.clamp_min(1)
+    var = torch.bincount(group, (y - mean[group]) ** 2, minlength=size) / n.clamp_min(1)
+    std = torch.sqrt(var + extra_var + 1e-12).clamp_min(MIN_STD)
+    return mean.float(), torch.where(n > 0, std, torch.ones_like(std)).float()
 
 
 def context_grid(t: CodedTensor, ctx: torch.Tensor | np.ndarray) -> tuple[np.ndarray, np.ndarray]:

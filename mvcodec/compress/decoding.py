@@ -6,6 +6,8 @@ stored steps; pruned elements are +0.0. This is exact on every IEEE-754 platform
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 
@@ -76,36 +78,48 @@ def values_of(t: CodedTensor, symbols: np.ndarray, mask: np.ndarray | None) -> n
     return out.numpy()
 
 
-def segment_symbols(tensors: list[CodedTensor]) -> list[np.ndarray | None]:
-    """Every quantised tensor's symbols (int32, its shape; pruned elements 0) in stream order, each decoded
-    with the symbols of the tensor its context refers to; None for float32 tensors."""
-    out: list[np.ndarray | None] = []
+@dataclass
+class DecodedSegment:
+    """A segment's tensors decoded, in stream order: float32 values; and, None for float32 tensors, the
+    symbols (int32, the tensor's shape, pruned elements 0) and the kept-elements masks (None: unpruned)."""
+
+    values: list[np.ndarray]
+    symbols: list[np.ndarray | None]
+    masks: list[np.ndarray | None]
+
+
+def decode_segment(tensors: list[CodedTensor]) -> DecodedSegment:
+    """Decode every tensor of a segment once, each with the symbols of the tensor its context refers to."""
+    out = DecodedSegment([], [], [])
     for t in tensors:
         if t.coding == CODING_FLOAT32:
-            out.append(None)
+            out.values.append(t.values.reshape(t.shape))
+            out.symbols.append(None)
+            out.masks.append(None)
             continue
         mask = decode_mask(t)
-        coarse = out[t.coarse_ref] if t.model_mode == MODEL_CONTEXT and t.coarse_ref != NO_REF else None
+        coarse = out.symbols[t.coarse_ref] if t.model_mode == MODEL_CONTEXT and t.coarse_ref != NO_REF else None
         kept = decode_symbols(t, mask, coarse)
         full = np.zeros(t.shape, np.int32)
         if mask is None:
             full[...] = kept.reshape(t.shape)
         else:
             full[mask] = kept
-        out.append(full)
+        out.values.append(values_of(t, kept, mask))
+        out.symbols.append(full)
+        out.masks.append(mask)
     return out
+
+
+def segment_symbols(tensors: list[CodedTensor]) -> list[np.ndarray | None]:
+    """Every quantised tensor's symbols (int32, its shape; pruned elements 0) in stream order; None for
+    float32 tensors."""
+    return decode_segment(tensors).symbols
 
 
 def decode_tensors(tensors: list[CodedTensor]) -> list[np.ndarray]:
     """The float32 values the coded tensors of a segment stand for, in stream order."""
-    out = []
-    for t, symbols in zip(tensors, segment_symbols(tensors), strict=True):
-        if symbols is None:
-            out.append(t.values.reshape(t.shape))
-        else:
-            mask = decode_mask(t)
-            out.append(values_of(t, symbols.ravel() if mask is None else symbols[mask], mask))
-    return out
+    return decode_segment(tensors).values
 
 
 def decode_tensor(t: CodedTensor) -> np.ndarray:
@@ -113,13 +127,19 @@ def decode_tensor(t: CodedTensor) -> np.ndarray:
     return decode_tensors([t])[0]
 
 
-def ideal_bits(t: CodedTensor, symbols: np.ndarray | None = None, coarse: np.ndarray | None = None) -> float:
+def ideal_bits(
+    t: CodedTensor,
+    symbols: np.ndarray | None = None,
+    coarse: np.ndarray | None = None,
+    mask: np.ndarray | None = None,
+) -> float:
     """Ideal size in bits of the tensor's coded symbols and mask under its stored models (32 per float).
-    `symbols` (full shape) saves decoding them again; a context-modelled tensor needs them, and the
-    symbols of its coarser tensor."""
+    `symbols` (full shape) and `mask` save decoding them again; a context-modelled tensor needs its symbols,
+    and the symbols of its coarser tensor."""
     if t.coding == CODING_FLOAT32:
         return 32.0 * t.numel
-    mask = decode_mask(t)
+    if mask is None:
+        mask = decode_mask(t)
     if symbols is None:
         if t.model_mode == MODEL_CONTEXT and t.coarse_ref != NO_REF:
             raise ValueError(f"{t.name}: give its symbols and those of tensor {t.coarse_ref}")
@@ -137,10 +157,13 @@ def ideal_bits(t: CodedTensor, symbols: np.ndarray | None = None, coarse: np.nda
     return bits + (mask_bits(mask, t.p_keep) if mask is not None else 0.0)
 
 
-def segment_ideal_bits(tensors: list[CodedTensor], symbols: list[np.ndarray | None]) -> list[float]:
-    """ideal_bits of every tensor of a segment, given segment_symbols(tensors)."""
+def segment_ideal_bits(
+    tensors: list[CodedTensor], symbols: list[np.ndarray | None], masks: list[np.ndarray | None] | None = None
+) -> list[float]:
+    """ideal_bits of every tensor of a segment, given its symbols (and masks) as decode_segment gives them."""
     out = []
-    for t, sym in zip(tensors, symbols, strict=True):
+    for i, (t, sym) in enumerate(zip(tensors, symbols, strict=True)):
         ref = t.coarse_ref if t.coding != CODING_FLOAT32 and t.model_mode == MODEL_CONTEXT else NO_REF
-        out.append(ideal_bits(t, sym, symbols[ref] if ref != NO_REF else None))
+        mask = masks[i] if masks is not None else None
+        out.append(ideal_bits(t, sym, symbols[ref] if ref != NO_REF else None, mask))
     return out

@@ -30,8 +30,8 @@ from mvcodec.bitstream.tensor import (
     STEP_SCALAR,
 )
 from mvcodec.compress.coding import ExportedTensor, LatentContext, code_symbols, plan_for
-from mvcodec.compress.context import contexts, previous_rows
-from mvcodec.compress.gaussian import MIN_STD, gaussian_bits, group_stats
+from mvcodec.compress.context import context_stats, contexts, previous_rows
+from mvcodec.compress.gaussian import gaussian_bits, group_stats
 from mvcodec.compress.pruning import prunable
 from mvcodec.compress.steps import step_grid
 from mvcodec.model.base import Role
@@ -118,7 +118,7 @@ class CompressibleModel(nn.Module):
                     sym = torch.round(w)
                     c = None if coarse is None else torch.round(coarse)
                     ctx = contexts(w.shape, c, previous_rows(sym, period), w.device)
-                    mean, std = _context_stats(w, ctx, channels, extra_var=1 / 12)
+                    mean, std = context_stats(w, ctx, channels, extra_var=1 / 12)
                     stats.copy_(torch.stack([mean, std, torch.zeros_like(mean)]))
                     stats[2, 0], stats[2, 1] = sym.min(), sym.max()
                     at.fill_(self.step_index)
@@ -137,7 +137,7 @@ class CompressibleModel(nn.Module):
         y = y + torch.rand(y.shape, generator=self._generator(y.device, salt), device=y.device) - 0.5
         if not lazy:
             with torch.no_grad():
-                mean, std = _context_stats(y, ctx, channels)
+                mean, std = context_stats(y, ctx, channels)
                 lo, hi = torch.round(y).min(), torch.round(y).max()
         group = ctx * channels + torch.arange(channels, device=y.device).view(1, -1, 1, 1)
         return scale * gaussian_bits(y, mean[group], std[group], lo, hi)
@@ -222,11 +222,12 @@ class CompressibleModel(nn.Module):
     def rate_bits(self, rows: torch.Tensor | None = None) -> torch.Tensor | None:
         """The rate term R in bits (None without quantisation): the relaxed symbols' code length under
         Gaussians fitted to them, the tails beyond the extreme symbols folded as the range coder does.
-        With `rows` (the frames a batch reads), a tensor whose rows are frames is priced in those rows only,
-        scaled to the whole tensor, under its Gaussians measured on the whole tensor (not differentiated,
-        the noise's variance 1/12 added): an estimate exact on average over an epoch, at the cost of the
-        batch's rows. Its gradients reach each row once an epoch, as the distortion's do, which only the
-        row-lazy optimiser (train/optim.py) follows stably (BENCHMARKS.md, issue 14, experiments 6 and 7)."""
+        With `rows` (the frames a batch reads), a context-coded tensor whose rows are frames is priced in
+        those rows only, scaled to the whole tensor, under Gaussians measured on the whole tensor (not
+        differentiated, the noise's variance 1/12 added): an estimate exact on average over an epoch, at the
+        cost of the batch's rows. Its gradients reach each row once an epoch, as the distortion's do, which
+        only the row-lazy optimiser (train/optim.py) follows stably (BENCHMARKS.md, issue 14, experiments 6
+        and 7). Every other tensor is priced whole."""
         if not self.quantise:
             return None
         params = dict(self.base.named_parameters())
@@ -237,27 +238,15 @@ class CompressibleModel(nn.Module):
             if plan_for(spec).model_mode == MODEL_CONTEXT:
                 total = total + self._context_bits(spec, params, rows, 1000 + i)
                 continue
-            step, mask, axis = self.steps(spec), self.mask(spec.name), plan_for(spec).group_axis
-            w = params[spec.name]
-            if rows is not None and spec.rows == "frame" and mask is None:
-                with torch.no_grad():
-                    dims = tuple(d for d in range(w.ndim) if d != axis) if axis is not None else None
-                    var, mean = torch.var_mean(w, dim=dims, correction=0, keepdim=True)
-                    std = torch.sqrt(var + 1 / 12).clamp_min(MIN_STD)
-                w, scale = w[rows], spec.shape[0] / len(rows)
-            else:
-                mean = std = None
-                scale = 1.0
-            y = w if step is None else w / step
-            noise = torch.rand(y.shape, generator=self._generator(y.device, 1000 + i), device=y.device) - 0.5
-            y = y + noise
-            if mean is None:
-                mean, std = group_stats(y, mask, axis)
+            step, mask = self.steps(spec), self.mask(spec.name)
+            y = params[spec.name] if step is None else params[spec.name] / step
+            y = y + torch.rand(spec.shape, generator=self._generator(y.device, 1000 + i), device=y.device) - 0.5
+            mean, std = group_stats(y, mask, plan_for(spec).group_axis)
             with torch.no_grad():
                 rounded = torch.round(y)
                 kept = rounded if mask is None else rounded[mask]
                 lo, hi = (kept.min(), kept.max()) if kept.numel() else (rounded.new_zeros(()),) * 2
-            total = total + scale * gaussian_bits(y, mean, std, lo, hi, mask)
+            total = total + gaussian_bits(y, mean, std, lo, hi, mask)
         return total
 
     def param_groups(self, lr: float, step_lr: float) -> list[dict]:
@@ -312,18 +301,3 @@ def export_tensors(model: CompressibleModel, step_scale: float = 1.0) -> list[Ex
             context = LatentContext(ref, symbols_of.get(spec.coarse), model._row_period(spec))
         out.append(code_symbols(spec, symbols, steps, mask, plan, context=context))
     return out
-
-
-def _context_stats(
-    y: torch.Tensor, ctx: torch.Tensor, channels: int, extra_var: float = 0.0
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean and standard deviation (with extra_var added, floored at MIN_STD) of y in each context and
-    channel, index context * C + channel (mean 0, std 1 where empty), as compress.coding.context_stats."""
-    group = (ctx * channels + torch.arange(channels, device=y.device).view(1, -1, 1, 1)).flatten()
-    size = NUM_CONTEXTS * channels
-    y = y.detach().flatten().double()
-    n = torch.bincount(group, minlength=size).double()
-    mean = torch.bincount(group, y, minlength=size) / n.clamp_min(1)
-    var = torch.bincount(group, (y - mean[group]) ** 2, minlength=size) / n.clamp_min(1)
-    std = torch.sqrt(var + extra_var + 1e-12).clamp_min(MIN_STD)
-    return mean.float(), torch.where(n > 0, std, torch.ones_like(std)).float()
