@@ -240,7 +240,8 @@ class CompressibleModel(nn.Module):
                 continue
             step, mask = self.steps(spec), self.mask(spec.name)
             y = params[spec.name] if step is None else params[spec.name] / step
-            y = y + torch.rand(spec.shape, generator=self._generator(y.device, 1000 + i), device=y.device) - 0.5
+            noise = torch.rand(spec.shape, generator=self._generator(y.device, 1000 + i), device=y.device) - 0.5
+            y = y + noise
             mean, std = group_stats(y, mask, plan_for(spec).group_axis)
             with torch.no_grad():
                 rounded = torch.round(y)
