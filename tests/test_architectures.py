@@ -222,11 +222,61 @@ def test_pyramid_batches_quantise_their_own_frames_only():
             p.normal_(0, 3)
     model = CompressibleModel(net, cfg, quantise=True)
     view, frame = torch.tensor([1, 0]), torch.tensor([2, 3])
+    rows = torch.tensor([3, 6])  # view * frames + frame, sorted
     full = model.effective_params(hard=True)
-    part = model.effective_params(hard=True, rows=view * cfg.frames + frame)
+    part = model.effective_params(hard=True, rows=rows)
+    assert part["frame_grids.0"].shape[0] == 2 and part["view_grids.0"].shape[0] == 2  # 2 frame rows, 2 views
     out_full = torch.func.functional_call(net, full, (view, frame))
-    out_part = torch.func.functional_call(net, part, (view, frame))
+    out_part = torch.func.functional_call(net, part, (view, frame), {"rows": rows})
     assert torch.equal(out_full, out_part)  # the network reads no other row
+
+
+@pytest.mark.parametrize("quantise", [False, True])
+def test_a_training_step_on_the_batchs_rows_alone_has_the_whole_tensors_gradients(quantise):
+    """start_batch: the forward and the rate term differentiate copies of the batch's rows; their gradients
+    equal those of the whole tensors in those rows (zero elsewhere), and RowAdam takes them."""
+    from mvcodec.model.pyramid import PyramidConfig
+    from mvcodec.train.optim import RowAdam
+
+    arch = by_name("mv-pyramid")
+    cfg = PyramidConfig(2, 4, 16, 24, levels=2, hidden=8)
+    torch.manual_seed(0)
+    net = arch.build(cfg)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.normal_(0, 2)
+    model = CompressibleModel(net, cfg, quantise=quantise).train()
+    model.set_step(10, 10)  # Quant-Noise at rate 1 (its draws take the shape of what is quantised)
+    view, frame = torch.tensor([1, 0]), torch.tensor([2, 3])
+
+    def loss_of(out):
+        rate = model.rate_bits(rows) if quantise else 0.0
+        return (out - 0.5).square().mean() + 1e-4 * rate
+
+    rows = model.start_batch(view, frame)
+    loss_of(model(view, frame)).backward()
+    compact = model.batch_grads()
+    params = dict(net.named_parameters())
+    assert {p for p in compact} == {params[n] for n in params if n.startswith("frame_grids")}
+    reference = {n: p.grad.clone() for n, p in params.items() if p.grad is not None}
+    for p in net.parameters():
+        p.grad = None
+    model._batch = None  # the same step on the whole tensors (as before start_batch existed)
+    out = torch.func.functional_call(net, model.effective_params(), (view, frame))
+    rows = None if not quantise else rows
+    loss_of(out).backward()
+    for name, p in params.items():
+        if name.startswith("frame_grids"):
+            g = compact[p]
+            assert torch.allclose(g, p.grad[torch.tensor([3, 6])], atol=1e-6), name
+            assert int((p.grad.abs().sum(dim=(1, 2, 3)) > 0).sum()) <= 2, name
+        else:
+            assert torch.allclose(reference[name], p.grad, atol=1e-6), name
+    opt = RowAdam([{"params": [params["frame_grids.0"]], "rows": True}], lr=0.1)
+    before = params["frame_grids.0"].detach().clone()
+    opt.step(rows=torch.tensor([3, 6]), grads={params["frame_grids.0"]: compact[params["frame_grids.0"]]})
+    moved = (params["frame_grids.0"].detach() != before).flatten(1).any(dim=1)
+    assert moved.nonzero().flatten().tolist() == [3, 6]
 
 
 def test_pyramid_sweep_encodes_a_registered_variant():

@@ -94,6 +94,7 @@ class CompressibleModel(nn.Module):
         self.step_index = 0
         self.plain = not quantise and not self.masks()  # the network runs on its own parameters
         self.frame_rows = any(spec.rows == "frame" for spec in self.layout)
+        self._batch: tuple[torch.Tensor, dict[str, torch.Tensor]] | None = None  # see start_batch
 
     def _lazy_context(self, spec) -> bool:
         """Whether a tensor is context-coded and priced in a batch's rows only."""
@@ -126,7 +127,7 @@ class CompressibleModel(nn.Module):
                 prev = torch.round(w[(rows - 1).clamp_min(0)]) * (rows % period != 0).view(-1, 1, 1, 1)
                 c = None if coarse is None else torch.round(coarse[rows])
                 ctx = contexts((len(rows), *w.shape[1:]), c, prev, w.device)
-            y, scale = w[rows], spec.shape[0] / len(rows)
+            y, scale = self._rows_of(spec.name, w, rows), spec.shape[0] / len(rows)
             mean, std, lo, hi = stats[0], stats[1], stats[2, 0], stats[2, 1]
         else:
             y, scale = w, 1.0
@@ -184,40 +185,91 @@ class CompressibleModel(nn.Module):
         g.manual_seed((self.noise_seed * 1_000_003 + self.step_index * 7919 + salt) % (2**63))
         return g
 
+    def _compact(self, spec) -> bool:
+        """Whether a tensor's rows are frames the optimiser updates row by row (unpruned frame-row tensors)."""
+        return spec.rows == "frame" and self.mask(spec.name) is None
+
+    def _rows_of(self, name: str, w: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        """w[rows]: the started batch's leaf where `rows` are its rows, else an indexed copy."""
+        if self._batch is not None and self._batch[0] is rows and name in self._batch[1]:
+            return self._batch[1][name]
+        return w[rows]
+
     def effective_params(self, hard: bool | None = None, rows: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """The parameters the network runs on: masked, and quantised (fully, or by Quant-Noise in training).
-        With `rows` (the frames a batch reads), a tensor whose rows are frames is quantised in those rows only:
-        the network reads no other."""
+        With `rows` (sorted, distinct: the frames a batch reads), an unpruned tensor whose rows are frames is
+        given in those rows only, in that order (the network is then called with rows=rows)."""
         hard = (not self.training) if hard is None else hard
         params = dict(self.base.named_parameters())
         out = {}
         for i, spec in enumerate(self.layout):
             w = params[spec.name]
+            part = rows is not None and self._compact(spec)
+            if part:
+                w = self._rows_of(spec.name, w, rows)
             m = self.mask(spec.name)
             if m is not None:
                 w = w * m
             if self.quantise:
-                part = rows is not None and spec.rows == "frame" and m is None
                 step = self.steps(spec)
-                y = w[rows] if part else w
-                y = y if step is None else y / step
+                y = w if step is None else w / step
                 q = round_ste(y)
                 if not hard and self.noise_rate < 1.0:
                     pick = torch.rand(y.shape, generator=self._generator(w.device, i), device=w.device)
                     q = torch.where(pick < self.noise_rate, q, y)
-                q = q if step is None else q * step
-                w = w.index_put((rows,), q) if part else q
+                w = q if step is None else q * step
             out[spec.name] = w
         return out
 
     def batch_rows(self, view: torch.Tensor, frame: torch.Tensor) -> torch.Tensor | None:
-        """The rows of the frame-row tensors a training batch reads (None in eval mode or without such tensors)."""
+        """The rows of the frame-row tensors a training batch reads, sorted (None in eval mode or without such
+        tensors)."""
         return torch.unique(view * self.cfg.frames + frame) if self.training and self.frame_rows else None
 
+    def start_batch(self, view: torch.Tensor, frame: torch.Tensor) -> torch.Tensor | None:
+        """Before a training step: the batch's rows (batch_rows), each unpruned frame-row tensor's rows copied
+        to a leaf tensor of its own, which the step's forward and rate term read. The step then never touches
+        the whole tensors (at 320x180 x 64 frames, 4.9M values filled with zero gradients, copied and clipped
+        at every step: BENCHMARKS.md, issue 14, experiment 12); batch_grads() hands the leaves' gradients to
+        the row-lazy optimiser, which updates those rows alone."""
+        rows = self.batch_rows(view, frame)
+        self._batch = None
+        if rows is not None:
+            params = dict(self.base.named_parameters())
+            leaves = {
+                spec.name: params[spec.name].detach()[rows].requires_grad_()
+                for spec in self.layout
+                if self._compact(spec)
+            }
+            self._batch = (rows, leaves)
+        return rows
+
+    def batch_leaves(self) -> list[torch.Tensor]:
+        """The started batch's leaf tensors (their .grad after backward)."""
+        return [] if self._batch is None else list(self._batch[1].values())
+
+    def batch_grads(self) -> dict[torch.Tensor, torch.Tensor]:
+        """After backward: the gradient of each frame-row parameter in the started batch's rows (parameter ->
+        gradient of shape (len(rows), ...)), for RowAdam.step(rows, grads)."""
+        if self._batch is None:
+            return {}
+        params = dict(self.base.named_parameters())
+        return {params[name]: leaf.grad for name, leaf in self._batch[1].items() if leaf.grad is not None}
+
     def forward(self, view: torch.Tensor, frame: torch.Tensor) -> torch.Tensor:
-        if self.plain:
-            return self.base(view, frame)
-        return functional_call(self.base, self.effective_params(rows=self.batch_rows(view, frame)), (view, frame))
+        if not (self.training and self.frame_rows):
+            if self.plain:
+                return self.base(view, frame)
+            return functional_call(self.base, self.effective_params(), (view, frame))
+        rows = self.batch_rows(view, frame)
+        if self._batch is None or not torch.equal(self._batch[0], rows):
+            rows = self.start_batch(view, frame)
+        else:
+            rows = self._batch[0]
+        params = self.effective_params(rows=rows)
+        if self.plain:  # the batch's leaves, every other tensor as it is
+            params = {name: params[name] for name in self._batch[1]}
+        return functional_call(self.base, params, (view, frame), {"rows": rows})
 
     def rate_bits(self, rows: torch.Tensor | None = None) -> torch.Tensor | None:
         """The rate term R in bits (None without quantisation): the relaxed symbols' code length under

@@ -14,7 +14,9 @@ An architecture is one module holding a subclass of `Architecture` and its confi
         def describe(self, cfg): ...         # one line for mvinfo and mvenc
 
 The network that `build` returns maps index tensors (view, frame) of shape (B,) to RGB (B, 3, height, width)
-in [0, 1]; its named parameters are exactly the layout's names and shapes.
+in [0, 1]; its named parameters are exactly the layout's names and shapes. A network with frame-row tensors
+(ParamSpec.rows == "frame") also takes `rows` (sorted row indices): when given, those tensors hold only these
+rows of axis 0, in that order (training hands it a batch's rows alone).
 """
 
 from __future__ import annotations

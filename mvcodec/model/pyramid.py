@@ -90,23 +90,28 @@ class MVPyramid(nn.Module):
             [nn.Conv2d(cfg.in_channels, h, 1), nn.Conv2d(h, h, 1), nn.Conv2d(h, 3, 3, padding=1)]
         )
 
-    def latents(self, view: torch.Tensor, frame: torch.Tensor) -> torch.Tensor:
-        """Every level's grids at the frame size, concatenated (B, in_channels, height, width)."""
+    def latents(self, view: torch.Tensor, frame: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
+        """Every level's grids at the frame size, concatenated (B, in_channels, height, width). With `rows`
+        (sorted), the view-and-frame grids hold only those rows of view * frames + frame (a training batch's)."""
         cfg, out = self.cfg, []
+        index = view * cfg.frames + frame
+        if rows is not None:
+            index = torch.searchsorted(rows, index)
         for level in range(cfg.levels):
             parts = []
             if cfg.view_channels:
                 parts.append(self.view_grids[level][view])
             if level in cfg.frame_levels():
-                parts.append(self.frame_grids[str(level)][view * cfg.frames + frame])
+                parts.append(self.frame_grids[str(level)][index])
             x = torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]
+            x = x.contiguous(memory_format=torch.channels_last)  # the 1x1 convs are 2-4x faster channels-last
             if level:
                 x = F.interpolate(x, size=(cfg.height, cfg.width), mode="bilinear", align_corners=False)
             out.append(x)
         return torch.cat(out, dim=1)
 
-    def forward(self, view: torch.Tensor, frame: torch.Tensor) -> torch.Tensor:
-        x = F.gelu(self.synth[0](self.latents(view, frame)))
+    def forward(self, view: torch.Tensor, frame: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
+        x = F.gelu(self.synth[0](self.latents(view, frame, rows)))
         x = F.gelu(self.synth[1](x))
         return torch.sigmoid(self.synth[2](x))
 

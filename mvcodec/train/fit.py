@@ -343,19 +343,19 @@ def fit(
                     )
                 if cuda:
                     target = target.contiguous(memory_format=torch.channels_last)
+                rows = model.start_batch(view, frame)
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
                     pred = forward(view, frame)
                 if tcfg.loss == "mse-yuv":
                     loss = yuv_mse_loss(pred.float(), store.yuv(view, frame), store.bit_depth, store.color)
                 else:
                     loss = motion_aware_loss(pred.float(), target, mask, tcfg.alpha, tcfg.motion_weight)
-                rows = model.batch_rows(view, frame)
                 if tcfg.rate_weight and (rate := model.rate_bits(rows)) is not None:
                     loss = loss + tcfg.rate_weight * rate / pixels
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
-                torch.nn.utils.clip_grad_norm_(model.parameters(), tcfg.grad_clip)
-                opt.step(rows=rows)
+                torch.nn.utils.clip_grad_norm_([*model.parameters(), *model.batch_leaves()], tcfg.grad_clip)
+                opt.step(rows=rows, grads=model.batch_grads())
                 loss_sum += loss.detach()
                 mse_sum += F.mse_loss(pred.detach().float(), target)
                 frames_seen += len(idx)
