@@ -201,3 +201,25 @@ def test_damaged_mv_pyramid_streams_fail_cleanly(tmp_path):
             assert "\n" not in str(e)
             outcomes.add(e.exit_code)
     assert len(outcomes) >= 3, outcomes
+
+
+def test_the_latent_entropy_tool_bounds_the_models_by_the_symbols_own_frequencies(tmp_path):
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    path, _ = _pyramid_stream(tmp_path / "p.mvinr")
+    tool = Path(__file__).resolve().parents[1] / "tools" / "latent_entropy.py"
+    out = tmp_path / "rows.json"
+    r = subprocess.run([sys.executable, str(tool), str(path), "--json", str(out)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    rows = json.loads(out.read_text())["rows"]
+    assert [row["name"] for row in rows[:-1]] == [
+        f"{kind}.{level}" for kind in ("view_grids", "frame_grids") for level in (2, 1, 0)
+    ]
+    for row in rows[:-1]:  # no model that codes a context's symbols alike beats their empirical entropy
+        assert 0 < row["histogram"] <= min(row["refit"], row["laplace"]) + 1e-9, row
+    total = rows[-1]
+    assert total["stored"] == pytest.approx(sum(row["stored"] for row in rows[:-1]))
+    assert "| total |" in r.stdout
