@@ -50,3 +50,35 @@ def test_pricing_a_batchs_rows_estimates_the_whole_tensors_rate():
         batches = [torch.tensor([r, r + 1]) for r in range(0, 8, 2)]
         estimate = sum(float(model.rate_bits(rows)) for rows in batches) / len(batches)
     assert abs(estimate / full - 1) < 0.03, (estimate, full)
+
+
+def test_per_row_statistics_stay_those_of_the_whole_tensor_as_rows_are_stepped():
+    """end_batch updates the statistics of the stepped rows and of the rows whose contexts read them, so the
+    Gaussians a batch is priced under equal those measured afresh over the whole tensor."""
+    from mvcodec.compress.qat import CompressibleModel
+    from mvcodec.model.pyramid import MVPyramid, PyramidConfig
+
+    torch.manual_seed(2)
+    cfg = PyramidConfig(2, 4, 24, 40, levels=3)
+    base = MVPyramid(cfg)
+    with torch.no_grad():
+        for name, p in base.named_parameters():
+            if "grids" in name:
+                p.copy_(torch.randn(p.shape) * 1.5)
+    model = CompressibleModel(base, cfg, quantise=True).train()
+    view, frame = torch.tensor([0, 1]), torch.tensor([1, 2])
+    rows = model.start_batch(view, frame)
+    with torch.no_grad():
+        model.rate_bits(rows)  # measures every row once
+    with torch.no_grad():
+        for name, p in base.named_parameters():
+            if name.startswith("frame_grids"):
+                p[rows] += 2.0 * torch.randn(p[rows].shape)  # what an optimiser step does to the batch's rows
+    model.end_batch()
+    for spec in model.layout:
+        if spec.name.startswith("frame_grids"):
+            key = spec.name.replace(".", "_")
+            kept = getattr(model, f"rowstats_{key}").clone(), getattr(model, f"rowrange_{key}").clone()
+            model.update_rows(spec)  # afresh, every row
+            assert torch.allclose(kept[0], getattr(model, f"rowstats_{key}")), spec.name
+            assert torch.equal(kept[1], getattr(model, f"rowrange_{key}")), spec.name

@@ -31,7 +31,7 @@ from mvcodec.bitstream.tensor import (
 )
 from mvcodec.compress.coding import ExportedTensor, LatentContext, code_symbols, plan_for
 from mvcodec.compress.context import context_stats, contexts, previous_rows
-from mvcodec.compress.gaussian import gaussian_bits, group_stats
+from mvcodec.compress.gaussian import MIN_STD, gaussian_bits, group_stats
 from mvcodec.compress.pruning import prunable
 from mvcodec.compress.steps import step_grid
 from mvcodec.model.base import Role
@@ -40,7 +40,6 @@ from mvcodec.model.registry import arch_of
 INIT_LEVELS = 63  # initial steps: the largest weight of a row or channel is 63 steps (7-bit symbols)
 NOISE_RAMP = 0.75  # the Quant-Noise rate reaches 1 after this fraction of the QAT steps
 NOISE_START = 0.1
-CONTEXT_REFRESH = 16  # steps between measurements of a frame-row tensor's Gaussians over all its rows
 
 
 def round_ste(x: torch.Tensor) -> torch.Tensor:
@@ -85,10 +84,13 @@ class CompressibleModel(nn.Module):
             for spec in self.layout:
                 if spec.role is not Role.LATENT:
                     self._init_steps(spec, params[spec.name].detach())
-                elif self._lazy_context(spec):  # its Gaussians, measured every CONTEXT_REFRESH steps (checkpointed)
-                    c, device = spec.shape[1], params[spec.name].device
-                    self.register_buffer(f"ctxstats_{_key(spec.name)}", torch.zeros(3, NUM_CONTEXTS * c, device=device))
-                    self.register_buffer(f"ctxstep_{_key(spec.name)}", torch.full((), -1, device=device))
+                elif self._lazy_context(spec):  # per-row statistics of its Gaussians (see update_rows; checkpointed)
+                    n, c, device = spec.shape[0], spec.shape[1], params[spec.name].device
+                    stats = torch.zeros(n, 3, NUM_CONTEXTS * c, dtype=torch.float64, device=device)
+                    key = _key(spec.name)
+                    self.register_buffer(f"rowstats_{key}", stats)
+                    self.register_buffer(f"rowrange_{key}", torch.zeros(n, 2, device=device))
+                    self.register_buffer(f"rowready_{key}", torch.zeros((), dtype=torch.bool, device=device))
         self.noise_rate = 1.0
         self.noise_seed = 0
         self.step_index = 0
@@ -107,28 +109,26 @@ class CompressibleModel(nn.Module):
         """Rate of a context-coded latent (unit step): the relaxed symbols under the Gaussian of their
         context (from the rounded coarse level and previous frame), the Gaussians measured on the tensor
         (not differentiated). A frame-row tensor with `rows` is priced in those rows, scaled to all, under
-        Gaussians measured on all its rows every CONTEXT_REFRESH steps."""
+        Gaussians of all its rows from the per-row statistics that update_rows keeps current."""
         w, period, channels = params[spec.name], self._row_period(spec), spec.shape[1]
         coarse = params[spec.coarse] if spec.coarse else None
         lazy = rows is not None and self._lazy_context(spec)
         if lazy:
             key = _key(spec.name)
-            stats, at = getattr(self, f"ctxstats_{key}"), getattr(self, f"ctxstep_{key}")
-            if int(at) < 0 or int(at) // CONTEXT_REFRESH != self.step_index // CONTEXT_REFRESH:
-                with torch.no_grad():
-                    sym = torch.round(w)
-                    c = None if coarse is None else torch.round(coarse)
-                    ctx = contexts(w.shape, c, previous_rows(sym, period), w.device)
-                    mean, std = context_stats(w, ctx, channels, extra_var=1 / 12)
-                    stats.copy_(torch.stack([mean, std, torch.zeros_like(mean)]))
-                    stats[2, 0], stats[2, 1] = sym.min(), sym.max()
-                    at.fill_(self.step_index)
+            if not bool(getattr(self, f"rowready_{key}")):
+                self.update_rows(spec, params, None)
+            table, span = getattr(self, f"rowstats_{key}"), getattr(self, f"rowrange_{key}")
+            count, total, squares = table.sum(dim=0)
+            n = count.clamp_min(1)
+            mean = total / n
+            std = torch.sqrt((squares / n - mean * mean).clamp_min(0) + 1 / 12 + 1e-12).clamp_min(MIN_STD)
+            mean, std = mean.float(), torch.where(count > 0, std, torch.ones_like(std)).float()
+            lo, hi = span[:, 0].min(), span[:, 1].max()
             with torch.no_grad():
                 prev = torch.round(w[(rows - 1).clamp_min(0)]) * (rows % period != 0).view(-1, 1, 1, 1)
                 c = None if coarse is None else torch.round(coarse[rows])
                 ctx = contexts((len(rows), *w.shape[1:]), c, prev, w.device)
             y, scale = self._rows_of(spec.name, w, rows), spec.shape[0] / len(rows)
-            mean, std, lo, hi = stats[0], stats[1], stats[2, 0], stats[2, 1]
         else:
             y, scale = w, 1.0
             with torch.no_grad():
@@ -142,6 +142,44 @@ class CompressibleModel(nn.Module):
                 lo, hi = torch.round(y).min(), torch.round(y).max()
         group = ctx * channels + torch.arange(channels, device=y.device).view(1, -1, 1, 1)
         return scale * gaussian_bits(y, mean[group], std[group], lo, hi)
+
+    @torch.no_grad()
+    def update_rows(self, spec, params: dict | None = None, rows: torch.Tensor | None = None) -> None:
+        """Measure a batch-row-priced tensor's statistics in `rows` (all where None): per row, the count, sum
+        and sum of squares of its values in each context and channel, and its symbol range. Called after
+        every optimiser step for the rows it moved and the rows after them (whose contexts read them), so
+        the Gaussians under which a batch is priced are those of the current values (measured only every 16
+        steps, they let the rate of a frame-grid level run away: BENCHMARKS.md, issue 14, experiment 15)."""
+        params = dict(self.base.named_parameters()) if params is None else params
+        w, period, channels = params[spec.name].detach(), self._row_period(spec), spec.shape[1]
+        coarse = params[spec.coarse].detach() if spec.coarse else None
+        key = _key(spec.name)
+        table, span = getattr(self, f"rowstats_{key}"), getattr(self, f"rowrange_{key}")
+        if rows is None:
+            rows = torch.arange(spec.shape[0], device=w.device)
+        sym = torch.round(w[rows])
+        prev = torch.round(w[(rows - 1).clamp_min(0)]) * (rows % period != 0).view(-1, 1, 1, 1)
+        ctx = contexts(sym.shape, None if coarse is None else torch.round(coarse[rows]), prev, w.device)
+        size = NUM_CONTEXTS * channels
+        group = ctx * channels + torch.arange(channels, device=w.device).view(1, -1, 1, 1)
+        group = (group + size * torch.arange(len(rows), device=w.device).view(-1, 1, 1, 1)).flatten()
+        y = w[rows].flatten().double()
+        for i, weights in enumerate((None, y, y * y)):
+            table[rows, i] = torch.bincount(group, weights, minlength=size * len(rows)).view(len(rows), size).double()
+        span[rows, 0] = sym.flatten(1).min(dim=1).values
+        span[rows, 1] = sym.flatten(1).max(dim=1).values
+        getattr(self, f"rowready_{key}").fill_(True)
+
+    def end_batch(self) -> None:
+        """After the optimiser step of a started batch: update_rows for its rows and the rows after them."""
+        if self._batch is None or not self.quantise:
+            return
+        rows = self._batch[0]
+        params = dict(self.base.named_parameters())
+        for spec in self.layout:
+            if self._lazy_context(spec) and bool(getattr(self, f"rowready_{_key(spec.name)}")):
+                after = rows[(rows + 1) % self._row_period(spec) != 0] + 1
+                self.update_rows(spec, params, torch.unique(torch.cat([rows, after])))
 
     def _init_steps(self, spec, w: torch.Tensor) -> None:
         plan = plan_for(spec)

@@ -35,8 +35,9 @@ from mvcodec.progress import Progress
 from mvcodec.train.loss import LOSSES, motion_aware_loss, yuv_mse_loss
 from mvcodec.train.optim import RowAdam
 
-# 2: every phase checkpoints the CompressibleModel (keys model/base.*), with its arch; 3: row-lazy Adam state
-CHECKPOINT_VERSION = 3
+# 2: every phase checkpoints the CompressibleModel (keys model/base.*), with its arch; 3: row-lazy Adam state;
+# 4: per-row statistics of the batch-row-priced latents
+CHECKPOINT_VERSION = 4
 
 
 @dataclass(frozen=True)
@@ -356,6 +357,7 @@ def fit(
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_([*model.parameters(), *model.batch_leaves()], tcfg.grad_clip)
                 opt.step(rows=rows, grads=model.batch_grads())
+                model.end_batch()
                 loss_sum += loss.detach()
                 mse_sum += F.mse_loss(pred.detach().float(), target)
                 frames_seen += len(idx)
