@@ -289,3 +289,36 @@ def test_ctrl_c_during_mvenc_keeps_a_checkpoint_that_resume_finishes(tmp_path):
     assert done.returncode == 0, done.stderr
     assert out.exists() and not (tmp_path / "o.mvinr.ckpt").exists()  # written: the checkpoint is not needed
     assert json.loads((tmp_path / "s.json").read_text())["bytes"] == out.stat().st_size
+
+
+def test_an_mv_pyramid_qat_resumed_equals_an_uninterrupted_one(tmp_path):
+    """The row-lazy optimiser's state and the per-row statistics of the latents' Gaussians are checkpointed."""
+    from dataclasses import replace
+
+    from mvcodec.model.pyramid import MVPyramid, PyramidConfig
+
+    def tiny():
+        torch.manual_seed(4)
+        cfg = PyramidConfig(2, 3, 36, 64, levels=3, hidden=8)
+        model = CompressibleModel(MVPyramid(cfg), cfg, quantise=True)
+        return model, TrainingData(FrameStore(moving_square_source(), torch.device("cpu")), None, "x")
+
+    tcfg = replace(train_config("fast", epochs=4, checkpoint_every=1, seed=3), loss="mse-yuv", rate_weight=1e-2)
+    model, data = tiny()
+    fit(model, data, tcfg, progress=False)
+    uninterrupted = [t.clone() for t in model.state_dict().values()]
+
+    ckpt = Checkpoint(tmp_path / "run.ckpt")
+    model, data = tiny()
+
+    def stop(epoch, loss):
+        if epoch == 2:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    with pytest.raises(KeyboardInterrupt):
+        fit(model, data, tcfg, checkpoint=ckpt, progress=False, on_epoch=stop)
+    model, data = tiny()
+    fit(model, data, tcfg, checkpoint=ckpt, progress=False)
+    assert any(k.startswith("rowstats_") for k in model.state_dict())
+    for a, b in zip(uninterrupted, model.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
