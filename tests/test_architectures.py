@@ -210,16 +210,21 @@ def test_mv_pyramid_round_trips_through_mvenc_and_mvdec(tmp_path, capsys):
     assert "decoded 2 views x 3 frames" in out
 
 
-def test_pyramid_batches_quantise_their_own_frames_only():
+def _random_pyramid(std: float):
+    """An MV-Pyramid (2 views x 4 frames x 16x24, 2 levels, width 8), every parameter drawn from N(0, std)."""
     from mvcodec.model.pyramid import PyramidConfig
 
-    arch = by_name("mv-pyramid")
     cfg = PyramidConfig(2, 4, 16, 24, levels=2, hidden=8)
     torch.manual_seed(0)
-    net = arch.build(cfg)
+    net = by_name("mv-pyramid").build(cfg)
     with torch.no_grad():
         for p in net.parameters():
-            p.normal_(0, 3)
+            p.normal_(0, std)
+    return net, cfg
+
+
+def test_pyramid_batches_quantise_their_own_frames_only():
+    net, cfg = _random_pyramid(3)
     model = CompressibleModel(net, cfg, quantise=True)
     view, frame = torch.tensor([1, 0]), torch.tensor([2, 3])
     rows = torch.tensor([3, 6])  # view * frames + frame, sorted
@@ -235,16 +240,9 @@ def test_pyramid_batches_quantise_their_own_frames_only():
 def test_a_training_step_on_the_batchs_rows_alone_has_the_whole_tensors_gradients(quantise):
     """start_batch: the forward and the rate term differentiate copies of the batch's rows; their gradients
     equal those of the whole tensors in those rows (zero elsewhere), and RowAdam takes them."""
-    from mvcodec.model.pyramid import PyramidConfig
     from mvcodec.train.optim import RowAdam
 
-    arch = by_name("mv-pyramid")
-    cfg = PyramidConfig(2, 4, 16, 24, levels=2, hidden=8)
-    torch.manual_seed(0)
-    net = arch.build(cfg)
-    with torch.no_grad():
-        for p in net.parameters():
-            p.normal_(0, 2)
+    net, cfg = _random_pyramid(2)
     model = CompressibleModel(net, cfg, quantise=quantise).train()
     model.set_step(10, 10)  # Quant-Noise at rate 1 (its draws take the shape of what is quantised)
     view, frame = torch.tensor([1, 0]), torch.tensor([2, 3])

@@ -33,18 +33,24 @@ def test_rows_a_batch_does_not_read_stay_put_and_read_rows_move_as_adam_alone_wo
     assert not torch.equal(lazy.detach()[4], before[4]) and len(opt.state[dense]) > 0
 
 
-def test_pricing_a_batchs_rows_estimates_the_whole_tensors_rate():
+def _pyramid(config: dict, draw):
+    """A quantising MV-Pyramid (2 views x 4 frames x 24x40, 3 levels) in training mode, its grids drawn."""
     from mvcodec.compress.qat import CompressibleModel
     from mvcodec.model.pyramid import MVPyramid, PyramidConfig
 
-    torch.manual_seed(1)
-    cfg = PyramidConfig(2, 4, 24, 40, levels=3, view_channels=0)  # the frame grids' rate is nearly all of it
+    cfg = PyramidConfig(2, 4, 24, 40, levels=3, **config)
     base = MVPyramid(cfg)
     with torch.no_grad():
         for name, p in base.named_parameters():
             if "grids" in name:
-                p.copy_(torch.randn(p.shape) * 1.5 * (torch.rand(p.shape) < 0.3))
-    model = CompressibleModel(base, cfg, quantise=True).train()
+                p.copy_(draw(p.shape))
+    return CompressibleModel(base, cfg, quantise=True).train()
+
+
+def test_pricing_a_batchs_rows_estimates_the_whole_tensors_rate():
+    torch.manual_seed(1)
+    # the frame grids' rate is nearly all of it
+    model = _pyramid(dict(view_channels=0), lambda shape: torch.randn(shape) * 1.5 * (torch.rand(shape) < 0.3))
     with torch.no_grad():
         full = float(model.rate_bits(None))
         batches = [torch.tensor([r, r + 1]) for r in range(0, 8, 2)]
@@ -55,17 +61,9 @@ def test_pricing_a_batchs_rows_estimates_the_whole_tensors_rate():
 def test_per_row_statistics_stay_those_of_the_whole_tensor_as_rows_are_stepped():
     """end_batch updates the statistics of the stepped rows and of the rows whose contexts read them, so the
     Gaussians a batch is priced under equal those measured afresh over the whole tensor."""
-    from mvcodec.compress.qat import CompressibleModel
-    from mvcodec.model.pyramid import MVPyramid, PyramidConfig
-
     torch.manual_seed(2)
-    cfg = PyramidConfig(2, 4, 24, 40, levels=3)
-    base = MVPyramid(cfg)
-    with torch.no_grad():
-        for name, p in base.named_parameters():
-            if "grids" in name:
-                p.copy_(torch.randn(p.shape) * 1.5)
-    model = CompressibleModel(base, cfg, quantise=True).train()
+    model = _pyramid({}, lambda shape: torch.randn(shape) * 1.5)
+    base = model.base
     view, frame = torch.tensor([0, 1]), torch.tensor([1, 2])
     rows = model.start_batch(view, frame)
     with torch.no_grad():

@@ -26,22 +26,18 @@ import torch
 
 from mvcodec.bitstream import read_index, read_segment_tensors
 from mvcodec.bitstream.tensor import MODEL_CONTEXT, NO_REF
-from mvcodec.compress.context import CLAMP, NUM_CONTEXTS
+from mvcodec.compress.context import CLAMP, NUM_CONTEXTS, context_stats
 from mvcodec.compress.decoding import decode_segment, ideal_bits, tensor_contexts
-from mvcodec.compress.gaussian import MIN_STD, gaussian_bits
+from mvcodec.compress.gaussian import gaussian_bits
 
 
 def gaussian_fit_bits(symbols: np.ndarray, ctx: np.ndarray, channels: int) -> float:
-    """Ideal bits of the symbols under a Gaussian per (context, channel) fitted to them (mean and standard
-    deviation, floored at the codec's MIN_STD)."""
+    """Ideal bits of the symbols under a Gaussian per (context, channel) fitted to them (context_stats)."""
     y = torch.from_numpy(symbols.astype(np.float64))
-    group = torch.from_numpy(ctx).long() * channels + torch.arange(channels).view(1, -1, 1, 1)
-    flat, size = group.flatten(), int(group.max()) + 1
-    n = torch.bincount(flat, minlength=size).double().clamp_min(1)
-    mean = torch.bincount(flat, y.flatten(), minlength=size) / n
-    var = torch.bincount(flat, (y.flatten() - mean[flat]) ** 2, minlength=size) / n
-    std = torch.sqrt(var).clamp_min(MIN_STD)
-    return float(gaussian_bits(y, mean[group], std[group], y.min(), y.max()))
+    c = torch.from_numpy(ctx).long()
+    means, stds = context_stats(y, c, channels, count=int(c.max()) + 1)
+    group = c * channels + torch.arange(channels).view(1, -1, 1, 1)
+    return float(gaussian_bits(y, means[group].double(), stds[group].double(), y.min(), y.max()))
 
 
 def laplace_cdf(x: np.ndarray, mu: float, b: float) -> np.ndarray:

@@ -30,8 +30,8 @@ from mvcodec.bitstream.tensor import (
     STEP_SCALAR,
 )
 from mvcodec.compress.coding import ExportedTensor, LatentContext, code_symbols, plan_for
-from mvcodec.compress.context import context_stats, contexts, previous_rows
-from mvcodec.compress.gaussian import MIN_STD, gaussian_bits, group_stats
+from mvcodec.compress.context import context_stats, contexts, gaussians, previous_rows
+from mvcodec.compress.gaussian import gaussian_bits, group_stats
 from mvcodec.compress.pruning import prunable
 from mvcodec.compress.steps import step_grid
 from mvcodec.model.base import Role
@@ -119,15 +119,12 @@ class CompressibleModel(nn.Module):
                 self.update_rows(spec, params, None)
             table, span = getattr(self, f"rowstats_{key}"), getattr(self, f"rowrange_{key}")
             count, total, squares = table.sum(dim=0)
-            n = count.clamp_min(1)
-            mean = total / n
-            std = torch.sqrt((squares / n - mean * mean).clamp_min(0) + 1 / 12 + 1e-12).clamp_min(MIN_STD)
-            mean, std = mean.float(), torch.where(count > 0, std, torch.ones_like(std)).float()
+            mean = total / count.clamp_min(1)
+            var = (squares / count.clamp_min(1) - mean * mean).clamp_min(0)
+            mean, std = gaussians(count, mean, var, extra_var=1 / 12)
             lo, hi = span[:, 0].min(), span[:, 1].max()
             with torch.no_grad():
-                prev = torch.round(w[(rows - 1).clamp_min(0)]) * (rows % period != 0).view(-1, 1, 1, 1)
-                c = None if coarse is None else torch.round(coarse[rows])
-                ctx = contexts((len(rows), *w.shape[1:]), c, prev, w.device)
+                ctx = self._row_contexts(spec, w, coarse, rows)
             y, scale = self._rows_of(spec.name, w, rows), spec.shape[0] / len(rows)
         else:
             y, scale = w, 1.0
@@ -143,6 +140,14 @@ class CompressibleModel(nn.Module):
         group = ctx * channels + torch.arange(channels, device=y.device).view(1, -1, 1, 1)
         return scale * gaussian_bits(y, mean[group], std[group], lo, hi)
 
+    def _row_contexts(self, spec, w: torch.Tensor, coarse: torch.Tensor | None, rows: torch.Tensor) -> torch.Tensor:
+        """The contexts of a frame-row tensor's `rows` from the rounded values of its coarser level's rows and
+        of the previous rows (none for the first row of a run)."""
+        period = self._row_period(spec)
+        prev = torch.round(w[(rows - 1).clamp_min(0)]) * (rows % period != 0).view(-1, 1, 1, 1)
+        c = None if coarse is None else torch.round(coarse[rows])
+        return contexts((len(rows), *w.shape[1:]), c, prev, w.device)
+
     @torch.no_grad()
     def update_rows(self, spec, params: dict | None = None, rows: torch.Tensor | None = None) -> None:
         """Measure a batch-row-priced tensor's statistics in `rows` (all where None): per row, the count, sum
@@ -151,23 +156,23 @@ class CompressibleModel(nn.Module):
         the Gaussians under which a batch is priced are those of the current values (measured only every 16
         steps, they let the rate of a frame-grid level run away: BENCHMARKS.md, issue 14, experiment 15)."""
         params = dict(self.base.named_parameters()) if params is None else params
-        w, period, channels = params[spec.name].detach(), self._row_period(spec), spec.shape[1]
+        w, channels = params[spec.name].detach(), spec.shape[1]
         coarse = params[spec.coarse].detach() if spec.coarse else None
         key = _key(spec.name)
         table, span = getattr(self, f"rowstats_{key}"), getattr(self, f"rowrange_{key}")
         if rows is None:
             rows = torch.arange(spec.shape[0], device=w.device)
-        sym = torch.round(w[rows])
-        prev = torch.round(w[(rows - 1).clamp_min(0)]) * (rows % period != 0).view(-1, 1, 1, 1)
-        ctx = contexts(sym.shape, None if coarse is None else torch.round(coarse[rows]), prev, w.device)
+        part = w[rows]
+        ctx = self._row_contexts(spec, w, coarse, rows)
         size = NUM_CONTEXTS * channels
         group = ctx * channels + torch.arange(channels, device=w.device).view(1, -1, 1, 1)
         group = (group + size * torch.arange(len(rows), device=w.device).view(-1, 1, 1, 1)).flatten()
-        y = w[rows].flatten().double()
+        y = part.flatten().double()
         for i, weights in enumerate((None, y, y * y)):
             table[rows, i] = torch.bincount(group, weights, minlength=size * len(rows)).view(len(rows), size).double()
-        span[rows, 0] = sym.flatten(1).min(dim=1).values
-        span[rows, 1] = sym.flatten(1).max(dim=1).values
+        sym = torch.round(part).flatten(1)
+        span[rows, 0] = sym.min(dim=1).values
+        span[rows, 1] = sym.max(dim=1).values
         getattr(self, f"rowready_{key}").fill_(True)
 
     def end_batch(self) -> None:
