@@ -5,6 +5,7 @@ and prints one JSON line per -q point. BENCHMARKS.md, issue 14, experiments 5 an
 
     python tools/pyramid_sweep.py /tmp/cut --fps 6 -q 6 --channels 2 --hidden 48
     python tools/pyramid_sweep.py /tmp/cut320 --fps 6 -q 2 --frame-skip 1
+    python tools/pyramid_sweep.py /tmp/cut320 --fps 6 -q 2 --flow-level 4   (MV-Pyramid-MC, experiment 18)
 """
 
 from __future__ import annotations
@@ -22,22 +23,34 @@ from mvcodec.io.formats import parse_fps
 from mvcodec.model import register
 from mvcodec.model.base import Role
 from mvcodec.model.pyramid import MVPyramidArchitecture, PyramidConfig
+from mvcodec.model.pyramid_mc import MVPyramidMCArchitecture, PyramidMCConfig
 
 
-def variant(channels: int | None, hidden: int | None, frame_skip: int, latent_lr: float | None) -> str:
-    """Register MV-Pyramid with `channels` view and view-and-frame channels a level, width `hidden` (None:
-    as its sizing gives), view-and-frame grids from level `frame_skip` and the latents' learning rate scaled
-    by `latent_lr` (None: as it is); its name."""
+def variant(
+    channels: int | None, hidden: int | None, frame_skip: int, latent_lr: float | None, flow_level: int | None = None
+) -> str:
+    """Register MV-Pyramid (MV-Pyramid-MC with its motion at `flow_level` where one is given) with
+    `channels` view and view-and-frame channels a level, width `hidden` (None: as its sizing gives),
+    view-and-frame grids from level `frame_skip` and the latents' learning rate scaled by `latent_lr`
+    (None: as it is); its name."""
+
+    mc = flow_level is not None
 
     @dataclass(frozen=True)
-    class Config(PyramidConfig):  # a config type of its own, as the registry asks
+    class Config(PyramidMCConfig if mc else PyramidConfig):  # a config type of its own, as the registry asks
         pass
 
-    class Variant(MVPyramidArchitecture):
+    class Variant(MVPyramidMCArchitecture if mc else MVPyramidArchitecture):
         id, config_type = 0x80F0, Config
-        name = "mv-pyramid" + "".join(
+        name = ("mv-pyramid-mc" if mc else "mv-pyramid") + "".join(
             f"-{k}{v}"
-            for k, v in (("c", channels), ("h", hidden), ("s", frame_skip or None), ("lr", latent_lr))
+            for k, v in (
+                ("c", channels),
+                ("h", hidden),
+                ("s", frame_skip or None),
+                ("lr", latent_lr),
+                ("m", flow_level),
+            )
             if v is not None
         )
         lr_scales = MVPyramidArchitecture.lr_scales if latent_lr is None else {Role.LATENT: latent_lr}
@@ -48,6 +61,8 @@ def variant(channels: int | None, hidden: int | None, frame_skip: int, latent_lr
                 base.update(view_channels=channels, frame_channels=channels)
             if hidden is not None:
                 base["hidden"] = hidden
+            if mc:
+                base["flow_level"] = flow_level
             return Config(**{**base, "frame_skip": min(frame_skip, base["levels"] - 1)})
 
     return register(Variant()).name
@@ -66,9 +81,12 @@ def variant(channels: int | None, hidden: int | None, frame_skip: int, latent_lr
 @click.option("--frame-skip", default=0, show_default=True, help="First level with view-and-frame grids.")
 @click.option("--lr", type=float, help="Learning rate (default: the architecture's).")
 @click.option("--latent-lr", type=float, help="The latents' learning rate as a multiple of --lr (default: 30).")
-def main(inputs, fps, frames, epochs, qat_epochs, quality, preset, channels, hidden, frame_skip, lr, latent_lr):
-    changed = (channels, hidden, frame_skip or None, latent_lr) != (None,) * 4
-    name = variant(channels, hidden, frame_skip, latent_lr) if changed else "mv-pyramid"
+@click.option("--flow-level", type=int, help="MV-Pyramid-MC with its motion fields at this level's grid size.")
+def main(
+    inputs, fps, frames, epochs, qat_epochs, quality, preset, channels, hidden, frame_skip, lr, latent_lr, flow_level
+):
+    changed = (channels, hidden, frame_skip or None, latent_lr, flow_level) != (None,) * 5
+    name = variant(channels, hidden, frame_skip, latent_lr, flow_level) if changed else "mv-pyramid"
     train = {} if lr is None else {"lr": lr}
     source = open_source(list(inputs), fps=parse_fps(fps), frames=frames)
     with TemporaryDirectory() as tmp:

@@ -42,15 +42,19 @@ def gaussian_bits(
     lo: torch.Tensor | int,
     hi: torch.Tensor | int,
     mask: torch.Tensor | None = None,
+    weight: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Code length in bits of symbols y (kept elements only): -sum log2 P, P the Gaussian's mass on
     [y - 1/2, y + 1/2], with the tails below lo and above hi folded into the end symbols (as the range
-    coder's alphabet lo..hi does), floored at MIN_PROB."""
+    coder's alphabet lo..hi does), floored at MIN_PROB; each symbol's bits times `weight` (broadcast) where
+    one is given."""
     with torch.no_grad():
         rounded = torch.round(y)
     upper = torch.where(rounded >= hi, torch.ones_like(y), normal_cdf((y + 0.5 - mean) / std))
     lower = torch.where(rounded <= lo, torch.zeros_like(y), normal_cdf((y - 0.5 - mean) / std))
     bits = -torch.log2((upper - lower).clamp_min(MIN_PROB))
+    if weight is not None:
+        bits = bits * weight
     return (bits * mask).sum() if mask is not None else bits.sum()
 
 

@@ -96,7 +96,9 @@ class CompressibleModel(nn.Module):
         self.step_index = 0
         self.plain = not quantise and not self.masks()  # the network runs on its own parameters
         self.frame_rows = any(spec.rows == "frame" for spec in self.layout)
+        self.chain = arch_of(cfg).chain  # frame t reads the frame-row tensors' rows of frames 0..t of its view
         self._batch: tuple[torch.Tensor, dict[str, torch.Tensor]] | None = None  # see start_batch
+        self._batch_size = 0  # the started batch's (view, frame) pairs
 
     def _lazy_context(self, spec) -> bool:
         """Whether a tensor is context-coded and priced in a batch's rows only."""
@@ -126,6 +128,8 @@ class CompressibleModel(nn.Module):
             with torch.no_grad():
                 ctx = self._row_contexts(spec, w, coarse, rows)
             y, scale = self._rows_of(spec.name, w, rows), spec.shape[0] / len(rows)
+            if self.chain:
+                scale = self._read_weights(rows).view(-1, 1, 1, 1)
         else:
             y, scale = w, 1.0
             with torch.no_grad():
@@ -138,7 +142,21 @@ class CompressibleModel(nn.Module):
                 mean, std = context_stats(y, ctx, channels)
                 lo, hi = torch.round(y).min(), torch.round(y).max()
         group = ctx * channels + torch.arange(channels, device=y.device).view(1, -1, 1, 1)
+        if torch.is_tensor(scale):
+            return gaussian_bits(y, mean[group], std[group], lo, hi, weight=scale)
         return scale * gaussian_bits(y, mean[group], std[group], lo, hi)
+
+    def _read_weights(self, rows: torch.Tensor) -> torch.Tensor:
+        """With prediction along time (chain), the rate estimate's weight of each row a batch reads: one over
+        the probability that a step's batch (batch_size distinct (view, frame) pairs drawn from all) reads it,
+        i.e. holds a frame at or after the row's in its view, so the estimate's mean is the whole tensor's rate
+        though the early frames are read by most steps and the last ones by few."""
+        n, frames, batch = self.cfg.views * self.cfg.frames, self.cfg.frames, self._batch_size
+        later = (frames - rows % frames).double()  # the pairs that read the row
+        miss = torch.ones_like(later)
+        for i in range(batch):
+            miss = miss * ((n - later - i).clamp_min(0) / (n - i))
+        return (1.0 / (1.0 - miss)).float()
 
     def _row_contexts(self, spec, w: torch.Tensor, coarse: torch.Tensor | None, rows: torch.Tensor) -> torch.Tensor:
         """The contexts of a frame-row tensor's `rows` from the rounded values of its coarser level's rows and
@@ -266,8 +284,14 @@ class CompressibleModel(nn.Module):
 
     def batch_rows(self, view: torch.Tensor, frame: torch.Tensor) -> torch.Tensor | None:
         """The rows of the frame-row tensors a training batch reads, sorted (None in eval mode or without such
-        tensors)."""
-        return torch.unique(view * self.cfg.frames + frame) if self.training and self.frame_rows else None
+        tensors): the batch's frames, and with prediction along time (chain) every earlier frame of their views."""
+        if not (self.training and self.frame_rows):
+            return None
+        first = view * self.cfg.frames
+        if not self.chain:
+            return torch.unique(first + frame)
+        runs = [torch.arange(a, a + t + 1) for a, t in zip(first.tolist(), frame.tolist(), strict=True)]
+        return torch.unique(torch.cat(runs)).to(view.device)
 
     def start_batch(self, view: torch.Tensor, frame: torch.Tensor) -> torch.Tensor | None:
         """Before a training step: the batch's rows (batch_rows), each unpruned frame-row tensor's rows copied
@@ -276,7 +300,7 @@ class CompressibleModel(nn.Module):
         at every step: BENCHMARKS.md, issue 14, experiment 12); batch_grads() hands the leaves' gradients to
         the row-lazy optimiser, which updates those rows alone."""
         rows = self.batch_rows(view, frame)
-        self._batch = None
+        self._batch, self._batch_size = None, len(view)
         if rows is not None:
             params = dict(self.base.named_parameters())
             leaves = {

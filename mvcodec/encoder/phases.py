@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from mvcodec.compress.pruning import prune_masks
@@ -21,7 +22,7 @@ from mvcodec.io import MultiViewSource
 from mvcodec.model.registry import arch_of
 from mvcodec.presets import PHASE_NAMES, Phase
 from mvcodec.train.fit import Checkpoint, FrameStore, TrainingData, evaluate, fit, read_checkpoint
-from mvcodec.train.motion import motion_masks, source_fingerprint
+from mvcodec.train.motion import backward_flow, motion_masks, source_fingerprint
 
 
 def checkpoint_path(prefix: str, phase: str) -> Path:
@@ -137,6 +138,9 @@ def run_phases(
     mask_seconds = time.monotonic() - t0
     torch.manual_seed(recipe.train.seed)
     model = CompressibleModel(arch.build(cfg), cfg)
+    if hasattr(model.base, "init_flows"):  # motion fields start from the source's optical flow
+        luma = data.store.y.cpu().numpy()
+        model.base.init_flows(np.concatenate([backward_flow(y, data.store.bit_depth) for y in luma]))
     fitted = None
     for phase in recipe.phases:
         model = START[phase.name](model, recipe, log)

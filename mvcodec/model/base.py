@@ -16,7 +16,9 @@ An architecture is one module holding a subclass of `Architecture` and its confi
 The network that `build` returns maps index tensors (view, frame) of shape (B,) to RGB (B, 3, height, width)
 in [0, 1]; its named parameters are exactly the layout's names and shapes. A network with frame-row tensors
 (ParamSpec.rows == "frame") also takes `rows` (sorted row indices): when given, those tensors hold only these
-rows of axis 0, in that order (training hands it a batch's rows alone).
+rows of axis 0, in that order (training hands it a batch's rows alone). An architecture with `chain` set
+predicts along time: frame t of a view reads the frame-row tensors' rows of frames 0..t of that view, and
+with `rows` it is handed all of those.
 """
 
 from __future__ import annotations
@@ -112,6 +114,7 @@ class Architecture:
     train_defaults: ClassVar[dict[str, Any]] = {}
     presets: ClassVar[dict[str, tuple] | None] = None
     lr_scales: ClassVar[dict[Role, float]] = {}
+    chain: ClassVar[bool] = False  # frame t reads the frame-row tensors' rows of frames 0..t (see above)
 
     def build(self, cfg: Any) -> nn.Module:
         """The network of a config, freshly initialised (seeded by the caller)."""

@@ -102,13 +102,20 @@ class MVPyramid(nn.Module):
             if cfg.view_channels:
                 parts.append(self.view_grids[level][view])
             if level in cfg.frame_levels():
-                parts.append(self.frame_grids[str(level)][index])
+                parts.append(self.frame_part(level, view, frame, index, rows))
             x = torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]
             x = x.contiguous(memory_format=torch.channels_last)  # the 1x1 convs are 2-4x faster channels-last
             if level:
                 x = F.interpolate(x, size=(cfg.height, cfg.width), mode="bilinear", align_corners=False)
             out.append(x)
         return torch.cat(out, dim=1)
+
+    def frame_part(
+        self, level: int, view: torch.Tensor, frame: torch.Tensor, index: torch.Tensor, rows: torch.Tensor | None
+    ) -> torch.Tensor:
+        """A level's view-and-frame latents of the batch (B, frame_channels, h, w); `index`: their rows in
+        the frame-grid tensors as handed to the network."""
+        return self.frame_grids[str(level)][index]
 
     def forward(self, view: torch.Tensor, frame: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
         x = F.gelu(self.synth[0](self.latents(view, frame, rows)))
@@ -177,7 +184,7 @@ class MVPyramidArchitecture(Architecture):
 
     def parse_config(self, r, shape: Shape) -> PyramidConfig:
         levels, view_channels, frame_channels, hidden, skip = r.u8(), r.u8(), r.u8(), r.u16(), r.u8()
-        return PyramidConfig(
+        return self.config_type(
             shape.views, shape.frames, shape.height, shape.width, levels, view_channels, frame_channels, hidden, skip
         )
 

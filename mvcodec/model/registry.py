@@ -10,6 +10,7 @@ from typing import Any
 from mvcodec.model.base import ArchConfig, Architecture
 from mvcodec.model.mginr import MVMGINRArchitecture
 from mvcodec.model.pyramid import MVPyramidArchitecture
+from mvcodec.model.pyramid_mc import MVPyramidMCArchitecture
 from mvcodec.presets import DEFAULT_ARCH
 
 ARCHITECTURES: dict[int, Architecture] = {}
@@ -53,7 +54,10 @@ def names() -> list[str]:
 
 
 def arch_of(cfg: Any) -> Architecture:
-    """The architecture a config belongs to."""
+    """The architecture a config belongs to (its config type exactly, else the nearest base)."""
+    for arch in ARCHITECTURES.values():
+        if type(cfg) is arch.config_type:
+            return arch
     for arch in ARCHITECTURES.values():
         if isinstance(cfg, arch.config_type):
             return arch
@@ -62,3 +66,4 @@ def arch_of(cfg: Any) -> Architecture:
 
 register(MVMGINRArchitecture())
 register(MVPyramidArchitecture())
+register(MVPyramidMCArchitecture())

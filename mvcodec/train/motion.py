@@ -53,6 +53,18 @@ def view_masks(source: MultiViewSource, view: int) -> np.ndarray:
     return np.clip(mags / scale, 0, 1).astype(np.float32) if scale > 0 else np.zeros_like(mags)
 
 
+def backward_flow(luma: np.ndarray, bit_depth: int) -> np.ndarray:
+    """Dense backward optical flow (DIS, OpenCV's medium preset) of a view's frames (frames, h, w): for
+    frame t, the displacement (x, y) in pixels at which each of its pixels is found in frame t - 1
+    (frames, h, w, 2) float32, zero for frame 0."""
+    y8 = np.clip(luma.astype(np.float32) / (1 << (bit_depth - 8)), 0, 255).astype(np.uint8)
+    out = np.zeros((*y8.shape, 2), np.float32)
+    dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
+    for t in range(1, len(y8)):
+        out[t] = dis.calc(y8[t], y8[t - 1], None)
+    return out
+
+
 def source_fingerprint(source: MultiViewSource) -> str:
     """A short hash of the source's description and a few of its samples (for caches and resumes)."""
     h = hashlib.sha256(json.dumps(source.describe(), sort_keys=True).encode())

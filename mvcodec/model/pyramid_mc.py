@@ -1,0 +1,146 @@
+"""MV-Pyramid-MC (experimental): MV-Pyramid whose view-and-frame latents are predicted along time by
+motion compensation in the latent domain, as a P-frame codec predicts pixels, while any frame stays
+decodable on its own (no other frame is synthesised to make it).
+
+Frame t of view v carries a motion field M[v * frames + t] (2 channels, x then y, in quarter pixels of the
+frame, at the grid size of level flow_level; frame 0's is unused) and, at each level l with view-and-frame
+grids, a residual FG_l[v * frames + t]. The level's latents of frame t are
+
+    Z_l(0) = FG_l[v * frames]
+    Z_l(t) = warp(Z_l(t - 1), M[v * frames + t]) + FG_l[v * frames + t]
+
+where warp samples bilinearly (border values outside) at each cell centre moved by the motion field,
+upsampled bilinearly (align_corners=False) to the level's size: the cell at (i, j) reads Z_l(t - 1) at
+normalised coordinates (2 (j + 1/2) / w - 1 + 2 mx / W, 2 (i + 1/2) / h - 1 + 2 my / H), mx, my the motion in
+pixels, W x H the frame size (torch grid_sample, align_corners=False). The view grids and the synthesis
+are MV-Pyramid's. The encoder starts the motion fields from optical flow between the source's frames
+(DIS, OpenCV) and trains them with everything else; they are coded as latents, context by the previous
+frame's motion.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mvcodec.model.base import ParamSpec, Role, Shape
+from mvcodec.model.pyramid import MAX_LEVELS, MVPyramid, MVPyramidArchitecture, PyramidConfig
+
+MOTION_UNIT = 0.25  # pixels per motion symbol
+
+
+@dataclass(frozen=True)
+class PyramidMCConfig(PyramidConfig):
+    flow_level: int = 4  # the motion fields have the grid size of this level (4: 1/16 of the frame a side)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not 0 <= self.flow_level < MAX_LEVELS:
+            raise ValueError(f"flow_level = {self.flow_level}, must be 0 to {MAX_LEVELS - 1}")
+        if not self.frame_channels:
+            raise ValueError("motion compensation needs view-and-frame channels (frame_channels >= 1)")
+
+    @classmethod
+    def of(cls, cfg: PyramidConfig, flow_level: int) -> PyramidMCConfig:
+        return cls(**{f.name: getattr(cfg, f.name) for f in fields(cfg)}, flow_level=flow_level)
+
+
+class MVPyramidMC(MVPyramid):
+    """MV-Pyramid with the view-and-frame latents chained along time through motion fields."""
+
+    def __init__(self, cfg: PyramidMCConfig):
+        super().__init__(cfg)
+        self.flows = nn.Parameter(torch.zeros(cfg.views * cfg.frames, 2, *cfg.grid_size(cfg.flow_level)))
+
+    def frame_part(self, level, view, frame, index, rows):
+        cfg, out = self.cfg, []
+        grids = self.frame_grids[str(level)]
+        for v, t in zip(view.tolist(), frame.tolist(), strict=True):
+            run = torch.arange(v * cfg.frames, v * cfg.frames + t + 1, device=grids.device)
+            if rows is not None:
+                run = torch.searchsorted(rows, run)
+            out.append(self._chain(grids, run))
+        return torch.cat(out)
+
+    def _chain(self, grids: torch.Tensor, run: torch.Tensor) -> torch.Tensor:
+        """Z(t) of one view's run of rows (frames 0..t): each frame's residual added to the previous Z
+        warped by the frame's motion."""
+        z = grids[run[:1]]
+        if len(run) == 1:
+            return z
+        h, w = grids.shape[-2:]
+        cfg = self.cfg
+        motion = F.interpolate(self.flows[run[1:]], size=(h, w), mode="bilinear", align_corners=False)
+        scale = torch.tensor([2 * MOTION_UNIT / cfg.width, 2 * MOTION_UNIT / cfg.height], device=grids.device)
+        ys = (torch.arange(h, device=grids.device, dtype=grids.dtype) + 0.5) * (2 / h) - 1
+        xs = (torch.arange(w, device=grids.device, dtype=grids.dtype) + 0.5) * (2 / w) - 1
+        base = torch.stack(torch.meshgrid(xs, ys, indexing="xy"), dim=-1)  # (h, w, 2): x, y
+        sample = base + motion.permute(0, 2, 3, 1) * scale
+        for s in range(1, len(run)):
+            warped = F.grid_sample(z, sample[s - 1 : s], mode="bilinear", padding_mode="border", align_corners=False)
+            z = warped + grids[run[s : s + 1]]
+        return z
+
+    @torch.no_grad()
+    def init_flows(self, flow: np.ndarray) -> None:
+        """Start the motion fields from per-pixel backward flow (views * frames, height, width, 2) in pixels
+        (frame t's pixel (x, y) seen at (x + fx, y + fy) in frame t - 1; frame 0's ignored): averaged to
+        the motion grid and rounded to its unit."""
+        h, w = self.flows.shape[-2:]
+        f = torch.from_numpy(np.ascontiguousarray(flow, dtype=np.float32)).permute(0, 3, 1, 2)
+        f = F.interpolate(f, size=(h, w), mode="area") / MOTION_UNIT
+        f[:: self.cfg.frames] = 0
+        self.flows.copy_(torch.round(f).to(self.flows))
+
+
+class MVPyramidMCArchitecture(MVPyramidArchitecture):
+    """MV-Pyramid-MC in the stream: MV-Pyramid's config fields, then flow_level (u8); a private-use id while
+    it is experimental."""
+
+    id, name, config_type = 0x8002, "mv-pyramid-mc", PyramidMCConfig
+    chain = True
+
+    def build(self, cfg: PyramidMCConfig) -> MVPyramidMC:
+        return MVPyramidMC(cfg)
+
+    def layout(self, cfg: PyramidMCConfig) -> list[ParamSpec]:
+        out = super().layout(cfg)
+        first_frame = next(i for i, p in enumerate(out) if p.name.startswith("frame_grids"))
+        flows = ParamSpec("flows", (cfg.views * cfg.frames, 2, *cfg.grid_size(cfg.flow_level)), Role.LATENT, "frame")
+        return out[:first_frame] + [flows] + out[first_frame:]
+
+    def param_split(self, cfg: PyramidMCConfig) -> dict[str, int]:
+        split = {"view_grids": 0, "frame_grids": 0, "motion": 0, "synthesis": 0}
+        for p in self.layout(cfg):
+            part = p.name.split(".")[0] if p.role is Role.LATENT else "synthesis"
+            split["motion" if part == "flows" else part] += p.numel
+        return split
+
+    def config_bytes(self, cfg: PyramidMCConfig, w) -> None:
+        super().config_bytes(cfg, w)
+        w.u8(cfg.flow_level)
+
+    def parse_config(self, r, shape: Shape) -> PyramidMCConfig:
+        return replace(super().parse_config(r, shape), flow_level=r.u8())
+
+    def size_for(self, shape: Shape, params: int) -> PyramidMCConfig:
+        """MV-Pyramid's sizing (the motion fields are a small share), motion at 1/16 of the frame a side
+        (1/8 cost 32% more rate for +0.2 dB: BENCHMARKS.md, issue 14, experiment 18)."""
+        return PyramidMCConfig.of(MVPyramidArchitecture().size_for(shape, params), 4)
+
+    def macs_per_pixel(self, cfg: PyramidMCConfig) -> float:
+        """MV-Pyramid's, plus the chain's warps averaged over the frames: (frames - 1) / 2 bilinear samples
+        (4 taps) of each view-and-frame channel at each level, and the motion's upsampling to each level,
+        per cell of the level (a quarter of the previous level's)."""
+        chained = (cfg.frames - 1) / 2
+        per_level = chained * (4 * cfg.frame_channels + 2 * 4)
+        warps = sum(per_level / 4**level for level in cfg.frame_levels())
+        return super().macs_per_pixel(cfg) + warps
+
+    def describe(self, cfg: PyramidMCConfig) -> str:
+        h, w = cfg.grid_size(cfg.flow_level)
+        return super().describe(cfg) + f", view-and-frame latents chained along time by {w}x{h} motion fields"

@@ -1,0 +1,98 @@
+"""MV-Pyramid-MC: the view-and-frame latents chained along time by motion fields (mvcodec/model/pyramid_mc.py)."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+import torch
+from helpers import SAMPLE_FILES
+
+from mvcodec.bitstream import read_index
+from mvcodec.cli import mvdec, mvenc
+from mvcodec.compress.qat import CompressibleModel
+from mvcodec.model import Shape, by_name
+from mvcodec.model.pyramid_mc import PyramidMCConfig
+
+
+def _run(command, args: list, capsys) -> str:
+    command.main(args=[str(a) for a in args], prog_name=command.name, standalone_mode=False)
+    return capsys.readouterr().out
+
+
+def _random_mc(std: float = 1.0, frames: int = 4):
+    """An MV-Pyramid-MC (2 views x `frames` x 16x24, 2 levels, width 8), parameters drawn from N(0, std),
+    motion from N(0, 6) quarter pixels."""
+    cfg = PyramidMCConfig(2, frames, 16, 24, levels=2, hidden=8, flow_level=1)
+    torch.manual_seed(0)
+    net = by_name("mv-pyramid-mc").build(cfg)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.normal_(0, std)
+        net.flows.normal_(0, 6)
+    return net, cfg
+
+
+def test_the_chain_adds_each_frames_residual_to_the_previous_latents_moved_by_its_motion():
+    net, cfg = _random_mc()
+    grids = net.frame_grids["0"]
+    first = net.frame_part(0, torch.tensor([1]), torch.tensor([0]), None, None)
+    assert torch.equal(first, grids[4:5])  # frame 0: its residual alone
+    with torch.no_grad():
+        net.flows.zero_()
+        net.flows[5, 0] = 4  # frame 1 of view 1: one pixel to the right, at level 0 one cell
+    second = net.frame_part(0, torch.tensor([1]), torch.tensor([1]), None, None)
+    moved = torch.cat([grids[4:5, :, :, 1:], grids[4:5, :, :, -1:]], dim=3)  # border values outside
+    assert torch.allclose(second, moved + grids[5:6], atol=1e-5)
+    with torch.no_grad():
+        net.flows.zero_()
+    third = net.frame_part(1, torch.tensor([0]), torch.tensor([2]), None, None)  # no motion: residuals summed
+    assert torch.allclose(third, net.frame_grids["1"][0:3].sum(dim=0, keepdim=True), atol=1e-5)
+
+
+def test_a_batch_reads_its_views_earlier_frames_and_nothing_else():
+    net, cfg = _random_mc()
+    model = CompressibleModel(net, cfg, quantise=True).train()
+    view, frame = torch.tensor([1, 0]), torch.tensor([2, 1])
+    rows = model.start_batch(view, frame)
+    assert rows.tolist() == [0, 1, 4, 5, 6]  # view 0: frames 0-1, view 1: frames 0-2
+    full = torch.func.functional_call(net, model.effective_params(hard=True), (view, frame))
+    part = torch.func.functional_call(net, model.effective_params(hard=True, rows=rows), (view, frame), {"rows": rows})
+    assert torch.equal(full, part)
+
+
+@pytest.mark.parametrize("batch", [1, 2, 3])
+def test_the_rate_estimate_of_a_batchs_rows_is_the_whole_rate_on_average(batch):
+    """Weighted by one over the chance that a batch reads them, the rows a batch reads price, on average over
+    every batch of `batch` distinct (view, frame) pairs, exactly what the whole tensor costs."""
+    net, cfg = _random_mc(frames=3)
+    model = CompressibleModel(net, cfg, quantise=True).train()
+    n = cfg.views * cfg.frames
+    row_bits = torch.rand(n, dtype=torch.float64) * 100  # any per-row cost
+    total, count = 0.0, 0
+    for pairs in itertools.combinations(range(n), batch):
+        idx = torch.tensor(pairs)
+        rows = model.start_batch(idx // cfg.frames, idx % cfg.frames)
+        total += float((row_bits[rows] * model._read_weights(rows).double()).sum())
+        count += 1
+    assert total / count == pytest.approx(float(row_bits.sum()), rel=1e-5)
+
+
+def test_mv_pyramid_mc_round_trips_and_decodes_any_frame_alone(tmp_path, capsys):
+    arch = by_name("mv-pyramid-mc")
+    cfg = arch.size_for(Shape(2, 3, 96, 160), 0)
+    assert cfg.flow_level == 4 and cfg.grid_size(4) == (6, 10)
+    CompressibleModel(arch.build(cfg), cfg)  # the network has exactly its layout's tensors
+    stream = tmp_path / "m.mvinr"
+    args = [*SAMPLE_FILES[:2], stream, "-f", "3", "--arch", "mv-pyramid-mc", "--preset", "fast", "--no-progress"]
+    out = _run(mvenc, [*args, "--epochs", "2", "--qat-epochs", "2"], capsys)
+    assert "chained along time by 10x6 motion fields" in out
+    with open(stream, "rb") as f:
+        assert read_index(f).segments[0].config == cfg
+    _run(mvdec, [stream, "-o", tmp_path / "all", "--no-progress"], capsys)
+    _run(mvdec, [stream, "-o", tmp_path / "one", "--frames", "2", "--views", "1", "--no-progress"], capsys)
+    (whole,) = sorted((tmp_path / "all").glob("v1*"))
+    (alone,) = sorted((tmp_path / "one").glob("v1*"))
+    frame_bytes = 160 * 96 * 3 // 2 * 2  # 10-bit samples
+    assert np.array_equal(np.fromfile(alone, np.uint8), np.fromfile(whole, np.uint8)[2 * frame_bytes :])
