@@ -57,21 +57,26 @@ class MVPyramidMC(MVPyramid):
         self.flows = nn.Parameter(torch.zeros(cfg.views * cfg.frames, 2, *cfg.grid_size(cfg.flow_level)))
 
     def frame_part(self, level, view, frame, index, rows):
-        cfg, out = self.cfg, []
+        cfg = self.cfg
         grids = self.frame_grids[str(level)]
-        for v, t in zip(view.tolist(), frame.tolist(), strict=True):
-            run = torch.arange(v * cfg.frames, v * cfg.frames + t + 1, device=grids.device)
+        pairs = list(zip(view.tolist(), frame.tolist(), strict=True))
+        found: dict[tuple[int, int], torch.Tensor] = {}
+        for v in dict.fromkeys(u for u, _ in pairs):  # one chain a view, to the batch's last frame of it
+            wanted = {t for u, t in pairs if u == v}
+            run = torch.arange(v * cfg.frames, v * cfg.frames + max(wanted) + 1, device=grids.device)
             if rows is not None:
                 run = torch.searchsorted(rows, run)
-            out.append(self._chain(grids, run))
-        return torch.cat(out)
+            found.update(((v, t), z) for t, z in self._chain(grids, run, wanted))
+        return torch.cat([found[p] for p in pairs])
 
-    def _chain(self, grids: torch.Tensor, run: torch.Tensor) -> torch.Tensor:
-        """Z(t) of one view's run of rows (frames 0..t): each frame's residual added to the previous Z
-        warped by the frame's motion."""
+    def _chain(self, grids: torch.Tensor, run: torch.Tensor, wanted: set[int]):
+        """Z(t) for each t in `wanted` of one view's run of rows (frames 0..max(wanted)), as (t, Z(t)): each
+        frame's residual added to the previous Z warped by the frame's motion."""
         z = grids[run[:1]]
+        if 0 in wanted:
+            yield 0, z
         if len(run) == 1:
-            return z
+            return
         h, w = grids.shape[-2:]
         cfg = self.cfg
         motion = F.interpolate(self.flows[run[1:]], size=(h, w), mode="bilinear", align_corners=False)
@@ -83,7 +88,8 @@ class MVPyramidMC(MVPyramid):
         for s in range(1, len(run)):
             warped = F.grid_sample(z, sample[s - 1 : s], mode="bilinear", padding_mode="border", align_corners=False)
             z = warped + grids[run[s : s + 1]]
-        return z
+            if s in wanted:
+                yield s, z
 
     @torch.no_grad()
     def init_flows(self, flow: np.ndarray) -> None:
