@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
-
 import numpy as np
 import pytest
 import torch
@@ -14,6 +12,7 @@ from mvcodec.cli import mvdec, mvenc
 from mvcodec.compress.qat import CompressibleModel
 from mvcodec.model import Shape, by_name
 from mvcodec.model.pyramid_mc import PyramidMCConfig
+from mvcodec.train.fit import batch_order
 
 
 def _run(command, args: list, capsys) -> str:
@@ -62,21 +61,37 @@ def test_a_batch_reads_its_views_earlier_frames_and_nothing_else():
     assert torch.equal(full, part)
 
 
+@pytest.mark.parametrize("order", ["random", "runs"])
 @pytest.mark.parametrize("batch", [1, 2, 3])
-def test_the_rate_estimate_of_a_batchs_rows_is_the_whole_rate_on_average(batch):
-    """Weighted by one over the chance that a batch reads them, the rows a batch reads price, on average over
-    every batch of `batch` distinct (view, frame) pairs, exactly what the whole tensor costs."""
-    net, cfg = _random_mc(frames=3)
+def test_the_rate_estimate_of_a_batchs_rows_is_the_whole_rate_over_an_epoch(batch, order):
+    """Weighted by the epoch's steps over the steps that read them, the rows each batch of an epoch reads
+    price, on average over the epoch's batches, exactly what the whole tensor costs, in either batch order."""
+    net, cfg = _random_mc(frames=5)
     model = CompressibleModel(net, cfg, quantise=True).train()
-    n = cfg.views * cfg.frames
-    row_bits = torch.rand(n, dtype=torch.float64) * 100  # any per-row cost
-    total, count = 0.0, 0
-    for pairs in itertools.combinations(range(n), batch):
-        idx = torch.tensor(pairs)
-        rows = model.start_batch(idx // cfg.frames, idx % cfg.frames)
-        total += float((row_bits[rows] * model._read_weights(rows).double()).sum())
-        count += 1
-    assert total / count == pytest.approx(float(row_bits.sum()), rel=1e-5)
+    row_bits = torch.rand(cfg.views * cfg.frames, dtype=torch.float64) * 100  # any per-row cost
+    for seed in range(3):
+        perm = batch_order(cfg.views, cfg.frames, batch, order, torch.Generator().manual_seed(seed))
+        assert sorted(perm.tolist()) == list(range(cfg.views * cfg.frames))  # every sample once an epoch
+        model.plan_epoch(perm, batch)
+        batches = perm.split(batch)
+        total = 0.0
+        for idx in batches:
+            rows = model.start_batch(idx // cfg.frames, idx % cfg.frames)
+            total += float((row_bits[rows] * model._read_weights(rows).double()).sum())
+        assert total / len(batches) == pytest.approx(float(row_bits.sum()), rel=1e-5)
+
+
+def test_runs_are_consecutive_frames_of_one_view():
+    """3 views of 7 frames in batches of 2: 3 runs of 2 frames a view, cut at either offset, then the 3 frames
+    left at the views' ends."""
+    for seed in range(4):
+        perm = batch_order(3, 7, 2, "runs", torch.Generator().manual_seed(seed)).tolist()
+        assert sorted(perm) == list(range(21))
+        runs = [perm[i : i + 2] for i in range(0, 18, 2)]
+        assert all(b == a + 1 and a // 7 == b // 7 for a, b in runs)
+        for v in range(3):
+            assert {a % 7 for a, _ in runs if a // 7 == v} in ({0, 2, 4}, {1, 3, 5})
+        assert sorted(p % 7 for p in perm[18:]) in ([0, 0, 0], [0, 0, 6], [0, 6, 6], [6, 6, 6])
 
 
 def test_mv_pyramid_mc_round_trips_and_decodes_any_frame_alone(tmp_path, capsys):

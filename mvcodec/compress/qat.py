@@ -98,7 +98,7 @@ class CompressibleModel(nn.Module):
         self.frame_rows = any(spec.rows == "frame" for spec in self.layout)
         self.chain = arch_of(cfg).chain  # frame t reads the frame-row tensors' rows of frames 0..t of its view
         self._batch: tuple[torch.Tensor, dict[str, torch.Tensor]] | None = None  # see start_batch
-        self._batch_size = 0  # the started batch's (view, frame) pairs
+        self._read_table: torch.Tensor | None = None  # a chain's rate weight per row this epoch (plan_epoch)
 
     def _lazy_context(self, spec) -> bool:
         """Whether a tensor is context-coded and priced in a batch's rows only."""
@@ -146,17 +146,26 @@ class CompressibleModel(nn.Module):
             return gaussian_bits(y, mean[group], std[group], lo, hi, weight=scale)
         return scale * gaussian_bits(y, mean[group], std[group], lo, hi)
 
+    def plan_epoch(self, order: torch.Tensor, batch_size: int) -> None:
+        """Before an epoch of training (and on resuming one): the epoch's sample order (view * frames + frame),
+        served batch_size at a time. With prediction along time (chain), it fixes each row's rate weight: the
+        epoch's steps over the steps that read the row, so that over the epoch the weighted rows a batch reads
+        price exactly the whole tensor, whatever the order, though the early frames are read by most steps
+        and the last ones by few."""
+        if not self.chain:
+            return
+        frames = self.cfg.frames
+        reads = torch.zeros(self.cfg.views * frames, dtype=torch.float64)
+        batches = order.cpu().split(batch_size)
+        for idx in batches:
+            reads[self.batch_rows(idx // frames, idx % frames, always=True).cpu()] += 1
+        self._read_table = (len(batches) / reads).float().to(order.device)
+
     def _read_weights(self, rows: torch.Tensor) -> torch.Tensor:
-        """With prediction along time (chain), the rate estimate's weight of each row a batch reads: one over
-        the probability that a step's batch (batch_size distinct (view, frame) pairs drawn from all) reads it,
-        i.e. holds a frame at or after the row's in its view, so the estimate's mean is the whole tensor's rate
-        though the early frames are read by most steps and the last ones by few."""
-        n, frames, batch = self.cfg.views * self.cfg.frames, self.cfg.frames, self._batch_size
-        later = (frames - rows % frames).double()  # the pairs that read the row
-        miss = torch.ones_like(later)
-        for i in range(batch):
-            miss = miss * ((n - later - i).clamp_min(0) / (n - i))
-        return (1.0 / (1.0 - miss)).float()
+        """The rate weight of each row a chain's batch reads (see plan_epoch)."""
+        if self._read_table is None:
+            raise RuntimeError("plan_epoch must give the epoch's order before a chain's rows are priced")
+        return self._read_table[rows]
 
     def _row_contexts(self, spec, w: torch.Tensor, coarse: torch.Tensor | None, rows: torch.Tensor) -> torch.Tensor:
         """The contexts of a frame-row tensor's `rows` from the rounded values of its coarser level's rows and
@@ -282,10 +291,11 @@ class CompressibleModel(nn.Module):
             out[spec.name] = w
         return out
 
-    def batch_rows(self, view: torch.Tensor, frame: torch.Tensor) -> torch.Tensor | None:
+    def batch_rows(self, view: torch.Tensor, frame: torch.Tensor, always: bool = False) -> torch.Tensor | None:
         """The rows of the frame-row tensors a training batch reads, sorted (None in eval mode or without such
-        tensors): the batch's frames, and with prediction along time (chain) every earlier frame of their views."""
-        if not (self.training and self.frame_rows):
+        tensors, unless `always`): the batch's frames, and with prediction along time (chain) every earlier
+        frame of their views."""
+        if not (self.frame_rows and (self.training or always)):
             return None
         first = view * self.cfg.frames
         if not self.chain:
@@ -300,7 +310,7 @@ class CompressibleModel(nn.Module):
         at every step: BENCHMARKS.md, issue 14, experiment 12); batch_grads() hands the leaves' gradients to
         the row-lazy optimiser, which updates those rows alone."""
         rows = self.batch_rows(view, frame)
-        self._batch, self._batch_size = None, len(view)
+        self._batch = None
         if rows is not None:
             params = dict(self.base.named_parameters())
             leaves = {

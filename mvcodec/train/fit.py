@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -59,6 +60,7 @@ class TrainConfig:
     rate_weight: float = 0.0  # QAT stage: weight of the rate term (bits per pixel) in the loss, 1 / lambda
     step_lr: float = 0.0  # QAT stage: learning rate of the quantisation steps (0: lr)
     loss: str = "l1-ssim"  # or "mse-yuv": the MSE of YUV 4:2:0, 6:1:1 (no motion mask)
+    batch_order: str = "random"  # or "runs": a batch is consecutive frames of one view (see batch_order)
 
     def __post_init__(self) -> None:
         if self.epochs < 0:
@@ -69,11 +71,33 @@ class TrainConfig:
             raise InputError(f"--lr must be positive, got {self.lr}")
         if self.loss not in LOSSES:
             raise InputError(f"--loss: unknown loss '{self.loss}'; use one of {', '.join(LOSSES)}")
+        if self.batch_order not in BATCH_ORDERS:
+            raise InputError(f"unknown batch order '{self.batch_order}'; use one of {', '.join(BATCH_ORDERS)}")
         if self.precision not in PRECISIONS:
             raise InputError(f"--precision: unknown precision '{self.precision}'; use one of {', '.join(PRECISIONS)}")
 
 
 PRECISIONS = ("bf16", "fp32")
+BATCH_ORDERS = ("random", "runs")
+
+
+def batch_order(views: int, frames: int, batch: int, order: str, gen: torch.Generator) -> torch.Tensor:
+    """An epoch's order of the samples view * frames + frame, served `batch` at a time. "random": a random
+    permutation. "runs": runs of `batch` consecutive frames of one view, cut at a random offset per view
+    and shuffled, the pieces left at a view's ends last (they fill mixed batches). An architecture whose
+    frames read all earlier frames of their view (a chain) then reads a view's rows once for a batch's
+    frames, not once for each."""
+    if order == "random" or batch == 1:
+        return torch.randperm(views * frames, generator=gen)
+    runs, pieces = [], []
+    offsets = torch.randint(0, min(batch, frames), (views,), generator=gen).tolist()
+    for v, offset in enumerate(offsets):
+        cuts = [0, *range(offset or batch, frames, batch), frames]
+        for a, b in zip(cuts, cuts[1:], strict=False):
+            (runs if b - a == batch else pieces).append(torch.arange(v * frames + a, v * frames + b))
+    runs = [runs[i] for i in torch.randperm(len(runs), generator=gen).tolist()]
+    pieces = [pieces[i] for i in torch.randperm(len(pieces), generator=gen).tolist()]
+    return torch.cat(runs + pieces)
 
 
 def lr_at(step: int, total: int, cfg: TrainConfig) -> float:
@@ -305,11 +329,13 @@ def fit(
     mask_t = torch.from_numpy(masks).to(device) if masks is not None and tcfg.motion_weight else None
 
     gen = torch.Generator().manual_seed(tcfg.seed)
-    state = FitState(0, 0, torch.randperm(n, generator=gen).to(device), gen.get_state())
+    order = partial(batch_order, store.views, store.frames, tcfg.batch_size, tcfg.batch_order, gen)
+    state = FitState(0, 0, order().to(device), gen.get_state())
     if checkpoint is not None and checkpoint.path.exists():
         state = _restore(checkpoint, model, opt, tcfg, fingerprint)
         gen.set_state(state.rng_state)
 
+    model.plan_epoch(state.perm, tcfg.batch_size)
     bar = Progress(total_steps, label, "steps", enabled=progress)
     bar.done = state.epoch * steps_per_epoch + state.step_in_epoch
     loss_sum = torch.zeros((), device=device)
@@ -375,7 +401,8 @@ def fit(
             mse_sum.zero_()
             state.epoch += 1
             state.step_in_epoch = 0
-            state.perm = torch.randperm(n, generator=gen).to(device)
+            state.perm = order().to(device)
+            model.plan_epoch(state.perm, tcfg.batch_size)
             state.rng_state = gen.get_state()
             if checkpoint is not None and (state.epoch % tcfg.checkpoint_every == 0 or state.epoch == tcfg.epochs):
                 snapshot()
