@@ -5,6 +5,7 @@ Each command imports what it needs when it runs, so mvdec and mvinfo load no tra
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -75,7 +76,7 @@ def source_options(fn):
     return fn
 
 
-def open_cli_source(inputs, size, pix_fmt, fps, frames, seek, views):
+def open_cli_source(inputs, size, pix_fmt, fps, frames, seek, views, filters=None):
     """open_source() from the CLI's option strings."""
     from mvcodec.io.source import open_source
 
@@ -87,13 +88,22 @@ def open_cli_source(inputs, size, pix_fmt, fps, frames, seek, views):
         frames=frames,
         seek=seek,
         views=views,
+        filters=filters,
     )
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("paths", nargs=-1, required=True, metavar="INPUT... OUTPUT.mvinr")
 @source_options
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Output stream.")
+@click.option("-o", "--output", type=click.Path(path_type=Path), help="Output stream.")
+@click.option(
+    "--crop",
+    metavar="WxH+X+Y",
+    help="Crop every view to WxH with its top-left corner at X,Y (even numbers) as it is read, before --scale.",
+)
+@click.option(
+    "--scale", metavar="WxH", help="Scale every view to WxH (libswscale bicubic, as ffmpeg -vf scale), after --crop."
+)
 @click.option(
     "--preset",
     default=DEFAULT_PRESET,
@@ -152,8 +162,12 @@ def open_cli_source(inputs, size, pix_fmt, fps, frames, seek, views):
 )
 @click.option("--resume", is_flag=True, help="Continue an interrupted encode from its checkpoints.")
 @click.option("--keep-checkpoints", is_flag=True, help="Keep OUTPUT.ckpt (the trained float32 model) after writing.")
+@click.option("--threads", type=int, metavar="N", help="CPU threads for torch and OpenCV (default: all cores).")
 @click.option("--no-progress", is_flag=True, help="No progress display.")
-@click.option("--dry-run", is_flag=True, help="Read and check the inputs, print what would be encoded, and stop.")
+@click.option("--quiet", is_flag=True, help="Print nothing but errors (implies --no-progress).")
+@click.option(
+    "--dry-run", is_flag=True, help="Check the inputs, options and output, print what would be encoded, and stop."
+)
 @click.option(
     "--stats",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -170,6 +184,8 @@ def mvenc(
     seek,
     views,
     output,
+    crop,
+    scale,
     preset,
     arch,
     quality,
@@ -192,7 +208,9 @@ def mvenc(
     segment_frames,
     resume,
     keep_checkpoints,
+    threads,
     no_progress,
+    quiet,
     dry_run,
     stats,
 ):
@@ -201,63 +219,78 @@ def mvenc(
     INPUT is one file per view (raw .yuv, MIV-named .yuv, .y4m, or any video PyAV reads), a directory
     of them, or one raw file holding all views with --views N.
     """
-    inputs = list(paths)
-    if output is None and len(inputs) > 1 and inputs[-1].lower().endswith(".mvinr"):
-        output = Path(inputs.pop())
-    source = open_cli_source(inputs, size, pix_fmt, fps, frames, seek, views)
-    try:
+    from mvcodec.device import set_threads
+    from mvcodec.fsutil import STDIN, check_output_file, stdin_copy
+    from mvcodec.io.filters import SourceFilters
+    from mvcodec.io.formats import parse_crop
+
+    inputs, output = split_paths(list(paths), output)
+    say = (lambda *a, **k: None) if quiet else click.echo
+    set_threads(threads)
+    filters = SourceFilters(parse_crop(crop) if crop else None, parse_size(scale, "--scale") if scale else None)
+    from mvcodec import encoder  # after the cheap checks: it loads torch
+
+    rec = encoder.recipe(
+        preset,
+        arch=arch,
+        epochs=epochs,
+        prune_epochs=prune_epochs,
+        qat_epochs=qat_epochs,
+        sparsity=sparsity,
+        rate_lambda=rate_lambda,
+        batch_size=batch_size,
+        lr=lr,
+        seed=seed,
+        checkpoint_every=checkpoint_every,
+        compile=compile_ or None,
+        precision=precision,
+        motion_weight=0.0 if no_motion_mask else None,
+    )
+    opts = encoder.EncodeOptions(
+        rec,
+        encoder.pick_device(device),
+        arch=arch,
+        quality=quality,
+        params=params,
+        bpp=bpp,
+        kbps=bitrate,
+        segment_frames=segment_frames,
+        resume=resume,
+        progress=not (no_progress or quiet),
+        keep_checkpoints=keep_checkpoints,
+        command=" ".join(["mvenc", *sys.argv[1:]]),
+    )
+    if output is None and not dry_run:
+        raise InputError("no output given; end the command with OUT.mvinr (or pass -o OUT.mvinr)")
+    if output is not None:
+        check_output_file(output, "output", tuple(inputs))
+    with contextlib.ExitStack() as stack:
+        if STDIN in inputs:
+            if len(inputs) > 1:
+                raise InputError("'-' (standard input) must be the only input; it may hold all views with --views N")
+            inputs = [stack.enter_context(stdin_copy(lambda head: ".y4m" if head.startswith(b"YUV4MPEG2") else ".yuv"))]
+        source = open_cli_source(inputs, size, pix_fmt, fps, frames, seek, views, filters)
+        stack.callback(source.close)
         if dry_run:
-            click.echo("mvenc: dry run: the input is valid; nothing is encoded")
+            say("mvenc: dry run: the input and options are valid; nothing is encoded")
             for line in source.summary_lines():
-                click.echo(line)
+                say(line)
+            if output is not None:
+                say(f"output   {output}")
             if stats:
                 write_json(stats, source.describe())
             return
-        if output is None:
-            raise InputError("no output given; end the command with OUT.mvinr (or pass -o OUT.mvinr)")
-        from mvcodec import encoder
-
-        rec = encoder.recipe(
-            preset,
-            arch=arch,
-            epochs=epochs,
-            prune_epochs=prune_epochs,
-            qat_epochs=qat_epochs,
-            sparsity=sparsity,
-            rate_lambda=rate_lambda,
-            batch_size=batch_size,
-            lr=lr,
-            seed=seed,
-            checkpoint_every=checkpoint_every,
-            compile=compile_ or None,
-            precision=precision,
-            motion_weight=0.0 if no_motion_mask else None,
-        )
-        opts = encoder.EncodeOptions(
-            rec,
-            encoder.pick_device(device),
-            arch=arch,
-            quality=quality,
-            params=params,
-            bpp=bpp,
-            kbps=bitrate,
-            segment_frames=segment_frames,
-            resume=resume,
-            progress=not no_progress,
-            keep_checkpoints=keep_checkpoints,
-            command=" ".join(["mvenc", *sys.argv[1:]]),
-        )
         for line in source.summary_lines():
-            click.echo(line)
+            say(line)
         epochs_text = " + ".join(str(p.epochs) for p in rec.phases)
-        click.echo(
+        say(
             f"training: preset {preset}, {epochs_text} epochs ({', '.join(p.name for p in rec.phases)}"
             f"{f'; {rec.compress.sparsity:.0%} pruning' if rec.phase('prune') else ''}), "
             f"loss {rec.train.loss}, batch {rec.train.batch_size}, lr {rec.train.lr:g}, "
             f"device {opts.device}, seed {rec.train.seed}"
         )
         try:
-            result = encoder.encode(source, output, opts, log=click.echo)
+            result = encoder.encode(source, output, opts, log=say)
         except KeyboardInterrupt:
             click.echo(
                 f"mvenc: interrupted; {output} was not written and the checkpoints keep the progress: "
@@ -266,11 +299,41 @@ def mvenc(
             )
             sys.exit(EXIT_INTERRUPTED)
         for line in encoder.summary_lines(result):
-            click.echo(line)
+            say(line)
         if stats:
             write_json(stats, result.record())
-    finally:
-        source.close()
+
+
+MEDIA_SUFFIXES = {
+    ".yuv",
+    ".raw",
+    ".y4m",
+    ".mp4",
+    ".mkv",
+    ".mov",
+    ".avi",
+    ".webm",
+    ".m4v",
+    ".ts",
+    ".mxf",
+    ".ivf",
+    ".nut",
+}
+
+
+def split_paths(paths: list[str], output: Path | None) -> tuple[list[str], Path | None]:
+    """mvenc's positional paths as (inputs, output), x265-style: without -o, the last of two or more paths
+    is the output where it ends in .mvinr, or where it does not exist and is not named like a video file."""
+    if output is not None or len(paths) < 2:
+        return paths, output
+    last = paths[-1]
+    if last.lower().endswith(".mvinr"):
+        return paths[:-1], Path(last)
+    if last != "-" and not Path(last).exists():
+        if Path(last).suffix.lower() in MEDIA_SUFFIXES:
+            raise InputError(f"{last}: no such file; if it is meant as the output, name it .mvinr (or pass -o)")
+        return paths[:-1], Path(last)
+    return paths, output
 
 
 def mvenc_main() -> None:
@@ -302,13 +365,32 @@ def parse_index_list(text: str, count: int, what: str, names: tuple[str, ...] = 
     return sorted(out)
 
 
+@contextlib.contextmanager
+def stream_input(stream: str):
+    """A stream argument as a path: a file that must exist, or '-' for standard input (copied to a temporary
+    file, for the decoder seeks)."""
+    from mvcodec.fsutil import STDIN, stdin_copy
+
+    if stream == STDIN:
+        with stdin_copy(lambda head: ".mvinr") as path:
+            yield path
+        return
+    path = Path(stream)
+    if path.is_dir():
+        raise InputError(f"{path}: is a directory; give an .mvinr stream file")
+    if not path.exists():
+        raise InputError(f"{path}: no such file; check the path")
+    yield path
+
+
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.argument("stream", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("stream", metavar="STREAM|-")
 @click.option(
     "-o",
     "--output",
     metavar="DIR|-",
-    help="Output directory (one file per view, MIV names), or - for one view on stdout.",
+    help="Output directory (one file per view, MIV names), or - for stdout (raw: the views one after another; "
+    "Y4M: one view).",
 )
 @click.option("--y4m", is_flag=True, help="Write Y4M (<view>.y4m) instead of raw YUV.")
 @click.option("--views", "view_list", metavar="LIST", help="Views to decode: indices or names, e.g. 0,3 or 0-2.")
@@ -322,6 +404,7 @@ def parse_index_list(text: str, count: int, what: str, names: tuple[str, ...] = 
     help="reference: float32, deterministic (conformance); fast: float16 on CUDA. auto: fast on CUDA.",
 )
 @click.option("--batch", type=click.IntRange(1, 256), default=4, show_default=True, help="Frames per forward pass.")
+@click.option("--threads", type=int, metavar="N", help="CPU threads (default: all cores).")
 @click.option("--md5", is_flag=True, help="Print the MD5 of each output (md5sum format).")
 @click.option(
     "--check-md5",
@@ -330,38 +413,50 @@ def parse_index_list(text: str, count: int, what: str, names: tuple[str, ...] = 
     help="Compare the outputs' MD5s with FILE (md5sum format); exit code 10 on a mismatch.",
 )
 @click.option("--no-progress", is_flag=True, help="No progress display.")
+@click.option("--quiet", is_flag=True, help="Print nothing but errors and what --md5 asks for.")
 @click.version_option(__version__, prog_name="mvdec")
-def mvdec(stream, output, y4m, view_list, frame_list, device, precision, batch, md5, check_md5, no_progress):
-    """Decode an .mvinr stream to YUV 4:2:0 views.
+def mvdec(
+    stream, output, y4m, view_list, frame_list, device, precision, batch, threads, md5, check_md5, no_progress, quiet
+):
+    """Decode an .mvinr stream (- reads it from standard input) to YUV 4:2:0 views.
 
     Without -o, the stream is decoded and checked (with --md5 or --check-md5) but nothing is written.
     """
     import time
 
     from mvcodec.decoder import Decoder
-    from mvcodec.device import pick_device
+    from mvcodec.device import pick_device, set_threads
     from mvcodec.io.output import ViewOutputs, md5_lines, md5_mismatches, read_md5_file
     from mvcodec.progress import Progress
 
     if output is None and not (md5 or check_md5):
         raise InputError("no output given: add -o DIR (or -o - for stdout), or --md5 to decode and hash only")
+    set_threads(threads)
     expected = read_md5_file(check_md5) if check_md5 else None
     info = sys.stderr if output == "-" else sys.stdout
+    say = (lambda *a, **k: None) if quiet else click.echo
     started = time.monotonic()
-    with Decoder(stream, pick_device(device), precision, batch) as dec:
+    with stream_input(stream) as path, Decoder(path, pick_device(device), precision, batch) as dec:
         seq = dec.sequence
         views = parse_index_list(view_list, seq.views, "views", seq.view_names) if view_list else list(range(seq.views))
         frames = parse_index_list(frame_list, seq.frames, "frames") if frame_list else list(range(seq.frames))
-        if output == "-" and len(views) != 1:
-            raise InputError(f"-o -: stdout takes one view; add --views with one of 0-{seq.views - 1}")
-        with ViewOutputs(output, {v: seq.view_names[v] for v in views}, seq.fmt, y4m) as outputs:
-            bar = Progress(len(views) * len(frames), "decoding", "frames", enabled=not no_progress)
-            for out in dec.frames(views, frames):
-                outputs.write(out.view, out.planes)
-                bar.update()
+        if output == "-" and y4m and len(views) != 1:
+            raise InputError(
+                f"-o - --y4m: a Y4M stream holds one view; add --views with one of 0-{seq.views - 1}, "
+                "or drop --y4m to write the views' raw frames one view after another"
+            )
+        names = {v: seq.view_names[v] for v in views}
+        with ViewOutputs(output, names, seq.fmt, y4m, seq.color.chroma_siting) as outputs:
+            bar = Progress(len(views) * len(frames), "decoding", "frames", enabled=not (no_progress or quiet))
+            # stdout takes the views one after another (as mvenc reads one raw file with --views N)
+            order = [[v] for v in views] if output == "-" else [views]
+            for group in order:
+                for out in dec.frames(group, frames):
+                    outputs.write(out.view, out.planes)
+                    bar.update()
             bar.close()
         seconds = time.monotonic() - started
-        click.echo(
+        say(
             f"mvdec: decoded {len(views)} views x {len(frames)} frames ({seq.width}x{seq.height} "
             f"{seq.pix_fmt.name}) in {seconds:.2f} s, {len(frames) / seconds:.1f} fps per view, "
             f"{'fast' if dec.fast else 'reference'} path on {dec.device}",
@@ -378,7 +473,7 @@ def mvdec(stream, output, y4m, view_list, frame_list, device, precision, batch, 
         if bad:
             click.echo(f"mvdec: error: {len(bad)} of {len(sums)} outputs do not match {check_md5}", err=True)
             sys.exit(EXIT_MD5_MISMATCH)
-        click.echo(f"mvdec: all {len(sums)} outputs match {check_md5}", file=info)
+        say(f"mvdec: all {len(sums)} outputs match {check_md5}", file=info)
 
 
 def mvdec_main() -> None:
@@ -386,15 +481,17 @@ def mvdec_main() -> None:
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.argument("stream", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("stream", metavar="STREAM|-")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON record instead of text.")
 @click.version_option(__version__, prog_name="mvinfo")
 def mvinfo(stream, as_json):
-    """Show what is in an .mvinr stream: sequence, rate, model, chunks, per-tensor bits, parameter hash."""
+    """Show what is in an .mvinr stream (- reads it from standard input): sequence, rate, model, chunks,
+    per-tensor bits, parameter hash."""
     from mvcodec.errors import HashMismatch
     from mvcodec.info import report_lines, stream_report
 
-    report = stream_report(stream)
+    with stream_input(stream) as path:
+        report = stream_report(path)
     if as_json:
         click.echo(json.dumps(report, indent=2))
     else:

@@ -10,6 +10,8 @@ Chroma siting (H.273 chroma_sample_loc_type):
   Up: copy at even columns, mean of neighbours at odd columns; linear (centre) vertically.
 - "center" (type 1, JPEG/MPEG-1): chroma at the centre of each 2x2 luma block. Down: 2x2 mean.
   Up: bilinear (align_corners=False).
+- "top-left" (type 2, DV-PAL, Y4M's C420paldv): chroma co-sited with even luma columns and even rows.
+  Down: [1 2 1]/4 at even columns x [1 2 1]/4 at even rows. Up: as "left" in both directions.
 Edges repeat the last sample. Every function takes torch tensors, or numpy arrays and then returns
 numpy arrays; planes may carry any leading batch dimensions.
 """
@@ -31,7 +33,7 @@ MATRICES: dict[str, tuple[float, float]] = {
     "bt601": (0.299, 0.114),
     "bt2020": (0.2627, 0.0593),
 }
-SITINGS = ("left", "center")
+SITINGS = ("left", "center", "top-left")
 
 
 @dataclass(frozen=True)
@@ -120,10 +122,24 @@ def downsample_chroma(c: torch.Tensor, siting: str = "left") -> torch.Tensor:
     x, lead = _as_nchw(_float(c))
     if siting == "center":
         out = F.avg_pool2d(x, 2)
+    elif siting == "top-left":
+        taps = x.new_tensor([1.0, 2.0, 1.0])
+        kernel = (taps.view(3, 1) * taps.view(1, 3)).div_(16).view(1, 1, 3, 3)
+        out = F.conv2d(F.pad(x, (1, 0, 1, 0), mode="replicate"), kernel, stride=2)
     else:
         kernel = x.new_tensor([[1.0, 2.0, 1.0], [1.0, 2.0, 1.0]]).div_(8).view(1, 1, 2, 3)
         out = F.conv2d(F.pad(x, (1, 0, 0, 0), mode="replicate"), kernel, stride=2)
     return out.reshape(*lead, *out.shape[-2:])
+
+
+def _cosited_up(x: torch.Tensor, dim: int) -> torch.Tensor:
+    """Twice the samples along `dim` (-1 or -2): the sample at even positions, the mean of it and the next
+    one (the last repeated) at odd positions."""
+    nxt = torch.cat((x.narrow(dim, 1, x.shape[dim] - 1), x.narrow(dim, x.shape[dim] - 1, 1)), dim=dim)
+    out = torch.stack((x, (x + nxt) / 2), dim=dim)
+    shape = list(x.shape)
+    shape[dim] *= 2
+    return out.reshape(shape)
 
 
 @_numpy_in_numpy_out
@@ -133,10 +149,10 @@ def upsample_chroma(c: torch.Tensor, siting: str = "left") -> torch.Tensor:
     h, w = x.shape[-2:]
     if siting == "center":
         out = F.interpolate(x, size=(2 * h, 2 * w), mode="bilinear", align_corners=False)
+    elif siting == "top-left":
+        out = _cosited_up(_cosited_up(x, -2), -1)
     else:
-        x = F.interpolate(x, size=(2 * h, w), mode="bilinear", align_corners=False)
-        right = torch.cat((x[..., 1:], x[..., -1:]), dim=-1)
-        out = torch.stack((x, (x + right) / 2), dim=-1).reshape(*x.shape[:-1], 2 * w)
+        out = _cosited_up(F.interpolate(x, size=(2 * h, w), mode="bilinear", align_corners=False), -1)
     return out.reshape(*lead, *out.shape[-2:])
 
 

@@ -19,3 +19,17 @@ def pick_device(name: str) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise InputError(f"--device {name}: no CUDA device is available here; use --device cpu or auto")
     return device
+
+
+def set_threads(n: int | None) -> None:
+    """--threads: the CPU threads of torch's and OpenCV's pools (None keeps their defaults: all cores)."""
+    if n is None:
+        return
+    if n < 1:
+        raise InputError(f"--threads: must be 1 or more, got {n}")
+    torch.set_num_threads(n)
+    try:
+        import cv2  # the decoder's install may lack it; only the encoder's flow uses it
+    except ImportError:
+        return
+    cv2.setNumThreads(n)

@@ -49,21 +49,32 @@ def test_views_of_different_sizes(tmp_path):
     assert_one_line_error(run_tool("mvenc", "--dry-run", a, b), b, "64x38", "64x36", "same size")
 
 
+def _odd_frame(width, height):
+    """One frame of zeros at an odd size, chroma rounded up as FFmpeg stores it."""
+    return bytes(width * height + 2 * ((width + 1) // 2) * ((height + 1) // 2))
+
+
 @pytest.mark.parametrize("case", ["raw option", "miv name", "y4m header"])
-def test_odd_width_or_height(tmp_path, case):
+def test_odd_width_or_height_names_crop_and_scale(tmp_path, case):
     if case == "raw option":
         path = tmp_path / "a.yuv"
-        path.write_bytes(bytes(65 * 36 * 3))
+        path.write_bytes(_odd_frame(65, 36))
         r = run_tool("mvenc", "--dry-run", path, "-s", "65x36")
+        even = "64x36"
     elif case == "miv name":
         path = tmp_path / "v0_texture_64x35_yuv420p.yuv"
-        path.write_bytes(bytes(64 * 35 * 3))
+        path.write_bytes(_odd_frame(64, 35))
         r = run_tool("mvenc", "--dry-run", path)
+        even = "64x34"
     else:
         path = tmp_path / "a.y4m"
-        path.write_bytes(b"YUV4MPEG2 W64 H35 F30:1 C420\nFRAME\n" + bytes(64 * 35 * 3 // 2))
+        path.write_bytes(b"YUV4MPEG2 W64 H35 F30:1 C420\nFRAME\n" + _odd_frame(64, 35))
         r = run_tool("mvenc", "--dry-run", path)
-    assert_one_line_error(r, path, "odd", "even")
+        even = "64x34"
+    assert_one_line_error(r, path, "odd", "even", f"--crop {even}+0+0", f"--scale {even}")
+    assert "ffmpeg" not in r.stderr
+    fixed = run_tool("mvenc", "--dry-run", *r.args[2:], "--crop", f"{even}+0+0")
+    assert fixed.returncode == 0 and f"size     {even}" in fixed.stdout, fixed.stderr
 
 
 @pytest.mark.parametrize("case", ["option", "miv name", "y4m"])

@@ -18,7 +18,7 @@ from mvcodec.color import (
     yuv444_to_rgb,
 )
 
-SPECS = [ColorSpec(m, full, s) for m in MATRICES for full in (False, True) for s in ("left", "center")]
+SPECS = [ColorSpec(m, full, s) for m in MATRICES for full in (False, True) for s in ("left", "center", "top-left")]
 
 
 def _rgb(*values):
@@ -88,7 +88,7 @@ def test_quantised_420_round_trip_error_is_bounded(spec, bits):
     assert np.abs(back - rgb).max() < 0.03  # edges (chroma repeats its last sample): ~2 pixels of ramp
 
 
-@pytest.mark.parametrize("siting", ["left", "center"])
+@pytest.mark.parametrize("siting", ["left", "center", "top-left"])
 def test_chroma_resampling_keeps_constants_and_ramps(siting):
     const = np.full((2, 6, 8), 77.0)
     np.testing.assert_allclose(downsample_chroma(const, siting), np.full((2, 3, 4), 77.0))
@@ -104,6 +104,18 @@ def test_left_siting_puts_chroma_on_even_columns():
     np.testing.assert_allclose(down[0, 1:], 2.0)  # [1 2 1]/4 around even columns: (4 + 0 + 4)/4
     np.testing.assert_allclose(down[0, 0], 1.0)  # left edge repeats column 0: (0 + 0 + 4)/4
     np.testing.assert_allclose(downsample_chroma(row, "center")[0], 2.0)
+
+
+def test_top_left_siting_puts_chroma_on_even_rows_and_columns():
+    impulse = np.zeros((6, 8))
+    impulse[2, 2] = 16.0
+    down = downsample_chroma(impulse, "top-left")
+    np.testing.assert_allclose(down[1, 1], 4.0)  # the centre tap of [1 2 1] x [1 2 1] / 16
+    np.testing.assert_allclose(down.sum(), 16.0 / 4)  # its neighbours' taps fall between chroma samples
+    coarse = np.arange(12.0).reshape(3, 4)
+    up = upsample_chroma(coarse, "top-left")
+    np.testing.assert_allclose(up[::2, ::2], coarse)  # co-sited: the chroma samples themselves
+    np.testing.assert_allclose(up[1, 0], (coarse[0, 0] + coarse[1, 0]) / 2)
 
 
 def test_torch_and_numpy_agree_and_torch_keeps_dtype():

@@ -197,6 +197,7 @@ def test_ladder_codings_decode():
     assert 7.4 < 32 * len(flat.tensor.words) / mask.sum() < 8.5
 
 
+@pytest.mark.slow
 def test_bpp_target_is_reached_within_ten_percent(tmp_path):
     out = tmp_path / "r.mvinr"
     args = [*SAMPLE_FILES, out, "--fps", "6", "--epochs", "3", "--prune-epochs", "1", "--qat-epochs", "2"]
@@ -209,6 +210,7 @@ def test_bpp_target_is_reached_within_ten_percent(tmp_path):
     assert abs(json.loads((tmp_path / "b.json").read_text())["kbps"] - 40) <= 4
 
 
+@pytest.mark.slow
 def test_higher_quality_level_gives_more_bytes_and_higher_psnr(tmp_path):
     results = []
     for q in (2, 6):

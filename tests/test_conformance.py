@@ -106,7 +106,7 @@ def test_random_access_equals_the_same_frames_of_a_full_decode(tmp_path):
     assert (part / name).read_bytes() == (full / name).read_bytes()[2 * frame_bytes : 4 * frame_bytes]
 
 
-def test_stdout_output_is_one_view_and_pipes(tmp_path):
+def test_stdout_output_of_y4m_is_one_view_and_pipes(tmp_path):
     folder = STREAMS[0]
     out = subprocess.run(
         [tool("mvdec"), folder / "stream.mvinr", "-o", "-", "--views", "0", "--y4m", "--no-progress"],
@@ -115,8 +115,8 @@ def test_stdout_output_is_one_view_and_pipes(tmp_path):
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.startswith(b"YUV4MPEG2 W64 H36 F30:1") and out.stdout.count(b"FRAME\n") == 3
-    two = run_tool("mvdec", folder / "stream.mvinr", "-o", "-", "--no-progress")
-    assert two.returncode == 2 and "one view" in two.stderr
+    two = run_tool("mvdec", folder / "stream.mvinr", "-o", "-", "--y4m", "--no-progress")
+    assert two.returncode == 2 and "one view" in two.stderr  # raw takes them all: tests/test_cli_usage.py
 
 
 def test_mvinfo_json_has_the_documented_keys():

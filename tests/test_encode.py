@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 from helpers import SAMPLE_FILES, run_tool
 
 from mvcodec.encoder.assemble import stream_view_names
@@ -29,6 +30,7 @@ def test_view_names_become_file_names():
     assert stream_view_names(["a/b", "..", "x", "x"]) == ("a_b", "v1", "x", "v3")
 
 
+@pytest.mark.slow
 def test_mvenc_writes_segments_and_reports_the_decoded_quality(tmp_path):
     out = tmp_path / "s.mvinr"
     args = [*SAMPLE_FILES[:2], out, "-f", "3", "--params", "80k", "--epochs", "2", "--no-progress"]

@@ -17,6 +17,8 @@ import zlib
 from collections import Counter
 from pathlib import Path
 
+import pytest
+
 STREAM = Path(__file__).parent / "conformance" / "c07_coding_tools" / "stream.mvinr"
 MEMORY_LIMIT = 3 << 30
 SECONDS_PER_CASE = 20
@@ -89,6 +91,7 @@ def run_cases(count: int, seed: int) -> dict:
     return {"outcomes": dict(outcomes), "failures": failures[:5], "failed": len(failures)}
 
 
+@pytest.mark.slow
 def test_mutated_and_truncated_streams_fail_cleanly_or_decode():
     count = 3000
     proc = subprocess.run([sys.executable, __file__, str(count), "7"], capture_output=True, text=True, timeout=15 * 60)

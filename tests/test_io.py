@@ -60,11 +60,19 @@ def test_y4m_write_then_read_is_bit_exact_with_rate_and_aspect(tmp_path, name):
     assert_same_frames(frames, [r.read(t) for t in range(4)])
 
 
-def test_y4m_header_tags_match_the_usual_spelling(tmp_path):
-    for name, tag in (("yuv420p", b" C420\n"), ("yuv420p10le", b" C420p10\n")):
-        path = tmp_path / f"{name}.y4m"
-        Y4MWriter(path, make_format(name=name)).close()
-        assert path.read_bytes().startswith(b"YUV4MPEG2 W64 H36 F30:1 Ip A1:1") and path.read_bytes().endswith(tag)
+@pytest.mark.parametrize(
+    "name, siting, tag",
+    [
+        ("yuv420p", "left", b" C420mpeg2\n"),
+        ("yuv420p", "center", b" C420jpeg\n"),
+        ("yuv420p", "top-left", b" C420paldv\n"),
+        ("yuv420p10le", "center", b" C420p10\n"),  # no siting tag above 8 bits
+    ],
+)
+def test_y4m_header_tags_are_ffmpegs_spelling_of_the_siting(tmp_path, name, siting, tag):
+    path = tmp_path / f"{name}.y4m"
+    Y4MWriter(path, make_format(name=name), siting=siting).close()
+    assert path.read_bytes().startswith(b"YUV4MPEG2 W64 H36 F30:1 Ip A1:1") and path.read_bytes().endswith(tag)
 
 
 def test_y4m_reader_accepts_chroma_variants_and_frame_parameters(tmp_path):

@@ -61,13 +61,16 @@ def test_a_batch_reads_its_views_earlier_frames_and_nothing_else():
     assert torch.equal(full, part)
 
 
+@pytest.mark.parametrize("window", [None, 1])
 @pytest.mark.parametrize("order", ["random", "runs"])
 @pytest.mark.parametrize("batch", [1, 2, 3])
-def test_the_rate_estimate_of_a_batchs_rows_is_the_whole_rate_over_an_epoch(batch, order):
-    """Weighted by the epoch's steps over the steps that read them, the rows each batch of an epoch reads
-    price, on average over the epoch's batches, exactly what the whole tensor costs, in either batch order."""
+def test_the_rate_estimate_of_a_batchs_rows_is_the_whole_rate_over_an_epoch(batch, order, window):
+    """Weighted by the epoch's steps over the steps that train them, the rows each batch of an epoch trains
+    price, on average over the epoch's batches, exactly what the whole tensor costs, in either batch order
+    and with a chain window."""
     net, cfg = _random_mc(frames=5)
     model = CompressibleModel(net, cfg, quantise=True).train()
+    model.chain_window = window
     row_bits = torch.rand(cfg.views * cfg.frames, dtype=torch.float64) * 100  # any per-row cost
     for seed in range(3):
         perm = batch_order(cfg.views, cfg.frames, batch, order, torch.Generator().manual_seed(seed))
@@ -76,9 +79,31 @@ def test_the_rate_estimate_of_a_batchs_rows_is_the_whole_rate_over_an_epoch(batc
         batches = perm.split(batch)
         total = 0.0
         for idx in batches:
-            rows = model.start_batch(idx // cfg.frames, idx % cfg.frames)
+            model.start_batch(idx // cfg.frames, idx % cfg.frames)
+            rows = model.step_rows()
             total += float((row_bits[rows] * model._read_weights(rows).double()).sum())
         assert total / len(batches) == pytest.approx(float(row_bits.sum()), rel=1e-5)
+
+
+def test_a_chain_window_trains_the_last_frames_of_a_chain_alone():
+    """With chain_window 1, a batch frame t trains its rows t - 1 and t: the frames before are read (the output
+    is the same) but get no gradient and are not priced."""
+    net, cfg = _random_mc(frames=5)
+    model = CompressibleModel(net, cfg, quantise=True).train()
+    view, frame = torch.tensor([0]), torch.tensor([3])
+    model.plan_epoch(torch.arange(cfg.views * cfg.frames), 1)
+    whole = model(view, frame)
+    model.chain_window = 1
+    model.plan_epoch(torch.arange(cfg.views * cfg.frames), 1)
+    rows = model.start_batch(view, frame)
+    assert rows.tolist() == [0, 1, 2, 3] and model.step_rows().tolist() == [2, 3]
+    out = model(view, frame)
+    assert torch.equal(out, whole)
+    (out.square().mean() + model.rate_bits(rows) * 1e-6).backward()
+    for grad in model.batch_grads().values():
+        assert grad.shape[0] == 2 and grad.abs().sum() > 0
+    for leaf in model.batch_leaves():
+        assert leaf.grad[:2].abs().sum() == 0
 
 
 def test_runs_are_consecutive_frames_of_one_view():

@@ -30,6 +30,7 @@ def rd_run(tmp_path_factory):
     return out, json.loads((out / "rd.json").read_text()), proc
 
 
+@pytest.mark.slow
 def test_every_codec_is_measured_the_same_way(rd_run):
     out, rec, proc = rd_run
     src = rec["source"]
@@ -48,6 +49,7 @@ def test_every_codec_is_measured_the_same_way(rd_run):
     assert (out / "rd.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.slow
 def test_mvcodec_points_are_the_files_mvenc_wrote(rd_run):
     out, rec, _ = rd_run
     for p, q in zip(rec["runs"]["mvcodec"]["points"], ("1", "3"), strict=True):
@@ -75,6 +77,7 @@ def test_bd_table_says_why_a_figure_is_missing():
     assert table["far"]["bd_psnr_pchip"] == pytest.approx(-11.5)  # 10, 11, 12, 13 dB below, linear in log rate
 
 
+@pytest.mark.slow
 def test_rd_table_renders_a_record(rd_run):
     out, rec, _ = rd_run
     proc = subprocess.run(

@@ -39,6 +39,7 @@ def test_every_form_yields_the_sample_frames(forms, form):
     src.close()
 
 
+@pytest.mark.slow
 def test_dry_run_summaries_are_identical_across_forms(forms, tmp_path):
     outputs = {}
     for form, args in forms.items():

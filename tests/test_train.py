@@ -149,6 +149,7 @@ def _params(model):
     return [p.detach().clone() for p in model.parameters()]
 
 
+@pytest.mark.slow
 def test_resume_after_interruption_equals_an_uninterrupted_run(tmp_path):
     tcfg = train_config("fast", epochs=4, checkpoint_every=1, seed=3)
     src, model, data = _tiny(seed=3)
@@ -184,6 +185,7 @@ def test_same_seed_gives_the_same_model_on_cpu():
         torch.testing.assert_close(a, b, rtol=0, atol=0)
 
 
+@pytest.mark.slow
 def test_mvenc_trains_reports_quality_and_refuses_to_overwrite_a_checkpoint(tmp_path):
     out = tmp_path / "o.mvinr"
     args = [
@@ -215,9 +217,11 @@ def test_mvenc_trains_reports_quality_and_refuses_to_overwrite_a_checkpoint(tmp_
     assert again.returncode == 2 and "--resume" in again.stderr and len(again.stderr.strip().splitlines()) == 1
     resumed = run_tool("mvenc", *args, "--resume")
     assert resumed.returncode == 0, resumed.stderr
+    assert "training: resuming at epoch 2 of 2, step 1 (from o.mvinr.ckpt)" in resumed.stdout
     assert read_checkpoint(tmp_path / "o.mvinr.ckpt")[0]["epoch"] == 2
 
 
+@pytest.mark.slow
 def test_resume_refuses_a_checkpoint_of_other_input(tmp_path):
     out = tmp_path / "o.mvinr"
     common = ["-f", "3", "--params", "40k", "--epochs", "1", "--no-progress", "--keep-checkpoints"]
@@ -261,6 +265,7 @@ def test_checkpoints_load_without_pickle(tmp_path):
         assert all(z[k].dtype != object for k in z.files)
 
 
+@pytest.mark.slow
 def test_ctrl_c_during_mvenc_keeps_a_checkpoint_that_resume_finishes(tmp_path):
     import subprocess
 

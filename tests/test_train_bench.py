@@ -30,6 +30,7 @@ def bench(tmp_path_factory):
     return json.loads((tmp / "rec.json").read_text()), proc.stdout
 
 
+@pytest.mark.slow
 def test_presets_and_ablations_are_recorded(bench):
     rec, out = bench
     assert (rec["views"], rec["frames"], rec["device"]) == (2, 3, "cpu")
@@ -47,6 +48,7 @@ def test_presets_and_ablations_are_recorded(bench):
     assert "| w/o motion mask |" in out
 
 
+@pytest.mark.slow
 def test_speed_check_compares_the_paths_on_the_same_model(bench):
     rec, out = bench
     rows = {r["key"]: r for r in rec["speed_check"]}

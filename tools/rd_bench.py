@@ -51,6 +51,7 @@ from mvcodec.errors import InputError
 from mvcodec.fsutil import write_json
 from mvcodec.io import RawWriter, VideoFormat, open_source
 from mvcodec.io.container import frame_planes, planes_frame
+from mvcodec.io.filters import SourceFilters
 from mvcodec.io.formats import Planes, parse_size
 from mvcodec.metrics import bits_per_pixel, frame_quality, kbps, mean_quality
 
@@ -118,12 +119,8 @@ class Reference:
         self.num_views, self.num_frames = len(self.views), len(self.views[0])
 
     def _scale(self, planes: Planes, f: VideoFormat) -> Planes:
-        if (f.width, f.height) == (self.fmt.width, self.fmt.height):
-            return planes
-        frame = planes_frame(planes, f.pix_fmt).reformat(
-            width=self.fmt.width, height=self.fmt.height, interpolation="BICUBIC"
-        )
-        return frame_planes(frame, f.pix_fmt)
+        """mvenc's --scale (libswscale's bicubic)."""
+        return SourceFilters(scale=(self.fmt.width, self.fmt.height)).apply(planes, self.fmt)
 
     def rate(self, size: int) -> dict:
         f = self.fmt

@@ -33,16 +33,26 @@ from mvcodec.train.fit import FrameStore, TrainingData, fit
 @click.option("-q", "--quality", default=4, show_default=True)
 @click.option("--epochs", default=1, show_default=True, help="Epochs timed per phase (the last one is reported).")
 @click.option("--batch-order", type=click.Choice(["random", "runs"]), help="(default: the architecture's)")
-def main(inputs, fps, frames, arch, quality, epochs, batch_order):
+@click.option("--chain-window", type=int, help="Frames of a chain trained behind each batch frame (default: all).")
+def main(inputs, fps, frames, arch, quality, epochs, batch_order, chain_window):
     source = open_source(list(inputs), fps=parse_fps(fps), frames=frames)
     shape = shape_of(source)
     architecture = by_name(arch)
     cfg = architecture.size_for(shape, params_for_quality(architecture, quality, shape))
-    rec = recipe("fast", arch=arch, batch_order=batch_order).with_lambda(lambda_for_quality(quality, architecture))
+    rec = recipe("fast", arch=arch, batch_order=batch_order, chain_window=chain_window).with_lambda(
+        lambda_for_quality(quality, architecture)
+    )
     data = TrainingData(FrameStore(source, torch.device("cpu")))
     steps = -(-shape.views * shape.frames // rec.train.batch_size)
     size = [shape.views, shape.frames, shape.height, shape.width]
-    row = {"arch": arch, "q": quality, "shape": size, "steps_per_epoch": steps, "batch_order": rec.train.batch_order}
+    row = {
+        "arch": arch,
+        "q": quality,
+        "shape": size,
+        "steps_per_epoch": steps,
+        "batch_order": rec.train.batch_order,
+        "chain_window": rec.train.chain_window,
+    }
     for phase in ("fit", "qat"):
         torch.manual_seed(0)
         model = CompressibleModel(architecture.build(cfg), cfg, quantise=phase == "qat")

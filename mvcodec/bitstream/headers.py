@@ -22,7 +22,7 @@ MAX_PARAMS = 1 << 28  # 1 GiB of float32 parameters
 # H.273 MatrixCoefficients and ChromaSampleLocType codes.
 MATRIX_CODES = {"bt709": 1, "bt601": 6, "bt2020": 9}
 MATRIX_NAMES = {1: "bt709", 5: "bt601", 6: "bt601", 9: "bt2020"}
-SITING_CODES = {"left": 0, "center": 1}
+SITING_CODES = {"left": 0, "center": 1, "top-left": 2}  # 2: format 1.1
 SITING_NAMES = {v: k for k, v in SITING_CODES.items()}
 PIX_FMT_BY_DEPTH = {p.bit_depth: p for p in PIX_FMTS.values()}
 HASH_SHA256 = 1
@@ -93,7 +93,7 @@ class SequenceHeader:
         r.check(chroma == 1, f"chroma_format_idc {chroma} is not 1 (4:2:0)")
         r.check(matrix in MATRIX_NAMES, f"matrix_coefficients {matrix} is not 1, 5, 6 or 9")
         r.check(full in (0, 1), f"full_range {full} is not 0 or 1")
-        r.check(siting in SITING_NAMES, f"chroma_sample_loc_type {siting} is not 0 or 1")
+        r.check(siting in SITING_NAMES, f"chroma_sample_loc_type {siting} is not 0, 1 or 2")
         r.check(reserved == 0, "reserved byte is not 0")
         num, den, segments = r.u32(), r.u32(), r.u32()
         r.check(num > 0 and den > 0, f"frame rate {num}/{den} is not positive")

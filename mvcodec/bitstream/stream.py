@@ -67,9 +67,11 @@ class SegmentData:
 
 def write_stream(f: BinaryIO, seq: SequenceHeader, segments: Sequence[SegmentData], info: dict | None = None) -> int:
     """Write a complete stream; returns its size in bytes. The version is the lowest that has every chunk
-    used: 1.0 where every segment is MV-MGINR (ARCH), 1.1 with an ARCX chunk."""
+    used: 1.0 where every segment is MV-MGINR (ARCH) and chroma is sited left or centre, 1.1 with an ARCX
+    chunk or top-left chroma."""
     archs = [arch_chunk(seg.config) for seg in segments]
-    version = (1, 1) if any(ctype == "ARCX" for ctype, _ in archs) else (1, 0)
+    newer = any(ctype == "ARCX" for ctype, _ in archs) or seq.color.chroma_siting == "top-left"
+    version = (1, 1) if newer else (1, 0)
     parts = [file_header(version), chunk_bytes("SEQH", seq.to_bytes())]
     if info is not None:
         parts.append(chunk_bytes("enci", info_bytes(info)))

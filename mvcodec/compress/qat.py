@@ -99,6 +99,10 @@ class CompressibleModel(nn.Module):
         self.chain = arch_of(cfg).chain  # frame t reads the frame-row tensors' rows of frames 0..t of its view
         self._batch: tuple[torch.Tensor, dict[str, torch.Tensor]] | None = None  # see start_batch
         self._read_table: torch.Tensor | None = None  # a chain's rate weight per row this epoch (plan_epoch)
+        # With a chain: the frames before a batch frame's t - chain_window are read as constants (no gradient,
+        # not priced, not updated by the step); None: every frame read trains
+        self.chain_window: int | None = None
+        self._trained: torch.Tensor | None = None  # the started batch's positions in its rows that train
 
     def _lazy_context(self, spec) -> bool:
         """Whether a tensor is context-coded and priced in a batch's rows only."""
@@ -125,9 +129,11 @@ class CompressibleModel(nn.Module):
             var = (squares / count.clamp_min(1) - mean * mean).clamp_min(0)
             mean, std = gaussians(count, mean, var, extra_var=1 / 12)
             lo, hi = span[:, 0].min(), span[:, 1].max()
+            y, scale = self._rows_of(spec.name, w, rows), spec.shape[0] / len(rows)
+            if self._trained is not None and self._batch is not None and self._batch[0] is rows:
+                y, rows = y[self._trained], rows[self._trained]
             with torch.no_grad():
                 ctx = self._row_contexts(spec, w, coarse, rows)
-            y, scale = self._rows_of(spec.name, w, rows), spec.shape[0] / len(rows)
             if self.chain:
                 scale = self._read_weights(rows).view(-1, 1, 1, 1)
         else:
@@ -158,7 +164,7 @@ class CompressibleModel(nn.Module):
         reads = torch.zeros(self.cfg.views * frames, dtype=torch.float64)
         batches = order.cpu().split(batch_size)
         for idx in batches:
-            reads[self.batch_rows(idx // frames, idx % frames, always=True).cpu()] += 1
+            reads[self.batch_rows(idx // frames, idx % frames, always=True, trained=True).cpu()] += 1
         self._read_table = (len(batches) / reads).float().to(order.device)
 
     def _read_weights(self, rows: torch.Tensor) -> torch.Tensor:
@@ -206,7 +212,7 @@ class CompressibleModel(nn.Module):
         """After the optimiser step of a started batch: update_rows for its rows and the rows after them."""
         if self._batch is None or not self.quantise:
             return
-        rows = self._batch[0]
+        rows = self.step_rows()
         params = dict(self.base.named_parameters())
         for spec in self.layout:
             if self._lazy_context(spec) and bool(getattr(self, f"rowready_{_key(spec.name)}")):
@@ -277,6 +283,10 @@ class CompressibleModel(nn.Module):
             part = rows is not None and self._compact(spec)
             if part:
                 w = self._rows_of(spec.name, w, rows)
+                if self._trained is not None and self._batch is not None and self._batch[0] is rows:
+                    trains = torch.zeros(len(rows), dtype=torch.bool, device=w.device)
+                    trains[self._trained] = True
+                    w = torch.where(trains.view(-1, *[1] * (w.dim() - 1)), w, w.detach())
             m = self.mask(spec.name)
             if m is not None:
                 w = w * m
@@ -291,16 +301,21 @@ class CompressibleModel(nn.Module):
             out[spec.name] = w
         return out
 
-    def batch_rows(self, view: torch.Tensor, frame: torch.Tensor, always: bool = False) -> torch.Tensor | None:
+    def batch_rows(
+        self, view: torch.Tensor, frame: torch.Tensor, always: bool = False, trained: bool = False
+    ) -> torch.Tensor | None:
         """The rows of the frame-row tensors a training batch reads, sorted (None in eval mode or without such
         tensors, unless `always`): the batch's frames, and with prediction along time (chain) every earlier
-        frame of their views."""
+        frame of their views; with `trained`, those of them the step trains (see chain_window)."""
         if not (self.frame_rows and (self.training or always)):
             return None
         first = view * self.cfg.frames
         if not self.chain:
             return torch.unique(first + frame)
-        runs = [torch.arange(a, a + t + 1) for a, t in zip(first.tolist(), frame.tolist(), strict=True)]
+        window = self.chain_window if trained and self.chain_window is not None else self.cfg.frames
+        runs = [
+            torch.arange(a + max(0, t - window), a + t + 1) for a, t in zip(first.tolist(), frame.tolist(), strict=True)
+        ]
         return torch.unique(torch.cat(runs)).to(view.device)
 
     def start_batch(self, view: torch.Tensor, frame: torch.Tensor) -> torch.Tensor | None:
@@ -310,7 +325,7 @@ class CompressibleModel(nn.Module):
         at every step: BENCHMARKS.md, issue 14, experiment 12); batch_grads() hands the leaves' gradients to
         the row-lazy optimiser, which updates those rows alone."""
         rows = self.batch_rows(view, frame)
-        self._batch = None
+        self._batch, self._trained = None, None
         if rows is not None:
             params = dict(self.base.named_parameters())
             leaves = {
@@ -319,7 +334,16 @@ class CompressibleModel(nn.Module):
                 if self._compact(spec)
             }
             self._batch = (rows, leaves)
+            if self.chain and self.chain_window is not None:
+                self._trained = torch.searchsorted(rows, self.batch_rows(view, frame, trained=True))
         return rows
+
+    def step_rows(self) -> torch.Tensor | None:
+        """The started batch's rows that its optimiser step updates (batch_grads' rows)."""
+        if self._batch is None:
+            return None
+        rows = self._batch[0]
+        return rows if self._trained is None else rows[self._trained]
 
     def batch_leaves(self) -> list[torch.Tensor]:
         """The started batch's leaf tensors (their .grad after backward)."""
@@ -331,7 +355,12 @@ class CompressibleModel(nn.Module):
         if self._batch is None:
             return {}
         params = dict(self.base.named_parameters())
-        return {params[name]: leaf.grad for name, leaf in self._batch[1].items() if leaf.grad is not None}
+        pick = self._trained
+        return {
+            params[name]: leaf.grad if pick is None else leaf.grad[pick]
+            for name, leaf in self._batch[1].items()
+            if leaf.grad is not None
+        }
 
     def forward(self, view: torch.Tensor, frame: torch.Tensor) -> torch.Tensor:
         if not (self.training and self.frame_rows):

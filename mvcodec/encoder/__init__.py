@@ -83,7 +83,7 @@ def encode(source: MultiViewSource, output: Path, opts: EncodeOptions, log=print
         talk = dict(progress=opts.progress, log=log)
         trained.append(run_phases(s.source, s.config, rec, opts.device, prefix=s.prefix, **talk))
     seq = sequence_header(source, len(plan.segments))
-    info = encoder_info(opts, rec, target_bpp, sum(t.train_seconds for t in trained))
+    info = encoder_info(opts, rec, target_bpp, sum(t.train_seconds for t in trained), source.filters.describe())
     exported, scales = fit_to_target(
         [t.model for t in trained],
         [s.frames for s in plan.segments],
@@ -99,11 +99,14 @@ def encode(source: MultiViewSource, output: Path, opts: EncodeOptions, log=print
     return encode_result(output, source, seq, size, quality, runs)
 
 
-def encoder_info(opts: EncodeOptions, rec: Recipe, target_bpp: float | None, train_seconds: float) -> dict:
-    """The stream's enci record: who encoded it, how, and on what."""
+def encoder_info(
+    opts: EncodeOptions, rec: Recipe, target_bpp: float | None, train_seconds: float, filters: dict | None = None
+) -> dict:
+    """The stream's enci record: who encoded it, how, and on what (with the source's crop and scale)."""
     return {
         "encoder": f"mvcodec {__version__}",
         "command": opts.command,
+        **({"source_filters": filters} if filters else {}),
         "train": asdict(rec.train),
         "compress": rec.record(),
         "target_bpp": target_bpp,

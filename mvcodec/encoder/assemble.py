@@ -37,7 +37,16 @@ def sequence_header(source: MultiViewSource, segments: int) -> SequenceHeader:
     """The SEQH of a source coded in this many segments."""
     f = source.fmt
     names = stream_view_names(source.view_names)
-    return SequenceHeader(names, source.num_frames, f.width, f.height, f.bit_depth, ColorSpec(), f.fps, segments)
+    return SequenceHeader(
+        names,
+        source.num_frames,
+        f.width,
+        f.height,
+        f.bit_depth,
+        ColorSpec(chroma_siting=source.siting),
+        f.fps,
+        segments,
+    )
 
 
 def segment_data(plans: Sequence[SegmentPlan], exported: Sequence[list[ExportedTensor]]) -> list[SegmentData]:

@@ -147,7 +147,7 @@ def run_phases(
         tcfg = recipe.phase_config(phase)
         if tcfg.epochs:
             ckpt = Checkpoint(checkpoint_path(prefix, phase.name), tag=phase_tag(phase, recipe)) if prefix else None
-            result = fit(model, data, tcfg, checkpoint=ckpt, progress=progress, label=LABELS[phase.name])
+            result = fit(model, data, tcfg, checkpoint=ckpt, progress=progress, label=LABELS[phase.name], log=log)
             if phase.name == "fit":
                 fitted = result
         if phase.name == "fit":

@@ -10,7 +10,7 @@ import av
 import numpy as np
 
 from mvcodec.errors import InputError
-from mvcodec.io.formats import PIX_FMTS, PixFmt, Planes, VideoFormat, check_even_size
+from mvcodec.io.formats import PIX_FMTS, PixFmt, Planes, VideoFormat, check_size
 
 
 def default_pix_fmt(source_bits: int) -> PixFmt:
@@ -60,7 +60,7 @@ class ContainerReader:
             raise InputError(f"{self.path}: cannot read as video ({e}); is it a video file?") from None
         if first is None or self.num_frames == 0:
             raise InputError(f"{self.path}: video stream holds no frames")
-        check_even_size(first.width, first.height, str(self.path))
+        check_size(first.width, first.height, str(self.path))
         src_bits = max(c.bits for c in first.format.components)
         fps = Fraction(rate) if rate else Fraction(0)
         self.fmt = VideoFormat(first.width, first.height, pix_fmt or default_pix_fmt(src_bits), fps)

@@ -76,42 +76,61 @@ class VideoFormat:
 
     @property
     def plane_shapes(self) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int]]:
-        """(rows, columns) of Y, U and V."""
-        c = (self.height // 2, self.width // 2)
+        """(rows, columns) of Y, U and V (chroma rounded up for an odd size, as FFmpeg stores it: such a
+        source is read only to be cropped or scaled to an even size)."""
+        c = ((self.height + 1) // 2, (self.width + 1) // 2)
         return (self.height, self.width), c, c
 
     @property
     def frame_bytes(self) -> int:
-        """Bytes in one raw frame: W*H*3/2 samples of 1 or 2 bytes."""
-        return self.width * self.height * 3 // 2 * self.pix_fmt.dtype.itemsize
+        """Bytes in one raw frame: W*H + 2 * (W/2)*(H/2) samples of 1 or 2 bytes."""
+        (h, w), (ch, cw), _ = self.plane_shapes
+        return (h * w + 2 * ch * cw) * self.pix_fmt.dtype.itemsize
 
     def planes_from_buffer(self, buf: np.ndarray) -> Planes:
-        """Split one frame's flat sample array (length W*H*3/2) into Y, U, V views."""
+        """Split one frame's flat sample array into Y, U, V views."""
         (h, w), (ch, cw), _ = self.plane_shapes
         n, c = h * w, ch * cw
         return Planes(buf[:n].reshape(h, w), buf[n : n + c].reshape(ch, cw), buf[n + c : n + 2 * c].reshape(ch, cw))
 
 
-def check_even_size(width: int, height: int, where: str) -> None:
-    """InputError unless width and height are positive and even, as 4:2:0 requires."""
+def check_size(width: int, height: int, where: str) -> None:
+    """InputError unless the frame size is positive (an odd one can still be read, to be cropped or scaled)."""
     if width <= 0 or height <= 0:
         raise InputError(f"{where}: frame size {width}x{height} is empty; give a size like -s 1920x1080")
+
+
+def check_even_size(width: int, height: int, where: str) -> None:
+    """InputError unless width and height are positive and even, as 4:2:0 coding requires; the message
+    names mvenc's own --crop and --scale."""
+    check_size(width, height, where)
     if width % 2 or height % 2:
+        even = f"{width - width % 2}x{height - height % 2}"
         raise InputError(
-            f"{where}: frame size {width}x{height} is odd; 4:2:0 needs even width and height "
-            "(crop or pad the source first, e.g. ffmpeg -vf crop=trunc(iw/2)*2:trunc(ih/2)*2)"
+            f"{where}: frame size {width}x{height} is odd; 4:2:0 needs an even width and height: "
+            f"add --crop {even}+0+0 (drops the last column or row) or --scale {even}"
         )
 
 
 _SIZE_RE = re.compile(r"^\s*(\d+)\s*[xX]\s*(\d+)\s*$")
+_CROP_RE = re.compile(r"^\s*(\d+)\s*[xX]\s*(\d+)\s*\+\s*(\d+)\s*\+\s*(\d+)\s*$")
 
 
-def parse_size(text: str) -> tuple[int, int]:
+def parse_size(text: str, option: str = "--size") -> tuple[int, int]:
     """(width, height) from 'WxH'."""
     m = _SIZE_RE.match(text)
     if not m:
-        raise InputError(f"--size: cannot read '{text}' as WIDTHxHEIGHT; write it like 1920x1080")
+        raise InputError(f"{option}: cannot read '{text}' as WIDTHxHEIGHT; write it like 1920x1080")
     return int(m.group(1)), int(m.group(2))
+
+
+def parse_crop(text: str) -> tuple[int, int, int, int]:
+    """(width, height, x, y) from 'WxH+X+Y' (X, Y: the top-left corner; '+X+Y' may be left out for +0+0)."""
+    m = _CROP_RE.match(text if "+" in text else f"{text}+0+0")
+    if not m:
+        raise InputError(f"--crop: cannot read '{text}' as WIDTHxHEIGHT+X+Y; write it like 1918x1080+0+0")
+    w, h, x, y = (int(g) for g in m.groups())
+    return w, h, x, y
 
 
 def parse_fps(text: str) -> Fraction:

@@ -39,8 +39,15 @@ class ViewOutputs:
     output_name); "-", the one view on stdout; None, nothing written (hash only). write(view, planes)
     takes the views given at construction, by index."""
 
-    def __init__(self, target: str | Path | None, views: dict[int, str], fmt: VideoFormat, y4m: bool = False):
-        self.target, self.fmt, self.y4m = target, fmt, y4m
+    def __init__(
+        self,
+        target: str | Path | None,
+        views: dict[int, str],
+        fmt: VideoFormat,
+        y4m: bool = False,
+        siting: str = "left",
+    ):
+        self.target, self.fmt, self.y4m, self.siting = target, fmt, y4m, siting
         self.names = {v: output_name(name, fmt, y4m) for v, name in views.items()}
         self._files: list[BinaryIO] = []
         self._writers: dict[int, tuple[HashingWriter, RawWriter | Y4MWriter]] = {}
@@ -58,7 +65,8 @@ class ViewOutputs:
                 else:
                     f = None
                 sink = HashingWriter(f)
-                self._writers[v] = (sink, (Y4MWriter if self.y4m else RawWriter)(sink, self.fmt))
+                writer = Y4MWriter(sink, self.fmt, siting=self.siting) if self.y4m else RawWriter(sink, self.fmt)
+                self._writers[v] = (sink, writer)
         except BaseException:
             self.__exit__()
             raise

@@ -21,11 +21,13 @@ from typing import Protocol
 
 from mvcodec.errors import InputError
 from mvcodec.io.container import ContainerReader
+from mvcodec.io.filters import FilteredReader, SourceFilters
 from mvcodec.io.formats import (
     PixFmt,
     Planes,
     VideoFormat,
     check_even_size,
+    check_size,
     format_fps,
     pix_fmt,
 )
@@ -80,6 +82,8 @@ class MultiViewSource:
     readers: list[ViewReader]
     num_frames: int
     seek: int = 0
+    siting: str = "left"  # chroma siting (mvcodec.color.SITINGS), from a Y4M tag; raw and containers: left
+    filters: SourceFilters = SourceFilters()
 
     @property
     def num_views(self) -> int:
@@ -120,6 +124,8 @@ class MultiViewSource:
             "seek": self.seek,
             "view_names": list(self.view_names),
             "raw_bytes": self.raw_bytes,
+            "chroma_siting": self.siting,
+            **self.filters.describe(),
         }
 
     def summary_lines(self) -> list[str]:
@@ -132,7 +138,9 @@ class MultiViewSource:
             f"size     {f.width}x{f.height}",
             f"pix_fmt  {f.pix_fmt.name} ({f.bit_depth}-bit)",
             f"fps      {format_fps(f.fps)}",
+            f"chroma   sited {self.siting}",
         ]
+        lines += [f"{k:<8} {v}" for k, v in self.filters.describe().items()]
         lines += [f"view {i:<3} {name}" for i, name in enumerate(self.view_names)]
         lines.append(f"raw      {self.raw_bytes} bytes ({self.raw_bytes / 2**20:.2f} MiB)")
         return lines
@@ -181,7 +189,7 @@ def _raw_format(path: Path, size, fmt: PixFmt | None, fps: Fraction | None) -> V
             f"{path}: raw YUV has no header; give its size with -s WxH "
             "(or name it like v0_texture_1920x1080_yuv420p10le.yuv)"
         )
-    check_even_size(*size, str(path))
+    check_size(*size, str(path))
     return VideoFormat(size[0], size[1], fmt or pix_fmt("yuv420p"), fps or DEFAULT_RAW_FPS)
 
 
@@ -229,8 +237,10 @@ def open_source(
     frames: int | None = None,
     seek: int = 0,
     views: int | None = None,
+    filters: SourceFilters | None = None,
 ) -> MultiViewSource:
-    """Open and validate a multi-view source; every problem is an InputError naming the file and the fix."""
+    """Open and validate a multi-view source; every problem is an InputError naming the file and the fix.
+    `filters` crop and scale every view as it is read (checked against the first view's size)."""
     if not paths:
         raise InputError("no input given; pass one file per view, a directory, or one file with --views N")
     fmt = pix_fmt(pix_fmt_name) if pix_fmt_name else None
@@ -275,6 +285,17 @@ def open_source(
                 f"{r.path}: frame rate {format_fps(b.fps)} differs from {format_fps(a.fps)} of {first.path}; "
                 "pass --fps to set one rate for all views"
             )
+        if getattr(r, "siting", "left") != getattr(first, "siting", "left"):
+            raise InputError(
+                f"{r.path}: chroma siting {r.siting} differs from {first.siting} of {first.path}; "
+                "convert the views to one siting"
+            )
+    siting = getattr(first, "siting", "left")
+    filters = filters or SourceFilters()
+    if filters:
+        readers = [FilteredReader(r, filters) for r in readers]
+        first = readers[0]
+    check_even_size(first.fmt.width, first.fmt.height, str(first.path))
 
     if frames is None:
         counts = {r.num_frames for r in readers}
@@ -290,7 +311,7 @@ def open_source(
                 f"{r.path}: holds {r.num_frames} frames, fewer than the {seek + frames} needed "
                 f"(--seek {seek} + -f {frames}); lower -f/--frames or --seek"
             )
-    return MultiViewSource(first.fmt, _view_names(files, len(readers)), readers, frames, seek)
+    return MultiViewSource(first.fmt, _view_names(files, len(readers)), readers, frames, seek, siting, filters)
 
 
 def _split_stacked(path: Path, views: int, size, fmt: PixFmt | None, fps: Fraction | None) -> list[RawReader]:

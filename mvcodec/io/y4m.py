@@ -9,7 +9,7 @@ from typing import BinaryIO
 import numpy as np
 
 from mvcodec.errors import InputError
-from mvcodec.io.formats import PIX_FMTS, Planes, VideoFormat, check_even_size
+from mvcodec.io.formats import PIX_FMTS, Planes, VideoFormat, check_size
 from mvcodec.io.raw import RawWriter
 
 SIGNATURE = b"YUV4MPEG2"
@@ -18,6 +18,10 @@ _MAX_HEADER = 1024  # bytes; a stream header or FRAME line longer than this is n
 # Y4M chroma tags that describe 4:2:0 data, and the pixel format they carry.
 _CHROMA_TAGS = {"420": "yuv420p", "420jpeg": "yuv420p", "420paldv": "yuv420p", "420mpeg2": "yuv420p"}
 _CHROMA_TAGS.update({p.y4m_tag: p.name for p in PIX_FMTS.values()})
+# The chroma siting each 8-bit tag states, as FFmpeg reads and writes them (C420 and a missing C tag mean
+# 420jpeg). The tags of more than 8 bits state none: such files are taken as sited left, the video default.
+SITING_OF_TAG = {"420": "center", "420jpeg": "center", "420mpeg2": "left", "420paldv": "top-left"}
+TAG_OF_SITING = {"center": "420jpeg", "left": "420mpeg2", "top-left": "420paldv"}
 
 
 def _ratio(value: str, path: Path, what: str) -> Fraction | None:
@@ -56,7 +60,7 @@ class Y4MReader:
                 chroma = value
             elif key == "I" and value not in ("p", "?"):
                 raise InputError(f"{self.path}: interlaced Y4M (I{value}) is not supported; deinterlace first")
-        check_even_size(width, height, str(self.path))
+        check_size(width, height, str(self.path))
         if chroma not in _CHROMA_TAGS:
             raise InputError(
                 f"{self.path}: Y4M chroma format C{chroma} is not 4:2:0 at 8/10/12/16 bits; "
@@ -65,6 +69,7 @@ class Y4MReader:
         if fps is None:
             raise InputError(f"{self.path}: Y4M header has no valid frame rate (F); add one or pass --fps")
         self.fmt = VideoFormat(width, height, PIX_FMTS[_CHROMA_TAGS[chroma]], fps)
+        self.siting = SITING_OF_TAG.get(chroma, "left")
         self._offsets = self._index(end + 1)
         self.num_frames = len(self._offsets)
         self._map = np.memmap(self.path, dtype=np.uint8, mode="r")
@@ -109,11 +114,13 @@ class Y4MReader:
         self._map = None
 
 
-def y4m_header(fmt: VideoFormat, aspect: Fraction = Fraction(1, 1)) -> bytes:
-    """The YUV4MPEG2 stream header line for `fmt` (progressive, chroma tag C420/C420p10/...)."""
+def y4m_header(fmt: VideoFormat, aspect: Fraction = Fraction(1, 1), siting: str = "left") -> bytes:
+    """The YUV4MPEG2 stream header line for `fmt` (progressive; chroma tag C420mpeg2, C420jpeg or C420paldv by
+    the chroma siting at 8 bits, C420p10/C420p12/C420p16 above, which state no siting)."""
+    tag = TAG_OF_SITING[siting] if fmt.bit_depth == 8 else fmt.pix_fmt.y4m_tag
     return (
         f"YUV4MPEG2 W{fmt.width} H{fmt.height} F{fmt.fps.numerator}:{fmt.fps.denominator} Ip "
-        f"A{aspect.numerator}:{aspect.denominator} C{fmt.pix_fmt.y4m_tag}\n"
+        f"A{aspect.numerator}:{aspect.denominator} C{tag}\n"
     ).encode("ascii")
 
 
@@ -122,9 +129,11 @@ class Y4MWriter(RawWriter):
 
     frame_prefix = b"FRAME\n"
 
-    def __init__(self, target: Path | BinaryIO, fmt: VideoFormat, aspect: Fraction = Fraction(1, 1)):
-        self.aspect = aspect
+    def __init__(
+        self, target: Path | BinaryIO, fmt: VideoFormat, aspect: Fraction = Fraction(1, 1), siting: str = "left"
+    ):
+        self.aspect, self.siting = aspect, siting
         super().__init__(target, fmt)
 
     def header(self) -> bytes:
-        return y4m_header(self.fmt, self.aspect)
+        return y4m_header(self.fmt, self.aspect, self.siting)

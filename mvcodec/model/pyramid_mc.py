@@ -109,9 +109,6 @@ class MVPyramidMCArchitecture(MVPyramidArchitecture):
 
     id, name, config_type = 0x8002, "mv-pyramid-mc", PyramidMCConfig
     chain = True
-    # a batch is consecutive frames of one view, which read that view's earlier rows once (QAT step 194 -> 146 ms
-    # at 320x180 -q 4: BENCHMARKS.md, issue 14, experiment 19)
-    train_defaults = {**MVPyramidArchitecture.train_defaults, "batch_order": "runs"}
 
     def build(self, cfg: PyramidMCConfig) -> MVPyramidMC:
         return MVPyramidMC(cfg)

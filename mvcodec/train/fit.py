@@ -61,6 +61,7 @@ class TrainConfig:
     step_lr: float = 0.0  # QAT stage: learning rate of the quantisation steps (0: lr)
     loss: str = "l1-ssim"  # or "mse-yuv": the MSE of YUV 4:2:0, 6:1:1 (no motion mask)
     batch_order: str = "random"  # or "runs": a batch is consecutive frames of one view (see batch_order)
+    chain_window: int | None = None  # a chain's frames trained behind each batch frame (None: all; see qat.py)
 
     def __post_init__(self) -> None:
         if self.epochs < 0:
@@ -114,7 +115,8 @@ class FrameStore:
 
     def __init__(self, source: MultiViewSource, device: torch.device, color: ColorSpec | None = None):
         self.views, self.frames = source.num_views, source.num_frames
-        self.bit_depth, self.color, self.device = source.fmt.bit_depth, color or ColorSpec(), device
+        color = color or ColorSpec(chroma_siting=getattr(source, "siting", "left"))
+        self.bit_depth, self.color, self.device = source.fmt.bit_depth, color, device
         dtype = np.uint8 if self.bit_depth == 8 else np.int16 if self.bit_depth < 16 else np.int32
         planes = [[], [], []]
         for v in range(self.views):
@@ -312,8 +314,10 @@ def fit(
     progress: bool = True,
     label: str = "training",
     on_epoch: Callable[[int, float], None] | None = None,
+    log: Callable[[str], None] | None = None,
 ) -> FitResult:
-    """Train `model` on every (view, frame) of the data for tcfg.epochs epochs; resumable from `checkpoint`."""
+    """Train `model` on every (view, frame) of the data for tcfg.epochs epochs; resumable from `checkpoint`
+    (`log` hears where a resumed run starts)."""
     store, masks, fingerprint = data.store, data.masks, data.fingerprint
     device = store.device
     cuda = device.type == "cuda" and tcfg.precision == "bf16"  # the CUDA fast path; else plain float32
@@ -334,7 +338,15 @@ def fit(
     if checkpoint is not None and checkpoint.path.exists():
         state = _restore(checkpoint, model, opt, tcfg, fingerprint)
         gen.set_state(state.rng_state)
+        if log is not None:
+            where = (
+                f"resuming at epoch {state.epoch + 1} of {tcfg.epochs}, step {state.step_in_epoch + 1}"
+                if state.epoch < tcfg.epochs
+                else f"all {tcfg.epochs} epochs done"
+            )
+            log(f"{label}: {where} (from {checkpoint.path.name})")
 
+    model.chain_window = tcfg.chain_window
     model.plan_epoch(state.perm, tcfg.batch_size)
     bar = Progress(total_steps, label, "steps", enabled=progress)
     bar.done = state.epoch * steps_per_epoch + state.step_in_epoch
@@ -382,7 +394,7 @@ def fit(
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_([*model.parameters(), *model.batch_leaves()], tcfg.grad_clip)
-                opt.step(rows=rows, grads=model.batch_grads())
+                opt.step(rows=model.step_rows(), grads=model.batch_grads())
                 model.end_batch()
                 loss_sum += loss.detach()
                 mse_sum += F.mse_loss(pred.detach().float(), target)

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import cv2
 import numpy as np
+import torch
 
 from mvcodec.fsutil import atomic_write
 from mvcodec.io import MultiViewSource
@@ -87,7 +87,7 @@ def motion_masks(
             if str(z["key"]) == key:
                 return z["masks"]
     bar = Progress(source.num_views, "motion masks", "views", enabled=progress)
-    workers = min(source.num_views, os.cpu_count() or 1)
+    workers = min(source.num_views, torch.get_num_threads())  # --threads
     # OpenCV releases the GIL inside Farneback; separate readers keep container decoding per view.
     with ThreadPoolExecutor(workers) as pool:
         out = []
