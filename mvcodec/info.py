@@ -131,4 +131,7 @@ def report_lines(r: dict) -> list[str]:
     if r["encoder_info"]:
         info = r["encoder_info"]
         lines.append(f"encoder   {info.get('encoder', '?')}: {info.get('command', '')}")
+        filters = info.get("source_filters")
+        if isinstance(filters, dict) and filters:
+            lines.append("source    " + ", ".join(f"{k} {v}" for k, v in filters.items()) + " (as read by mvenc)")
     return lines

@@ -31,6 +31,11 @@ PRESETS: dict[str, tuple[Phase, ...]] = {
     "paper": _phases(300, 25, 75),  # the published schedule
     "slow": _phases(600, 50, 150),
 }
+# Seconds each preset's encode of the bundled sample took (README's first command: 4 views x 8 frames at
+# 160x96, 10-bit, MV-MGINR) on a 2-core CPU with nothing else running, and its PSNR-YUV: BENCHMARKS.md,
+# "Presets on the bundled sample" (tools/preset_times.py).
+SAMPLE_SECONDS = {"fast": 16.5, "medium": 51.0, "paper": 144.6, "slow": 321.8}
+SAMPLE_PSNR = {"fast": 25.2, "medium": 26.6, "paper": 28.8, "slow": 30.0}
 DEFAULT_PRESET = "medium"
 DEFAULT_ARCH = "mv-mginr"  # the network mvenc fits unless --arch names another registered one
 
@@ -55,10 +60,14 @@ def phases_for(
 
 
 def preset_help() -> str:
-    """The --preset help text, from the table."""
-    parts = [f"{name} ({' + '.join(str(p.epochs) for p in phases)})" for name, phases in PRESETS.items()]
+    """The --preset help text, from the table: fastest to slowest, with the bundled sample's times."""
+    parts = [
+        f"{name} ({' + '.join(str(p.epochs) for p in phases)}; {SAMPLE_SECONDS[name]:.0f} s, {SAMPLE_PSNR[name]} dB)"
+        for name, phases in PRESETS.items()
+    ]
     return (
-        "Training schedule, epochs of fit + fine-tuning after pruning + QAT: "
+        "Training schedule, fastest to slowest, epochs of fit + fine-tuning after pruning + QAT (encode time and "
+        "PSNR-YUV of the bundled sample on a 2-core CPU; time grows with pixels x frames): "
         + ", ".join(parts)
-        + "; paper is the published one."
+        + "; paper is the published one. --arch mv-pyramid has its own (README)."
     )

@@ -181,11 +181,13 @@ def test_a_top_left_sited_y4m_round_trips_its_tag(tmp_path):
         views.append(path)
     out = tmp_path / "s.mvinr"
     args = ["--preset", "fast", "--epochs", "1", "--prune-epochs", "0", "--qat-epochs", "1", "--params", "20k"]
-    r = run_tool("mvenc", *views, out, *args, "--quiet")
+    r = run_tool("mvenc", *views, out, *args, "--quiet", "--crop", "64x32+0+2", "--scale", "32x16")
     assert r.returncode == 0, r.stderr
     assert r.stdout == ""  # --quiet: nothing but errors
     info = json.loads(run_tool("mvinfo", out, "--json").stdout)
     assert info["color"]["siting"] == "top-left" and info["version"].startswith("1.1")
+    assert (info["width"], info["height"]) == (32, 16)
+    assert info["encoder_info"]["source_filters"] == {"crop": "64x32+0+2", "scale": "32x16"}
     assert run_tool("mvdec", out, "-o", tmp_path / "dec", "--y4m", "--quiet").returncode == 0
     assert (tmp_path / "dec" / "cam0.y4m").read_bytes().split(b"\n", 1)[0].endswith(b"C420paldv")
 
@@ -203,3 +205,13 @@ def test_threads_set_the_pools_and_are_checked():
 def test_quiet_dry_run_prints_nothing():
     r = run_tool("mvenc", *SAMPLE_FILES[:2], "--dry-run", "--quiet")
     assert r.returncode == 0 and r.stdout == "" and r.stderr == ""
+
+
+def test_presets_are_listed_fastest_to_slowest_with_their_measured_times():
+    from mvcodec.presets import PRESETS, SAMPLE_PSNR, SAMPLE_SECONDS
+
+    assert list(SAMPLE_SECONDS) == list(PRESETS) == list(SAMPLE_PSNR)
+    times = list(SAMPLE_SECONDS.values())
+    assert times == sorted(times)
+    r = run_tool("mvenc", "--help")
+    assert "fastest to slowest" in r.stdout and "fast (30 + 3 + 7; 16 s" in " ".join(r.stdout.split())
