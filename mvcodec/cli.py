@@ -262,13 +262,17 @@ def mvenc(
     )
     if output is None and not dry_run:
         raise InputError("no output given; end the command with OUT.mvinr (or pass -o OUT.mvinr)")
+    if output is not None and str(output) == STDIN:
+        raise InputError("the output cannot be '-': a stream is written to a file (OUT.mvinr); mvdec reads one from -")
     if output is not None:
         check_output_file(output, "output", tuple(inputs))
+    if stats is not None:
+        check_output_file(stats, "--stats file", tuple(inputs))
     with contextlib.ExitStack() as stack:
         if STDIN in inputs:
             if len(inputs) > 1:
                 raise InputError("'-' (standard input) must be the only input; it may hold all views with --views N")
-            inputs = [stack.enter_context(stdin_copy(lambda head: ".y4m" if head.startswith(b"YUV4MPEG2") else ".yuv"))]
+            inputs = [stack.enter_context(stdin_copy(_stdin_suffix))]
         source = open_cli_source(inputs, size, pix_fmt, fps, frames, seek, views, filters)
         stack.callback(source.close)
         if dry_run:
@@ -304,6 +308,18 @@ def mvenc(
             write_json(stats, result.record())
 
 
+def _stdin_suffix(head: bytes) -> str:
+    """What mvenc takes standard input as, from its first bytes: Y4M, else raw; a container or a stream is refused."""
+    if head.startswith(b"YUV4MPEG2"):
+        return ".y4m"
+    if head[4:8] == b"ftyp" or head.startswith((b"\x1a\x45\xdf\xa3", b"RIFF", b"\x8bMVI")):
+        raise InputError(
+            "'-': standard input holds a container or a stream, which mvenc cannot read from a pipe; "
+            "pipe Y4M (ffmpeg -i IN -f yuv4mpegpipe -) or raw YUV, or give the file's path"
+        )
+    return ".yuv"
+
+
 MEDIA_SUFFIXES = {
     ".yuv",
     ".raw",
@@ -321,13 +337,22 @@ MEDIA_SUFFIXES = {
 }
 
 
+def _is_stream(path: Path) -> bool:
+    """Whether a file starts with the .mvinr signature (an earlier output of the same command)."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(8) == b"\x8bMVI\r\n\x1a\n"
+    except OSError:
+        return False
+
+
 def split_paths(paths: list[str], output: Path | None) -> tuple[list[str], Path | None]:
     """mvenc's positional paths as (inputs, output), x265-style: without -o, the last of two or more paths
     is the output where it ends in .mvinr, or where it does not exist and is not named like a video file."""
     if output is not None or len(paths) < 2:
         return paths, output
     last = paths[-1]
-    if last.lower().endswith(".mvinr"):
+    if last.lower().endswith(".mvinr") or _is_stream(Path(last)):
         return paths[:-1], Path(last)
     if last != "-" and not Path(last).exists():
         if Path(last).suffix.lower() in MEDIA_SUFFIXES:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import torch
 
 from mvcodec.errors import InputError
@@ -28,8 +30,15 @@ def set_threads(n: int | None) -> None:
     if n < 1:
         raise InputError(f"--threads: must be 1 or more, got {n}")
     torch.set_num_threads(n)
-    try:
-        import cv2  # the decoder's install may lack it; only the encoder's flow uses it
-    except ImportError:
-        return
-    cv2.setNumThreads(n)
+    _threads["cv2"] = n
+    if "cv2" in sys.modules:  # the decoder never loads OpenCV; the encoder's flow code calls cv2_threads()
+        sys.modules["cv2"].setNumThreads(n)
+
+
+_threads: dict[str, int] = {}
+
+
+def cv2_threads() -> None:
+    """Apply --threads to OpenCV once the encoder has loaded it."""
+    if "cv2" in _threads and "cv2" in sys.modules:
+        sys.modules["cv2"].setNumThreads(_threads["cv2"])

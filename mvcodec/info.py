@@ -130,8 +130,10 @@ def report_lines(r: dict) -> list[str]:
             )
     if r["encoder_info"]:
         info = r["encoder_info"]
-        lines.append(f"encoder   {info.get('encoder', '?')}: {info.get('command', '')}")
+        said = f"{info.get('encoder', '?')}: {info.get('command', '')}"
+        lines.append("encoder   " + "".join(c if c.isprintable() else "?" for c in said))
         filters = info.get("source_filters")
-        if isinstance(filters, dict) and filters:
-            lines.append("source    " + ", ".join(f"{k} {v}" for k, v in filters.items()) + " (as read by mvenc)")
+        if isinstance(filters, dict) and filters:  # untrusted text: shown without control characters
+            shown = ", ".join(f"{k} {v}" for k, v in filters.items())
+            lines.append("source    " + "".join(c if c.isprintable() else "?" for c in shown) + " (as read by mvenc)")
     return lines

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 from fractions import Fraction
 
 import numpy as np
@@ -60,6 +61,10 @@ def test_an_output_without_the_mvinr_suffix_is_the_output(tmp_path):
     r = run_tool("mvenc", *SAMPLE_FILES[:2], tmp_path / "out.bin", "--dry-run")
     assert r.returncode == 0, r.stderr
     assert "views    2" in r.stdout and f"output   {tmp_path / 'out.bin'}" in r.stdout
+    (tmp_path / "again.bin").write_bytes(CONFORMANCE.read_bytes())  # an earlier output: still the output
+    r = run_tool("mvenc", *SAMPLE_FILES[:2], tmp_path / "again.bin", "--dry-run")
+    assert r.returncode == 0 and "views    2" in r.stdout, r.stderr
+    assert "cannot be '-'" in _one_line(run_tool("mvenc", *SAMPLE_FILES[:2], "-o", "-", "--dry-run"))
     line = _one_line(run_tool("mvenc", *SAMPLE_FILES[:2], tmp_path / "missing.yuv", "--dry-run"))
     assert "missing.yuv: no such file" in line and ".mvinr" in line
 
@@ -90,6 +95,8 @@ def test_mvenc_reads_standard_input_raw_or_y4m(tmp_path):
             w.write(p)
     r = _pipe("mvenc", "-", "--dry-run", data=(tmp_path / "one.y4m").read_bytes())
     assert r.returncode == 0 and b"frames   6 per view" in r.stdout and b"sited center" in r.stdout, r.stderr
+    r = _pipe("mvenc", "-", "--dry-run", data=b"\x00\x00\x00\x18ftypmp42" + bytes(64))
+    assert r.returncode == 2 and b"yuv4mpegpipe" in r.stderr
     r = _pipe("mvenc", "-", SAMPLE_FILES[0], "--dry-run", data=b"x")
     assert r.returncode == 2 and b"only input" in r.stderr
     assert _pipe("mvenc", "-", "--dry-run", data=b"").returncode == 2
@@ -150,6 +157,10 @@ def test_bad_crops_are_one_line_errors(tmp_path, crop, needle):
     assert needle in _one_line(run_tool("mvenc", *SAMPLE_FILES[:1], "--crop", crop, "--dry-run"))
 
 
+def test_a_scale_beyond_what_a_stream_holds_is_refused():
+    assert "16384" in _one_line(run_tool("mvenc", *SAMPLE_FILES[:1], "--scale", "20000x100", "--dry-run"))
+
+
 @pytest.mark.parametrize(
     "tag, siting",
     [
@@ -198,7 +209,20 @@ def test_threads_set_the_pools_and_are_checked():
         set_threads(1)
         assert torch.get_num_threads() == 1
     finally:
-        torch.set_num_threads(before)
+        set_threads(before)
+    code = "\n".join(
+        [
+            "import sys",
+            "from mvcodec.cli import mvdec_main",
+            "sys.argv = ['mvdec', sys.argv[1], '--md5', '--threads', '1', '--quiet']",
+            "try:",
+            "    mvdec_main()",
+            "except SystemExit as e:",
+            "    assert e.code == 0, e.code",
+            "assert 'cv2' not in sys.modules and 'av' not in sys.modules",
+        ]
+    )
+    assert subprocess.run([sys.executable, "-c", code, str(CONFORMANCE)], capture_output=True).returncode == 0
     assert "--threads" in _one_line(run_tool("mvenc", *SAMPLE_FILES[:1], "--threads", "0", "--dry-run"))
 
 

@@ -11,7 +11,7 @@ import numpy as np
 
 from mvcodec.errors import InputError
 from mvcodec.io.container import frame_planes, planes_frame
-from mvcodec.io.formats import Planes, VideoFormat
+from mvcodec.io.formats import MAX_CODED, Planes, VideoFormat
 
 
 @dataclass(frozen=True)
@@ -52,8 +52,8 @@ class SourceFilters:
             width, height = w, h
         if self.scale is not None:
             w, h = self.scale
-            if w <= 0 or h <= 0 or w % 2 or h % 2:
-                raise InputError(f"--scale {w}x{h}: width and height must be even and positive for 4:2:0")
+            if not (2 <= w <= MAX_CODED and 2 <= h <= MAX_CODED) or w % 2 or h % 2:
+                raise InputError(f"--scale {w}x{h}: width and height must be even, 2 to {MAX_CODED}, for 4:2:0")
             width, height = w, h
         return VideoFormat(width, height, fmt.pix_fmt, fmt.fps)
 

@@ -94,6 +94,9 @@ class VideoFormat:
         return Planes(buf[:n].reshape(h, w), buf[n : n + c].reshape(ch, cw), buf[n + c : n + 2 * c].reshape(ch, cw))
 
 
+MAX_CODED = 16384  # the largest width or height a stream holds (bitstream_spec.md section 4)
+
+
 def check_size(width: int, height: int, where: str) -> None:
     """InputError unless the frame size is positive (an odd one can still be read, to be cropped or scaled)."""
     if width <= 0 or height <= 0:
@@ -104,6 +107,11 @@ def check_even_size(width: int, height: int, where: str) -> None:
     """InputError unless width and height are positive and even, as 4:2:0 coding requires; the message
     names mvenc's own --crop and --scale."""
     check_size(width, height, where)
+    if width > MAX_CODED or height > MAX_CODED or width < 2 or height < 2:
+        raise InputError(
+            f"{where}: frame size {width}x{height} is outside what a stream holds (2 to {MAX_CODED} a side); "
+            "crop or scale it with --crop/--scale"
+        )
     if width % 2 or height % 2:
         even = f"{width - width % 2}x{height - height % 2}"
         raise InputError(

@@ -72,6 +72,8 @@ class TrainConfig:
             raise InputError(f"--lr must be positive, got {self.lr}")
         if self.loss not in LOSSES:
             raise InputError(f"--loss: unknown loss '{self.loss}'; use one of {', '.join(LOSSES)}")
+        if self.chain_window is not None and self.chain_window < 0:
+            raise InputError(f"chain_window must be 0 or more (or None: the whole chain), got {self.chain_window}")
         if self.batch_order not in BATCH_ORDERS:
             raise InputError(f"unknown batch order '{self.batch_order}'; use one of {', '.join(BATCH_ORDERS)}")
         if self.precision not in PRECISIONS:

@@ -17,6 +17,7 @@ import cv2
 import numpy as np
 import torch
 
+from mvcodec.device import cv2_threads
 from mvcodec.fsutil import atomic_write
 from mvcodec.io import MultiViewSource
 from mvcodec.progress import Progress
@@ -87,6 +88,7 @@ def motion_masks(
             if str(z["key"]) == key:
                 return z["masks"]
     bar = Progress(source.num_views, "motion masks", "views", enabled=progress)
+    cv2_threads()
     workers = min(source.num_views, torch.get_num_threads())  # --threads
     # OpenCV releases the GIL inside Farneback; separate readers keep container decoding per view.
     with ThreadPoolExecutor(workers) as pool:
