@@ -310,9 +310,11 @@ def mvenc(
 
 def _stdin_suffix(head: bytes) -> str:
     """What mvenc takes standard input as, from its first bytes: Y4M, else raw; a container or a stream is refused."""
+    from mvcodec.bitstream.syntax import SIGNATURE
+
     if head.startswith(b"YUV4MPEG2"):
         return ".y4m"
-    if head[4:8] == b"ftyp" or head.startswith((b"\x1a\x45\xdf\xa3", b"RIFF", b"\x8bMVI")):
+    if head[4:8] == b"ftyp" or head.startswith((b"\x1a\x45\xdf\xa3", b"RIFF", SIGNATURE[:4])):
         raise InputError(
             "'-': standard input holds a container or a stream, which mvenc cannot read from a pipe; "
             "pipe Y4M (ffmpeg -i IN -f yuv4mpegpipe -) or raw YUV, or give the file's path"
@@ -320,28 +322,13 @@ def _stdin_suffix(head: bytes) -> str:
     return ".yuv"
 
 
-MEDIA_SUFFIXES = {
-    ".yuv",
-    ".raw",
-    ".y4m",
-    ".mp4",
-    ".mkv",
-    ".mov",
-    ".avi",
-    ".webm",
-    ".m4v",
-    ".ts",
-    ".mxf",
-    ".ivf",
-    ".nut",
-}
-
-
 def _is_stream(path: Path) -> bool:
     """Whether a file starts with the .mvinr signature (an earlier output of the same command)."""
+    from mvcodec.bitstream.syntax import SIGNATURE
+
     try:
         with open(path, "rb") as f:
-            return f.read(8) == b"\x8bMVI\r\n\x1a\n"
+            return f.read(len(SIGNATURE)) == SIGNATURE
     except OSError:
         return False
 
@@ -355,7 +342,9 @@ def split_paths(paths: list[str], output: Path | None) -> tuple[list[str], Path 
     if last.lower().endswith(".mvinr") or _is_stream(Path(last)):
         return paths[:-1], Path(last)
     if last != "-" and not Path(last).exists():
-        if Path(last).suffix.lower() in MEDIA_SUFFIXES:
+        from mvcodec.io.source import CONTAINER_SUFFIXES, RAW_SUFFIXES, Y4M_SUFFIXES
+
+        if Path(last).suffix.lower() in RAW_SUFFIXES | Y4M_SUFFIXES | CONTAINER_SUFFIXES:
             raise InputError(f"{last}: no such file; if it is meant as the output, name it .mvinr (or pass -o)")
         return paths[:-1], Path(last)
     return paths, output

@@ -103,6 +103,7 @@ class CompressibleModel(nn.Module):
         # not priced, not updated by the step); None: every frame read trains
         self.chain_window: int | None = None
         self._trained: torch.Tensor | None = None  # the started batch's positions in its rows that train
+        self._trains: torch.Tensor | None = None  # the same as a mask over its rows
 
     def _lazy_context(self, spec) -> bool:
         """Whether a tensor is context-coded and priced in a batch's rows only."""
@@ -130,7 +131,7 @@ class CompressibleModel(nn.Module):
             mean, std = gaussians(count, mean, var, extra_var=1 / 12)
             lo, hi = span[:, 0].min(), span[:, 1].max()
             y, scale = self._rows_of(spec.name, w, rows), spec.shape[0] / len(rows)
-            if self._trained is not None and self._batch is not None and self._batch[0] is rows:
+            if self._windowed(rows):
                 y, rows = y[self._trained], rows[self._trained]
             with torch.no_grad():
                 ctx = self._row_contexts(spec, w, coarse, rows)
@@ -283,10 +284,8 @@ class CompressibleModel(nn.Module):
             part = rows is not None and self._compact(spec)
             if part:
                 w = self._rows_of(spec.name, w, rows)
-                if self._trained is not None and self._batch is not None and self._batch[0] is rows:
-                    trains = torch.zeros(len(rows), dtype=torch.bool, device=w.device)
-                    trains[self._trained] = True
-                    w = torch.where(trains.view(-1, *[1] * (w.dim() - 1)), w, w.detach())
+                if self._windowed(rows):
+                    w = torch.where(self._trains.view(-1, *[1] * (w.dim() - 1)), w, w.detach())
             m = self.mask(spec.name)
             if m is not None:
                 w = w * m
@@ -325,7 +324,7 @@ class CompressibleModel(nn.Module):
         at every step: BENCHMARKS.md, issue 14, experiment 12); batch_grads() hands the leaves' gradients to
         the row-lazy optimiser, which updates those rows alone."""
         rows = self.batch_rows(view, frame)
-        self._batch, self._trained = None, None
+        self._batch, self._trained, self._trains = None, None, None
         if rows is not None:
             params = dict(self.base.named_parameters())
             leaves = {
@@ -336,7 +335,13 @@ class CompressibleModel(nn.Module):
             self._batch = (rows, leaves)
             if self.chain and self.chain_window is not None:
                 self._trained = torch.searchsorted(rows, self.batch_rows(view, frame, trained=True))
+                self._trains = torch.zeros(len(rows), dtype=torch.bool, device=rows.device)
+                self._trains[self._trained] = True
         return rows
+
+    def _windowed(self, rows: torch.Tensor | None) -> bool:
+        """Whether `rows` are the started batch's and only some of them train (chain_window)."""
+        return self._trained is not None and self._batch is not None and self._batch[0] is rows
 
     def step_rows(self) -> torch.Tensor | None:
         """The started batch's rows that its optimiser step updates (batch_grads' rows)."""
