@@ -34,12 +34,14 @@ from mvcodec.train.fit import FrameStore, TrainingData, fit
 @click.option("--epochs", default=1, show_default=True, help="Epochs timed per phase (the last one is reported).")
 @click.option("--batch-order", type=click.Choice(["random", "runs"]), help="(default: the architecture's)")
 @click.option("--chain-window", type=int, help="Frames of a chain trained behind each batch frame (default: all).")
-def main(inputs, fps, frames, arch, quality, epochs, batch_order, chain_window):
+@click.option("--batch-size", type=int, help="Frames a step (default: the recipe's).")
+def main(inputs, fps, frames, arch, quality, epochs, batch_order, chain_window, batch_size):
     source = open_source(list(inputs), fps=parse_fps(fps), frames=frames)
     shape = shape_of(source)
     architecture = by_name(arch)
     cfg = architecture.size_for(shape, params_for_quality(architecture, quality, shape))
-    rec = recipe("fast", arch=arch, batch_order=batch_order, chain_window=chain_window).with_lambda(
+    extra = {"batch_size": batch_size} if batch_size else {}
+    rec = recipe("fast", arch=arch, batch_order=batch_order, chain_window=chain_window, **extra).with_lambda(
         lambda_for_quality(quality, architecture)
     )
     data = TrainingData(FrameStore(source, torch.device("cpu")))
@@ -52,6 +54,7 @@ def main(inputs, fps, frames, arch, quality, epochs, batch_order, chain_window):
         "steps_per_epoch": steps,
         "batch_order": rec.train.batch_order,
         "chain_window": rec.train.chain_window,
+        "batch_size": rec.train.batch_size,
     }
     for phase in ("fit", "qat"):
         torch.manual_seed(0)
