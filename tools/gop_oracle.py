@@ -9,6 +9,7 @@ BENCHMARKS.md, issue 14, experiment 21:
 from __future__ import annotations
 
 import math
+from itertools import pairwise
 
 import click
 import cv2
@@ -29,8 +30,8 @@ def _bisect(a: int, b: int, refs: dict) -> None:
 
 def structure(anchors: list[int]) -> dict[int, tuple[int, ...]]:
     """Anchors as a P chain, the frames between two anchors by bisection (B frames)."""
-    refs: dict[int, tuple[int, ...]] = {b: (a,) for a, b in zip(anchors, anchors[1:])}
-    for a, b in zip(anchors, anchors[1:]):
+    refs: dict[int, tuple[int, ...]] = {b: (a,) for a, b in pairwise(anchors)}
+    for a, b in pairwise(anchors):
         _bisect(a, b, refs)
     return refs
 
