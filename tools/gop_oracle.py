@@ -55,10 +55,12 @@ def main(inputs: tuple[str, ...], frames: int) -> None:
         y = np.stack([source.read(v, t).y for t in range(last + 1)]).astype(np.float32)
         y /= 1 << (source.fmt.bit_depth - 8)
         y8 = np.clip(y, 0, 255).astype(np.uint8)
+        pairs = {(t, r) for refs in cases.values() for t, rs in refs.items() for r in rs}
+        flow = {(t, r): dis.calc(y8[t], y8[r], None) for t, r in pairs}  # each pair once, for every case
         for block in (8, 16):
             for name, refs in cases.items():
                 for t in range(1, last + 1):
-                    preds = [_warp(y[r], _blocks(dis.calc(y8[t], y8[r], None), block)) for r in refs[t]]
+                    preds = [_warp(y[r], _blocks(flow[t, r], block)) for r in refs[t]]
                     errors.setdefault((name, block), []).append(float(((y[t] - np.mean(preds, axis=0)) ** 2).mean()))
     source.close()
     for name in cases:

@@ -40,10 +40,8 @@ def main(inputs, fps, frames, arch, quality, epochs, batch_order, chain_window, 
     shape = shape_of(source)
     architecture = by_name(arch)
     cfg = architecture.size_for(shape, params_for_quality(architecture, quality, shape))
-    extra = {"batch_size": batch_size} if batch_size else {}
-    rec = recipe("fast", arch=arch, batch_order=batch_order, chain_window=chain_window, **extra).with_lambda(
-        lambda_for_quality(quality, architecture)
-    )
+    train = dict(batch_order=batch_order, chain_window=chain_window, batch_size=batch_size)
+    rec = recipe("fast", arch=arch, **train).with_lambda(lambda_for_quality(quality, architecture))
     data = TrainingData(FrameStore(source, torch.device("cpu")))
     steps = -(-shape.views * shape.frames // rec.train.batch_size)
     size = [shape.views, shape.frames, shape.height, shape.width]
