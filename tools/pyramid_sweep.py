@@ -17,6 +17,9 @@ from tempfile import TemporaryDirectory
 
 import click
 
+from mvcodec.bitstream import read_index
+from mvcodec.bitstream.stream import read_segment_tensors
+from mvcodec.compress.decoding import segment_ideal_bits, segment_symbols
 from mvcodec.encoder import EncodeOptions, encode, recipe
 from mvcodec.io import open_source
 from mvcodec.io.formats import parse_fps
@@ -27,7 +30,12 @@ from mvcodec.model.pyramid_mc import MVPyramidMCArchitecture, PyramidMCConfig
 
 
 def variant(
-    channels: int | None, hidden: int | None, frame_skip: int, latent_lr: float | None, flow_level: int | None = None
+    channels: int | None,
+    hidden: int | None,
+    frame_skip: int,
+    latent_lr: float | None,
+    flow_level: int | None = None,
+    arm_hidden: int = 0,
 ) -> str:
     """Register MV-Pyramid (MV-Pyramid-MC with its motion at `flow_level` where one is given) with
     `channels` view and view-and-frame channels a level, width `hidden` (None: as its sizing gives),
@@ -50,6 +58,7 @@ def variant(
                 ("s", frame_skip or None),
                 ("lr", latent_lr),
                 ("m", flow_level),
+                ("arm", arm_hidden or None),
             )
             if v is not None
         )
@@ -63,9 +72,19 @@ def variant(
                 base["hidden"] = hidden
             if mc:
                 base["flow_level"] = flow_level
+            base["arm_hidden"] = arm_hidden
             return Config(**{**base, "frame_skip": min(frame_skip, base["levels"] - 1)})
 
     return register(Variant()).name
+
+
+def tensor_kbits(path: Path) -> dict[str, float]:
+    """Ideal kbit of each tensor of the stream's first segment (read in this process, which knows the variant)."""
+    with open(path, "rb") as f:
+        seg = read_index(f).segments[0]
+        tensors = read_segment_tensors(f, seg)
+    bits = segment_ideal_bits(tensors, segment_symbols(tensors))
+    return {t.name: round(b / 1000, 2) for t, b in zip(tensors, bits, strict=True)}
 
 
 @click.command()
@@ -82,11 +101,13 @@ def variant(
 @click.option("--lr", type=float, help="Learning rate (default: the architecture's).")
 @click.option("--latent-lr", type=float, help="The latents' learning rate as a multiple of --lr (default: 30).")
 @click.option("--flow-level", type=int, help="MV-Pyramid-MC with its motion fields at this level's grid size.")
+@click.option("--arm", "arm_hidden", default=0, help="Code the grids with an entropy-model network this wide.")
 def main(
-    inputs, fps, frames, epochs, qat_epochs, quality, preset, channels, hidden, frame_skip, lr, latent_lr, flow_level
-):
-    changed = (channels, hidden, frame_skip or None, latent_lr, flow_level) != (None,) * 5
-    name = variant(channels, hidden, frame_skip, latent_lr, flow_level) if changed else "mv-pyramid"
+    inputs, fps, frames, epochs, qat_epochs, quality, preset, channels, hidden, frame_skip, lr, latent_lr, flow_level,
+    arm_hidden,
+):  # fmt: skip
+    changed = (channels, hidden, frame_skip or None, latent_lr, flow_level, arm_hidden or None) != (None,) * 6
+    name = variant(channels, hidden, frame_skip, latent_lr, flow_level, arm_hidden) if changed else "mv-pyramid"
     train = {} if lr is None else {"lr": lr}
     source = open_source(list(inputs), fps=parse_fps(fps), frames=frames)
     with TemporaryDirectory() as tmp:
@@ -95,7 +116,8 @@ def main(
             opts = EncodeOptions(rec, arch=name, quality=q, progress=False)
             r = encode(source, Path(tmp) / f"q{q}.mvinr", opts, log=lambda *_: None)
             row = {"arch": name, "q": q, "bpp": r.bpp, "psnr_yuv": r.quality["psnr_yuv"], "params": r.params}
-            click.echo(json.dumps({**row, "macs_per_pixel": r.macs_per_pixel, "encode_seconds": r.encode_seconds}))
+            row |= {"macs_per_pixel": r.macs_per_pixel, "encode_seconds": r.encode_seconds}
+            click.echo(json.dumps({**row, "kbit": tensor_kbits(Path(tmp) / f"q{q}.mvinr")}))
     source.close()
 
 

@@ -34,7 +34,16 @@ from mvcodec.bitstream.syntax import (
     read_payload,
     scan_chunks,
 )
-from mvcodec.bitstream.tensor import CODING_FLOAT32, MASK_NONE, MODEL_CONTEXT, NO_REF, CodedTensor
+from mvcodec.bitstream.tensor import (
+    ARM_MAX_HIDDEN,
+    CODING_FLOAT32,
+    LATENT_MODES,
+    MASK_NONE,
+    MODEL_ARM,
+    NO_REF,
+    CodedTensor,
+    arm_layer_shapes,
+)
 from mvcodec.errors import InvalidStream, UnknownCriticalChunk
 from mvcodec.model.base import ParamSpec
 from mvcodec.model.registry import arch_of
@@ -193,6 +202,17 @@ def _expect(ok: bool, ref: ChunkRef, message: str) -> None:
         raise InvalidStream(f"chunk {ref.type} at byte {ref.offset - 8}: {message}")
 
 
+def check_arm_tensors(tensors: list[CodedTensor], t: CodedTensor, i: int, segment: int) -> None:
+    """A model_mode 3 tensor's network: six earlier tensors of the shapes section 7.3 gives."""
+    a = t.arm_ref
+    hidden = tensors[a].shape[0] if a + 5 < i else 0
+    if not (1 <= hidden <= ARM_MAX_HIDDEN and [x.shape for x in tensors[a : a + 6]] == arm_layer_shapes(hidden)):
+        raise InvalidStream(
+            f"segment {segment}: tensor {t.name}'s entropy model refers to tensor {a}, which does not start six "
+            "earlier tensors shaped as an entropy-model network"
+        )
+
+
 def read_segment_tensors(f: BinaryIO, seg: SegmentRef) -> list[CodedTensor]:
     """The coded tensors of a segment, each checked against the name and shape the model gives it."""
     out = []
@@ -205,7 +225,9 @@ def read_segment_tensors(f: BinaryIO, seg: SegmentRef) -> list[CodedTensor]:
             )
         out.append(t)
     for i, t in enumerate(out):
-        if t.coding != CODING_FLOAT32 and t.model_mode == MODEL_CONTEXT and t.coarse_ref != NO_REF:
+        if t.coding != CODING_FLOAT32 and t.model_mode == MODEL_ARM:
+            check_arm_tensors(out, t, i, seg.header.index)
+        if t.coding != CODING_FLOAT32 and t.model_mode in LATENT_MODES and t.coarse_ref != NO_REF:
             c = out[t.coarse_ref] if t.coarse_ref < i else None
             h, w = t.shape[2:]
             if (

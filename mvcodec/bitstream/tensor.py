@@ -19,10 +19,18 @@ STD_RANGE = (2.0**-16, 2.0**21)
 CODING_FLOAT32, CODING_QUANTISED = 0, 1
 STEP_SCALAR, STEP_PER_AXIS, STEP_ROW_COLUMN = 0, 1, 2
 MASK_NONE, MASK_BERNOULLI = 0, 1
-MODEL_SCALAR, MODEL_PER_AXIS, MODEL_CONTEXT = 0, 1, 2
+MODEL_SCALAR, MODEL_PER_AXIS, MODEL_CONTEXT, MODEL_ARM = 0, 1, 2, 3
+LATENT_MODES = (MODEL_CONTEXT, MODEL_ARM)  # the latent-grid modes: a coarse_ref and a row_period
 NUM_CONTEXTS = 9  # model_mode 2: Gaussians per channel, one per context (mvcodec/compress/context.py)
 NO_REF = 0xFFFF  # model_mode 2: no coarser tensor
 STEPS_FLOAT32, STEPS_BFLOAT16 = 0, 1
+ARM_INPUTS, ARM_OUTPUTS, ARM_MAX_HIDDEN = 14, 2, 32  # model_mode 3's network (section 7.3)
+
+
+def arm_layer_shapes(hidden: int) -> list[tuple[int, ...]]:
+    """The shapes of model_mode 3's six network tensors (weight, bias of each of three layers), in order."""
+    i, o = ARM_INPUTS, ARM_OUTPUTS
+    return [(hidden, i), (hidden,), (hidden, hidden), (hidden,), (o, hidden), (o,)]
 
 
 def bfloat16_bits(values: np.ndarray) -> np.ndarray:
@@ -59,6 +67,7 @@ class CodedTensor:
     model_axis: int = 0
     coarse_ref: int = NO_REF  # model_mode 2: index in the segment of the coarser tensor whose symbols are context
     row_period: int = 0  # model_mode 2: rows n with n % row_period != 0 have row n - 1 as context (0: none do)
+    arm_ref: int = NO_REF  # model_mode 3: index in the segment of the first of the entropy model's six tensors
     means: np.ndarray | None = None  # float32 Gaussian means, one per model
     stds: np.ndarray | None = None  # float32 Gaussian standard deviations
     words: np.ndarray | None = None  # uint32 range-coded symbols
@@ -80,6 +89,8 @@ class CodedTensor:
         """Number of Gaussians the entropy model mode implies."""
         if self.model_mode == MODEL_CONTEXT:
             return NUM_CONTEXTS * self.shape[self.model_axis]
+        if self.model_mode == MODEL_ARM:
+            return 0
         return self.group_count(self.model_mode, self.model_axis)
 
     def to_bytes(self) -> bytes:
@@ -111,9 +122,11 @@ class CodedTensor:
         w.i32(self.sym_max)
         w.u8(self.model_mode)
         w.u8(self.model_axis)
-        if self.model_mode == MODEL_CONTEXT:
+        if self.model_mode in LATENT_MODES:
             w.u16(self.coarse_ref)
             w.u32(self.row_period)
+        if self.model_mode == MODEL_ARM:
+            w.u16(self.arm_ref)
         w.u32(len(self.means))
         w.array(self.means, "<f4")
         w.array(self.stds, "<f4")
@@ -158,13 +171,19 @@ class CodedTensor:
         t.sym_min, t.sym_max = r.i32(), r.i32()
         r.check(-MAX_SYMBOL <= t.sym_min < t.sym_max <= MAX_SYMBOL, f"symbol range {t.sym_min}..{t.sym_max}")
         t.model_mode, t.model_axis = r.u8(), r.u8()
-        r.check(t.model_mode in (MODEL_SCALAR, MODEL_PER_AXIS, MODEL_CONTEXT), f"entropy model mode {t.model_mode}")
+        r.check(
+            t.model_mode in (MODEL_SCALAR, MODEL_PER_AXIS, MODEL_CONTEXT, MODEL_ARM),
+            f"entropy model mode {t.model_mode}",
+        )
         r.check(t.model_axis < ndim, f"entropy model axis {t.model_axis} of a {ndim}-d tensor")
-        if t.model_mode == MODEL_CONTEXT:
+        if t.model_mode in LATENT_MODES:
             r.check(ndim == 4 and t.model_axis == 1, "context model on other than a 4-d tensor by axis 1")
             r.check(t.mask_mode == MASK_NONE, "context model on a pruned tensor")
             t.coarse_ref, t.row_period = r.u16(), r.u32()
             r.check(t.row_period == 0 or shape[0] % t.row_period == 0, f"row period {t.row_period} of {shape[0]} rows")
+        if t.model_mode == MODEL_ARM:
+            t.arm_ref = r.u16()
+            r.check(t.arm_ref != NO_REF, "an autoregressive model without its network")
         n = r.u32()
         r.check(n == t.model_count(), f"{n} Gaussians where the mode implies another")
         t.means, t.stds = r.array("<f4", n), r.array("<f4", n)

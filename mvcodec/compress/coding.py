@@ -17,15 +17,18 @@ from mvcodec.bitstream.tensor import (
     CODING_FLOAT32,
     MASK_BERNOULLI,
     MAX_SYMBOL,
+    MODEL_ARM,
     MODEL_CONTEXT,
     MODEL_PER_AXIS,
     MODEL_SCALAR,
+    NO_REF,
     STEP_PER_AXIS,
     STEP_ROW_COLUMN,
     STEP_SCALAR,
     STEPS_BFLOAT16,
     CodedTensor,
 )
+from mvcodec.compress import arm
 from mvcodec.compress.context import coding_order, context_grid, context_stats
 from mvcodec.compress.decoding import element_steps, tensor_contexts, values_of
 from mvcodec.compress.gaussian import group_stats, model_grid
@@ -56,16 +59,19 @@ class LatentContext:
     coarse_ref: int
     coarse_symbols: np.ndarray | None
     row_period: int
+    arm_ref: int = NO_REF  # model mode 3: the index of its network's first tensor, and that network
+    arm_layers: list | None = None
 
 
 def plan_for(spec: ParamSpec) -> CodingPlan:
     """The coding of a parameter tensor, from its role."""
-    if spec.role is Role.BIAS or len(spec.shape) == 1:
+    if spec.role is Role.BIAS or spec.role is Role.ARM or len(spec.shape) == 1:
         return CodingPlan(STEP_SCALAR, 0, MODEL_SCALAR, 0)
     if spec.role is Role.CONV_WEIGHT:
         return CodingPlan(STEP_ROW_COLUMN, 0, MODEL_SCALAR, 0)
     if spec.role is Role.LATENT:
-        return CodingPlan(STEP_SCALAR, 0, MODEL_CONTEXT if len(spec.shape) == 4 else MODEL_PER_AXIS, 1)
+        mode = (MODEL_ARM if spec.arm else MODEL_CONTEXT) if len(spec.shape) == 4 else MODEL_PER_AXIS
+        return CodingPlan(STEP_SCALAR, 0, mode, 1)
     return CodingPlan(STEP_PER_AXIS, 1, MODEL_PER_AXIS, 1)
 
 
@@ -126,7 +132,12 @@ def code_symbols(
         ctx = tensor_contexts(t, symbols, context.coarse_symbols)
         mean, std = context_stats(torch.from_numpy(symbols.astype(np.float64)), torch.from_numpy(ctx), shape[1])
         t.means, t.stds = mean.numpy(), std.numpy()
-
+    elif plan.model_mode == MODEL_ARM:
+        if mask is not None or context is None or context.arm_layers is None:
+            raise ValueError(f"{spec.name}: model mode 3 needs its context, its network and no pruning")
+        t.model_mode, t.model_axis = MODEL_ARM, 1
+        t.coarse_ref, t.row_period, t.arm_ref = context.coarse_ref, context.row_period, context.arm_ref
+        t.means, t.stds = np.zeros(0, np.float32), np.zeros(0, np.float32)
     else:
         t.model_mode, t.model_axis = plan.model_mode, plan.model_axis
         y = torch.from_numpy(symbols.astype(np.float64))
@@ -135,7 +146,9 @@ def code_symbols(
         t.means = mean.flatten().numpy().astype(np.float32)
         t.stds = std.flatten().numpy().astype(np.float32)
     coded = kept
-    if t.model_mode == MODEL_CONTEXT:
+    if t.model_mode == MODEL_ARM:
+        coded, means, stds = arm.coded_gaussians(symbols, context.coarse_symbols, t.row_period, context.arm_layers)
+    elif t.model_mode == MODEL_CONTEXT:
         means, stds = context_grid(t, ctx)
         if (order := coding_order(shape, t.row_period)) is not None:  # the decoder's order (spec section 7.2)
             coded, means, stds = symbols[order].ravel(), means[order], stds[order]

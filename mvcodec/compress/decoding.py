@@ -11,11 +11,21 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from mvcodec.bitstream.tensor import CODING_FLOAT32, MASK_BERNOULLI, MODEL_CONTEXT, NO_REF, CodedTensor
+from mvcodec.bitstream.tensor import (
+    CODING_FLOAT32,
+    LATENT_MODES,
+    MASK_BERNOULLI,
+    MODEL_ARM,
+    MODEL_CONTEXT,
+    NO_REF,
+    CodedTensor,
+)
+from mvcodec.compress import arm
 from mvcodec.compress.context import context_grid, contexts, previous_rows
 from mvcodec.compress.gaussian import gaussian_bits, model_grid
 from mvcodec.compress.range_coding import GaussianReader, gaussian_decode, mask_bits, mask_decode
 from mvcodec.compress.steps import dequantize, step_grid
+from mvcodec.errors import InvalidStream
 
 
 def element_steps(t: CodedTensor) -> torch.Tensor:
@@ -31,10 +41,16 @@ def decode_mask(t: CodedTensor) -> np.ndarray | None:
     return mask_decode(t.mask_words, t.numel, t.p_keep).reshape(t.shape)
 
 
-def decode_symbols(t: CodedTensor, mask: np.ndarray | None, coarse: np.ndarray | None = None) -> np.ndarray:
-    """The int32 symbols of the kept elements, in C order. A context-modelled tensor (model mode 2) needs
-    the symbols of its coarser tensor (`coarse`, full shape) where it has one, and with a row period decodes
-    position by position in its runs of rows (bitstream_spec.md section 7.2)."""
+def decode_symbols(
+    t: CodedTensor, mask: np.ndarray | None, coarse: np.ndarray | None = None, layers: list | None = None
+) -> np.ndarray:
+    """The int32 symbols of the kept elements, in C order. A context-modelled tensor (model modes 2 and 3)
+    needs the symbols of its coarser tensor (`coarse`, full shape) where it has one, and with a row period
+    decodes position by position in its runs of rows (bitstream_spec.md sections 7.2, 7.3); mode 3 needs its
+    network's `layers` (arm.layers_of)."""
+    if t.model_mode == MODEL_ARM:
+        reader = GaussianReader(t.words, t.sym_min, t.sym_max)
+        return arm.decode_latent(reader.read, t.shape, coarse, t.row_period, layers).ravel()
     if t.model_mode == MODEL_CONTEXT:
         return _decode_in_context(t, coarse)
     means, stds = model_grid(t)
@@ -98,8 +114,8 @@ def decode_segment(tensors: list[CodedTensor]) -> DecodedSegment:
             out.masks.append(None)
             continue
         mask = decode_mask(t)
-        coarse = out.symbols[t.coarse_ref] if t.model_mode == MODEL_CONTEXT and t.coarse_ref != NO_REF else None
-        kept = decode_symbols(t, mask, coarse)
+        coarse = out.symbols[t.coarse_ref] if t.model_mode in LATENT_MODES and t.coarse_ref != NO_REF else None
+        kept = decode_symbols(t, mask, coarse, arm_layers(t, out.values))
         full = np.zeros(t.shape, np.int32)
         if mask is None:
             full[...] = kept.reshape(t.shape)
@@ -109,6 +125,17 @@ def decode_segment(tensors: list[CodedTensor]) -> DecodedSegment:
         out.symbols.append(full)
         out.masks.append(mask)
     return out
+
+
+def arm_layers(t: CodedTensor, values: list[np.ndarray]) -> list | None:
+    """A model_mode 3 tensor's network from the segment's decoded values (InvalidStream if it cannot be
+    evaluated exactly); None for the other modes."""
+    if t.coding == CODING_FLOAT32 or t.model_mode != MODEL_ARM:
+        return None
+    net = values[t.arm_ref : t.arm_ref + 6]
+    if (why := arm.check_weights(net)) is not None:
+        raise InvalidStream(f"tensor {t.name}: {why}")
+    return arm.layers_of(net)
 
 
 def segment_symbols(tensors: list[CodedTensor]) -> list[np.ndarray | None]:
@@ -132,6 +159,7 @@ def ideal_bits(
     symbols: np.ndarray | None = None,
     coarse: np.ndarray | None = None,
     mask: np.ndarray | None = None,
+    layers: list | None = None,
 ) -> float:
     """Ideal size in bits of the tensor's coded symbols and mask under its stored models (32 per float).
     `symbols` (full shape) and `mask` save decoding them again; a context-modelled tensor needs its symbols,
@@ -141,12 +169,16 @@ def ideal_bits(
     if mask is None:
         mask = decode_mask(t)
     if symbols is None:
-        if t.model_mode == MODEL_CONTEXT and t.coarse_ref != NO_REF:
-            raise ValueError(f"{t.name}: give its symbols and those of tensor {t.coarse_ref}")
+        if (t.model_mode == MODEL_CONTEXT and t.coarse_ref != NO_REF) or t.model_mode == MODEL_ARM:
+            raise ValueError(f"{t.name}: give its symbols (and those of the tensors it refers to)")
         symbols = segment_symbols([t])[0]
-    if t.model_mode == MODEL_CONTEXT:
-        if t.coarse_ref != NO_REF and coarse is None:
-            raise ValueError(f"{t.name}: its context needs the symbols of tensor {t.coarse_ref}")
+    if t.model_mode in LATENT_MODES and t.coarse_ref != NO_REF and coarse is None:
+        raise ValueError(f"{t.name}: its context needs the symbols of tensor {t.coarse_ref}")
+    if t.model_mode == MODEL_ARM:
+        if layers is None:
+            raise ValueError(f"{t.name}: its Gaussians need the network of tensor {t.arm_ref}")
+        symbols, *grid = arm.coded_gaussians(symbols.reshape(t.shape), coarse, t.row_period, layers)
+    elif t.model_mode == MODEL_CONTEXT:
         grid = context_grid(t, tensor_contexts(t, symbols, coarse))
     else:
         grid = model_grid(t)
@@ -162,8 +194,13 @@ def segment_ideal_bits(
 ) -> list[float]:
     """ideal_bits of every tensor of a segment, given its symbols (and masks) as decode_segment gives them."""
     out = []
+    values = None
     for i, (t, sym) in enumerate(zip(tensors, symbols, strict=True)):
-        ref = t.coarse_ref if t.coding != CODING_FLOAT32 and t.model_mode == MODEL_CONTEXT else NO_REF
+        ref = t.coarse_ref if t.coding != CODING_FLOAT32 and t.model_mode in LATENT_MODES else NO_REF
         mask = masks[i] if masks is not None else None
-        out.append(ideal_bits(t, sym, symbols[ref] if ref != NO_REF else None, mask))
+        layers = None
+        if t.coding != CODING_FLOAT32 and t.model_mode == MODEL_ARM:
+            values = decode_segment(tensors).values if values is None else values
+            layers = arm_layers(t, values)
+        out.append(ideal_bits(t, sym, symbols[ref] if ref != NO_REF else None, mask, layers))
     return out

@@ -22,6 +22,7 @@ from torch.func import functional_call
 
 from mvcodec.bitstream.tensor import (
     MAX_SYMBOL,
+    MODEL_ARM,
     MODEL_CONTEXT,
     NO_REF,
     NUM_CONTEXTS,
@@ -29,6 +30,7 @@ from mvcodec.bitstream.tensor import (
     STEP_ROW_COLUMN,
     STEP_SCALAR,
 )
+from mvcodec.compress import arm
 from mvcodec.compress.coding import ExportedTensor, LatentContext, code_symbols, plan_for
 from mvcodec.compress.context import context_stats, contexts, gaussians, previous_rows
 from mvcodec.compress.gaussian import gaussian_bits, group_stats
@@ -37,6 +39,7 @@ from mvcodec.compress.steps import step_grid
 from mvcodec.model.base import Role
 from mvcodec.model.registry import arch_of
 
+ARM_STEP = 2.0**-8  # the step of the entropy-model network's weights (bitstream_spec.md section 7.3)
 INIT_LEVELS = 63  # initial steps: the largest weight of a row or channel is 63 steps (7-bit symbols)
 NOISE_RAMP = 0.75  # the Quant-Noise rate reaches 1 after this fraction of the QAT steps
 NOISE_START = 0.1
@@ -82,6 +85,8 @@ class CompressibleModel(nn.Module):
         self.log_steps = nn.ParameterDict()
         if quantise:
             for spec in self.layout:
+                if spec.role is Role.ARM:
+                    continue  # the fixed step 2^-8 (section 7.3)
                 if spec.role is not Role.LATENT:
                     self._init_steps(spec, params[spec.name].detach())
                 elif self._lazy_context(spec):  # per-row statistics of its Gaussians (see update_rows; checkpointed)
@@ -91,6 +96,7 @@ class CompressibleModel(nn.Module):
                     self.register_buffer(f"rowstats_{key}", stats)
                     self.register_buffer(f"rowrange_{key}", torch.zeros(n, 2, device=device))
                     self.register_buffer(f"rowready_{key}", torch.zeros((), dtype=torch.bool, device=device))
+        self.arm_names = {spec.name for spec in self.layout if spec.role is Role.ARM}
         self.noise_rate = 1.0
         self.noise_seed = 0
         self.step_index = 0
@@ -108,6 +114,49 @@ class CompressibleModel(nn.Module):
     def _lazy_context(self, spec) -> bool:
         """Whether a tensor is context-coded and priced in a batch's rows only."""
         return spec.rows == "frame" and plan_for(spec).model_mode == MODEL_CONTEXT and self.mask(spec.name) is None
+
+    def base_device(self) -> torch.device:
+        return next(self.base.parameters()).device
+
+    def arm_layers(self, spec, params: dict) -> list[torch.Tensor]:
+        """The entropy-model network of a model_mode 3 latent as the decoder will have it: its six tensors
+        rounded to multiples of 2^-8 (straight-through)."""
+        names = [p.name for p in self.layout]
+        first = names.index(spec.arm)
+        return [
+            round_ste(params[n] * (1 / ARM_STEP)).clamp(-arm.WEIGHT_MAX / ARM_STEP, arm.WEIGHT_MAX / ARM_STEP)
+            * ARM_STEP
+            for n in names[first : first + 6]
+        ]
+
+    def _arm_bits(self, spec, params: dict, rows: torch.Tensor | None, salt: int) -> torch.Tensor:
+        """Rate of a model_mode 3 latent: the relaxed symbols under the Gaussians the network predicts from
+        their context (the anchors relaxed, with gradients; the coarser level and the previous frame rounded).
+        A frame-row tensor with `rows` is priced in those rows (with a chain, each at its rate weight), scaled
+        to the whole tensor."""
+        w, period = params[spec.name], self._row_period(spec)
+        coarse = params[spec.coarse] if spec.coarse else None
+        scale: torch.Tensor | float = 1.0
+        if rows is not None and spec.rows == "frame":
+            y = self._rows_of(spec.name, w, rows)
+            if self._windowed(rows):
+                y, rows = y[self._trained], rows[self._trained]
+            scale = self._read_weights(rows).view(-1, 1, 1, 1) if self.chain else spec.shape[0] / len(rows)
+            with torch.no_grad():
+                prev = torch.round(w[(rows - 1).clamp_min(0)]) * (rows % period != 0).view(-1, 1, 1, 1)
+                c = None if coarse is None else torch.round(coarse[rows])
+        else:
+            y = w
+            with torch.no_grad():
+                prev = previous_rows(torch.round(w), period)
+                c = None if coarse is None else torch.round(coarse)
+        y = y + torch.rand(y.shape, generator=self._generator(y.device, salt), device=y.device) - 0.5
+        mean, std = arm.all_gaussians(y, c, prev, self.arm_layers(spec, params), exact=False)
+        with torch.no_grad():
+            lo, hi = torch.round(y).min(), torch.round(y).max()
+        if torch.is_tensor(scale):
+            return gaussian_bits(y, mean, std, lo, hi, weight=scale)
+        return scale * gaussian_bits(y, mean, std, lo, hi)
 
     def _row_period(self, spec) -> int:
         return self.cfg.frames if spec.rows == "frame" else 0
@@ -247,6 +296,8 @@ class CompressibleModel(nn.Module):
         a latent, whose step is 1."""
         if spec.role is Role.LATENT:
             return None
+        if spec.role is Role.ARM:
+            return torch.full((1,) * len(spec.shape), ARM_STEP, device=self.base_device())
         plan = plan_for(spec)
         s = bfloat16_ste(torch.exp(self.log_steps[_key(spec.name)]).clamp(*STEP_RANGE))
         return step_grid(plan.step_mode, plan.step_axis, s, spec.shape)
@@ -401,6 +452,9 @@ class CompressibleModel(nn.Module):
             if plan_for(spec).model_mode == MODEL_CONTEXT:
                 total = total + self._context_bits(spec, params, rows, 1000 + i)
                 continue
+            if plan_for(spec).model_mode == MODEL_ARM:
+                total = total + self._arm_bits(spec, params, rows, 1000 + i)
+                continue
             step, mask = self.steps(spec), self.mask(spec.name)
             y = params[spec.name] if step is None else params[spec.name] / step
             noise = torch.rand(spec.shape, generator=self._generator(y.device, 1000 + i), device=y.device) - 0.5
@@ -435,6 +489,8 @@ def stored_steps(model: CompressibleModel, name: str, scale: float = 1.0) -> np.
     """The steps of a tensor as stored: bfloat16 values (row steps then column steps for row x column); a
     latent's is the unit step."""
     key = _key(name)
+    if name in model.arm_names:
+        return np.full(1, ARM_STEP * scale, np.float32).astype(np.float32)
     log = model.log_steps[key].detach().float().cpu() if key in model.log_steps else torch.zeros(1)
     s = (torch.exp(log) * scale).clamp(*STEP_RANGE)
     return s.to(torch.bfloat16).float().numpy()
@@ -456,12 +512,21 @@ def export_tensors(model: CompressibleModel, step_scale: float = 1.0) -> list[Ex
         plan = plan_for(spec)
         grid = step_grid(plan.step_mode, plan.step_axis, torch.from_numpy(steps), spec.shape)
         symbols = torch.round(w / grid).numpy()
+        if spec.role is Role.ARM:
+            limit = arm.WEIGHT_MAX / ARM_STEP
+            symbols = np.clip(symbols, -limit, limit)
         symbols_of[spec.name] = np.clip(symbols, -MAX_SYMBOL, MAX_SYMBOL).astype(np.int32)  # as coded
         context = None
-        if plan.model_mode == MODEL_CONTEXT:
+        if plan.model_mode in (MODEL_CONTEXT, MODEL_ARM):
             ref = index_of[spec.coarse] if spec.coarse else NO_REF
             if ref != NO_REF and ref >= index_of[spec.name]:
                 raise ValueError(f"{spec.name}: its coarser level {spec.coarse} comes after it in the layout")
             context = LatentContext(ref, symbols_of.get(spec.coarse), model._row_period(spec))
+            if plan.model_mode == MODEL_ARM:
+                first = index_of[spec.arm]
+                if first + 6 > index_of[spec.name]:
+                    raise ValueError(f"{spec.name}: its entropy model {spec.arm} does not come before it")
+                net = arm.layers_of([e.values for e in out[first : first + 6]])
+                context = LatentContext(context.coarse_ref, context.coarse_symbols, context.row_period, first, net)
         out.append(code_symbols(spec, symbols, steps, mask, plan, context=context))
     return out

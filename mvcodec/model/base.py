@@ -43,6 +43,7 @@ class Role(enum.Enum):
     LATENT = "latent"  # (n, channels, ...): latents on the integer grid (unit step, their scale is learned in
     # their values, as C3's and Cool-Chic's), a Gaussian per channel
     BIAS = "bias"  # 1-d: one step and one Gaussian; not in the rate term
+    ARM = "arm"  # the latents' entropy-model network (model_mode 3): the fixed step 2^-8, one Gaussian
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,7 @@ class ParamSpec:
     role: Role
     rows: str | None = None  # "frame": axis 0 is indexed by view * frames + frame (training prices a batch's rows)
     coarse: str | None = None  # a latent's coarser level (half its height and width, earlier in the layout)
+    arm: str | None = None  # a latent coded by an entropy-model network (model_mode 3): its first tensor's name
 
     @property
     def numel(self) -> int:

@@ -19,12 +19,13 @@ Trained on the MSE of YUV 4:2:0 weighted 6:1:1 at a learning rate of 1e-2, the g
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mvcodec.bitstream.tensor import ARM_INPUTS, ARM_MAX_HIDDEN, ARM_OUTPUTS
 from mvcodec.model.base import ArchConfig, Architecture, ParamSpec, Role, Shape
 from mvcodec.presets import Phase
 
@@ -40,6 +41,7 @@ class PyramidConfig(ArchConfig):
     frame_channels: int = 1
     hidden: int = 24
     frame_skip: int = 0  # the view-and-frame grids start at this level (0: at the frame's resolution)
+    arm_hidden: int = 0  # > 0: the grids coded by an entropy-model network this wide (model_mode 3), else mode 2
 
     def __post_init__(self) -> None:
         if not 1 <= self.levels <= MAX_LEVELS:
@@ -51,6 +53,8 @@ class PyramidConfig(ArchConfig):
             raise ValueError(f"hidden = {self.hidden}, must be 1 to {MAX_HIDDEN}")
         if not 0 <= self.frame_skip < self.levels:
             raise ValueError(f"frame_skip = {self.frame_skip}, must be 0 to levels - 1 = {self.levels - 1}")
+        if not 0 <= self.arm_hidden <= ARM_MAX_HIDDEN:
+            raise ValueError(f"arm_hidden = {self.arm_hidden}, must be 0 to {ARM_MAX_HIDDEN}")
         if self.frame_skip and not (self.view_channels and self.frame_channels):
             raise ValueError("frame_skip must be 0 unless there are both view and view-and-frame channels")
 
@@ -85,6 +89,12 @@ class MVPyramid(nn.Module):
                     for level in cfg.frame_levels()
                 }
             )
+        if cfg.arm_hidden:  # the latents' entropy model (only the rate term reads it)
+            a = cfg.arm_hidden
+            self.arm = nn.ModuleList([nn.Linear(ARM_INPUTS, a), nn.Linear(a, a), nn.Linear(a, ARM_OUTPUTS)])
+            with torch.no_grad():
+                self.arm[2].weight.mul_(0.1)
+                self.arm[2].bias.zero_()
         h = cfg.hidden
         self.synth = nn.ModuleList(
             [nn.Conv2d(cfg.in_channels, h, 1), nn.Conv2d(h, h, 1), nn.Conv2d(h, 3, 3, padding=1)]
@@ -144,6 +154,12 @@ class MVPyramidArchitecture(Architecture):
 
     def layout(self, cfg: PyramidConfig) -> list[ParamSpec]:
         out = []
+        arm = "arm.0.weight" if cfg.arm_hidden else None
+        if arm:  # first: a decoder needs the network before the latents it codes
+            for i, (o, k) in enumerate(
+                [(cfg.arm_hidden, ARM_INPUTS), (cfg.arm_hidden, cfg.arm_hidden), (ARM_OUTPUTS, cfg.arm_hidden)]
+            ):
+                out += [ParamSpec(f"arm.{i}.weight", (o, k), Role.ARM), ParamSpec(f"arm.{i}.bias", (o,), Role.ARM)]
         view_levels = range(cfg.levels) if cfg.view_channels else range(0)
         for kind, n, c, levels in (
             ("view_grids", cfg.views, cfg.view_channels, view_levels),
@@ -157,6 +173,7 @@ class MVPyramidArchitecture(Architecture):
                     Role.LATENT,
                     "frame" if kind == "frame_grids" else None,
                     f"{kind}.{level + 1}" if level + 1 < cfg.levels else None,
+                    arm,
                 )
                 for level in reversed(levels)
             ]
@@ -170,12 +187,20 @@ class MVPyramidArchitecture(Architecture):
         return out
 
     def param_split(self, cfg: PyramidConfig) -> dict[str, int]:
-        split = {"view_grids": 0, "frame_grids": 0, "synthesis": 0}
+        split = {"view_grids": 0, "frame_grids": 0, "synthesis": 0, "entropy model": 0}
         for p in self.layout(cfg):
-            split[p.name.split(".")[0] if p.role is Role.LATENT else "synthesis"] += p.numel
+            part = p.name.split(".")[0] if p.role is Role.LATENT else "synthesis"
+            split["entropy model" if p.role is Role.ARM else part] += p.numel
+        if not cfg.arm_hidden:
+            del split["entropy model"]
         return split
 
     def config_bytes(self, cfg: PyramidConfig, w) -> None:
+        self.fields_bytes(cfg, w)
+        if cfg.arm_hidden:  # optional last byte: absent means 0 (the streams before it)
+            w.u8(cfg.arm_hidden)
+
+    def fields_bytes(self, cfg: PyramidConfig, w) -> None:
         w.u8(cfg.levels)
         w.u8(cfg.view_channels)
         w.u8(cfg.frame_channels)
@@ -183,10 +208,22 @@ class MVPyramidArchitecture(Architecture):
         w.u8(cfg.frame_skip)
 
     def parse_config(self, r, shape: Shape) -> PyramidConfig:
+        return self.with_arm(self.parse_fields(r, shape), r)
+
+    def parse_fields(self, r, shape: Shape) -> PyramidConfig:
         levels, view_channels, frame_channels, hidden, skip = r.u8(), r.u8(), r.u8(), r.u16(), r.u8()
         return self.config_type(
             shape.views, shape.frames, shape.height, shape.width, levels, view_channels, frame_channels, hidden, skip
         )
+
+    @staticmethod
+    def with_arm(cfg: PyramidConfig, r) -> PyramidConfig:
+        """The config with the optional arm_hidden byte (1 to ARM_MAX_HIDDEN where present)."""
+        if not r.remaining:
+            return cfg
+        hidden = r.u8()
+        r.check(1 <= hidden <= ARM_MAX_HIDDEN, f"entropy-model width {hidden}, must be 1 to {ARM_MAX_HIDDEN}")
+        return replace(cfg, arm_hidden=hidden)
 
     def size_for(self, shape: Shape, params: int) -> PyramidConfig:
         """Levels down to a grid of at least 4 cells a side (5 at most); one channel a level and width 24 up
@@ -204,7 +241,9 @@ class MVPyramidArchitecture(Architecture):
 
     def macs_per_pixel(self, cfg: PyramidConfig) -> float:
         upsampling = 4 * (cfg.in_channels - cfg.view_channels - (cfg.frame_channels if cfg.frame_skip == 0 else 0))
-        return upsampling + cfg.in_channels * cfg.hidden + cfg.hidden**2 + 9 * cfg.hidden * 3
+        return (
+            upsampling + cfg.in_channels * cfg.hidden + cfg.hidden**2 + 9 * cfg.hidden * 3
+        )  # the ARM: decode side only
 
     def describe(self, cfg: PyramidConfig) -> str:
         coarsest = "x".join(map(str, cfg.grid_size(cfg.levels - 1)))

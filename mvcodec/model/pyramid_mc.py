@@ -127,11 +127,13 @@ class MVPyramidMCArchitecture(MVPyramidArchitecture):
         return split
 
     def config_bytes(self, cfg: PyramidMCConfig, w) -> None:
-        super().config_bytes(cfg, w)
+        self.fields_bytes(cfg, w)
         w.u8(cfg.flow_level)
+        if cfg.arm_hidden:
+            w.u8(cfg.arm_hidden)
 
     def parse_config(self, r, shape: Shape) -> PyramidMCConfig:
-        return replace(super().parse_config(r, shape), flow_level=r.u8())
+        return self.with_arm(replace(self.parse_fields(r, shape), flow_level=r.u8()), r)
 
     def size_for(self, shape: Shape, params: int) -> PyramidMCConfig:
         """MV-Pyramid's sizing (the motion fields are a small share), motion at 1/16 of the frame a side
