@@ -106,6 +106,15 @@ def test_mv_pyramid_with_a_network_codes_its_grids_in_mode_3_and_decodes_them_ex
     assert abs(estimate - bits) < 0.15 * bits
 
 
+def test_rate_control_scales_every_step_but_the_networks():
+    model, _ = _model()
+    plain = export_tensors(model)
+    scaled = export_tensors(model, 2**-0.5)
+    for a, b in zip(plain[:6], scaled[:6], strict=True):
+        assert np.array_equal(a.values, b.values) and float(b.tensor.steps[0]) == 2.0**-8
+    decode_segment([CodedTensor.parse(e.tensor.to_bytes()) for e in scaled])  # still on the 2^-8 grid
+
+
 def test_a_network_whose_decoded_weights_are_off_the_grid_is_an_invalid_stream():
     model, _ = _model()
     coded = [CodedTensor.parse(e.tensor.to_bytes()) for e in export_tensors(model)]

@@ -152,8 +152,12 @@ class CompressibleModel(nn.Module):
                 c = None if coarse is None else torch.round(coarse)
         y = y + torch.rand(y.shape, generator=self._generator(y.device, salt), device=y.device) - 0.5
         mean, std = arm.all_gaussians(y, c, prev, self.arm_layers(spec, params), exact=False)
-        with torch.no_grad():
-            lo, hi = torch.round(y).min(), torch.round(y).max()
+        with torch.no_grad():  # the whole tensor's alphabet, as coded (not the batch rows')
+            rounded = torch.round(w)
+            lo, hi = (
+                torch.minimum(rounded.min(), torch.round(y).min()),
+                torch.maximum(rounded.max(), torch.round(y).max()),
+            )
         if torch.is_tensor(scale):
             return gaussian_bits(y, mean, std, lo, hi, weight=scale)
         return scale * gaussian_bits(y, mean, std, lo, hi)
@@ -489,8 +493,8 @@ def stored_steps(model: CompressibleModel, name: str, scale: float = 1.0) -> np.
     """The steps of a tensor as stored: bfloat16 values (row steps then column steps for row x column); a
     latent's is the unit step."""
     key = _key(name)
-    if name in model.arm_names:
-        return np.full(1, ARM_STEP * scale, np.float32).astype(np.float32)
+    if name in model.arm_names:  # fixed whatever the rate control's scale: the decoder needs the 2^-8 grid
+        return np.full(1, ARM_STEP, np.float32)
     log = model.log_steps[key].detach().float().cpu() if key in model.log_steps else torch.zeros(1)
     s = (torch.exp(log) * scale).clamp(*STEP_RANGE)
     return s.to(torch.bfloat16).float().numpy()

@@ -120,10 +120,12 @@ class MVPyramidMCArchitecture(MVPyramidArchitecture):
         return out[:first_frame] + [flows] + out[first_frame:]
 
     def param_split(self, cfg: PyramidMCConfig) -> dict[str, int]:
-        split = {"view_grids": 0, "frame_grids": 0, "motion": 0, "synthesis": 0}
+        split = {"view_grids": 0, "frame_grids": 0, "motion": 0, "synthesis": 0, "entropy model": 0}
         for p in self.layout(cfg):
             part = p.name.split(".")[0] if p.role is Role.LATENT else "synthesis"
-            split["motion" if part == "flows" else part] += p.numel
+            split["entropy model" if p.role is Role.ARM else "motion" if part == "flows" else part] += p.numel
+        if not cfg.arm_hidden:
+            del split["entropy model"]
         return split
 
     def config_bytes(self, cfg: PyramidMCConfig, w) -> None:
