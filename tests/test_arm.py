@@ -147,3 +147,43 @@ def test_the_network_width_is_an_optional_last_config_byte(name, hidden):
     assert arch.parse_config(r, Shape(2, 3, 96, 160)) == cfg
     r.end()
     assert len(payload) == (7 if name == "mv-pyramid" else 8) - (0 if hidden else 1)
+
+
+def _stream(path, alter: dict | None = None):
+    """A one-segment MV-Pyramid stream whose grids use model_mode 3 (2 views x 3 frames x 20x12); `alter`
+    sets fields of frame_grids.0's chunk."""
+    from mvcodec.bitstream import SegmentData, SegmentHeader, SequenceHeader, parameter_hash, write_stream
+    from mvcodec.color import ColorSpec
+
+    model, cfg = _model()
+    model.eval()
+    exported = export_tensors(model)
+    tensors = [e.tensor for e in exported]
+    target = next(t for t in tensors if t.name == "frame_grids.0")
+    for k, v in (alter or {}).items():
+        setattr(target, k, v)
+    seq = SequenceHeader(("a", "b"), 3, cfg.width, cfg.height, 8, ColorSpec(), 30, 1)
+    seg = SegmentData(SegmentHeader(0, 0, 3), cfg, tensors, parameter_hash([e.values for e in exported]))
+    with open(path, "wb") as f:
+        write_stream(f, seq, [seg], {})
+    return path
+
+
+def test_a_mode_3_stream_decodes_with_mvdec(tmp_path):
+    from mvcodec.cli import mvdec
+
+    path = _stream(tmp_path / "a.mvinr")
+    mvdec.main(args=[str(path), "-o", str(tmp_path / "out"), "--no-progress"], standalone_mode=False)
+    assert len(list((tmp_path / "out").glob("*.yuv"))) == 2
+
+
+@pytest.mark.parametrize(
+    "alter, message",
+    [({"row_period": 1}, "row period 1"), ({"arm_ref": 1}, "entropy model refers to tensor 1")],
+)
+def test_a_mode_3_tensor_must_keep_to_its_layout(tmp_path, alter, message):
+    from mvcodec.bitstream.stream import read_index, read_segment_tensors
+
+    path = _stream(tmp_path / "a.mvinr", alter)
+    with open(path, "rb") as f, pytest.raises(InvalidStream, match=message):
+        read_segment_tensors(f, read_index(f).segments[0])

@@ -227,6 +227,11 @@ def read_segment_tensors(f: BinaryIO, seg: SegmentRef) -> list[CodedTensor]:
     for i, t in enumerate(out):
         if t.coding != CODING_FLOAT32 and t.model_mode == MODEL_ARM:
             check_arm_tensors(out, t, i, seg.header.index)
+            if t.row_period not in (0, seg.config.frames):  # its decoding time grows with the positions
+                raise InvalidStream(
+                    f"segment {seg.header.index}: tensor {t.name} has row period {t.row_period}, "
+                    f"where model_mode 3 allows 0 or the segment's {seg.config.frames} frames"
+                )
         if t.coding != CODING_FLOAT32 and t.model_mode in LATENT_MODES and t.coarse_ref != NO_REF:
             c = out[t.coarse_ref] if t.coarse_ref < i else None
             h, w = t.shape[2:]
