@@ -30,23 +30,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mvcodec.compress.arm import CAUSAL  # the codec's causal neighbours (mode 3), the lab's too
 from mvcodec.io import open_source
 from mvcodec.io.formats import parse_fps
 
-CAUSAL = [
-    (-1, 0),
-    (0, -1),
-    (-1, -1),
-    (-1, 1),
-    (-2, 0),
-    (0, -2),
-    (-2, -1),
-    (-2, 1),
-    (-1, -2),
-    (-1, 2),
-    (-2, -2),
-    (-2, 2),
-]
 ROWS = [(dy, dx) for dy in (-1, -2) for dx in (-2, -1, 0, 1, 2)] + [(-3, 0), (-3, -1), (-3, 1)]  # rows above only
 CROSS = [(-1, 0), (0, -1), (0, 1), (1, 0), (-1, -1), (-1, 1), (1, -1), (1, 1), (-2, 0), (0, -2), (0, 2), (2, 0)]
 BICUBIC_HALF = [-0.0234375, -0.0703125, 0.2265625, 0.8671875]  # x2 bicubic (a = -0.75) taps, one half

@@ -132,10 +132,18 @@ def arm_layers(t: CodedTensor, values: list[np.ndarray]) -> list | None:
     evaluated exactly); None for the other modes."""
     if t.coding == CODING_FLOAT32 or t.model_mode != MODEL_ARM:
         return None
-    net = values[t.arm_ref : t.arm_ref + 6]
+    return _network(t, values[t.arm_ref : t.arm_ref + 6])
+
+
+def _network(t: CodedTensor, net: list[np.ndarray]) -> list:
     if (why := arm.check_weights(net)) is not None:
         raise InvalidStream(f"tensor {t.name}: {why}")
     return arm.layers_of(net)
+
+
+def _values_of_symbols(t: CodedTensor, symbols: np.ndarray | None) -> np.ndarray:
+    """A tensor's float32 values from its full-shape symbols (pruned elements are 0 there, and +0.0 here)."""
+    return t.values.reshape(t.shape) if t.coding == CODING_FLOAT32 else values_of(t, symbols.ravel(), None)
 
 
 def segment_symbols(tensors: list[CodedTensor]) -> list[np.ndarray | None]:
@@ -194,13 +202,12 @@ def segment_ideal_bits(
 ) -> list[float]:
     """ideal_bits of every tensor of a segment, given its symbols (and masks) as decode_segment gives them."""
     out = []
-    values = None
     for i, (t, sym) in enumerate(zip(tensors, symbols, strict=True)):
         ref = t.coarse_ref if t.coding != CODING_FLOAT32 and t.model_mode in LATENT_MODES else NO_REF
         mask = masks[i] if masks is not None else None
         layers = None
-        if t.coding != CODING_FLOAT32 and t.model_mode == MODEL_ARM:
-            values = decode_segment(tensors).values if values is None else values
-            layers = arm_layers(t, values)
+        if t.coding != CODING_FLOAT32 and t.model_mode == MODEL_ARM:  # the network's values from its symbols
+            net = [_values_of_symbols(tensors[k], symbols[k]) for k in range(t.arm_ref, t.arm_ref + 6)]
+            layers = _network(t, net)
         out.append(ideal_bits(t, sym, symbols[ref] if ref != NO_REF else None, mask, layers))
     return out

@@ -129,7 +129,9 @@ class CompressibleModel(nn.Module):
             for n in names[first : first + 6]
         ]
 
-    def _arm_bits(self, spec, params: dict, rows: torch.Tensor | None, salt: int) -> torch.Tensor:
+    def _arm_bits(
+        self, spec, params: dict, rows: torch.Tensor | None, salt: int, layers: list[torch.Tensor] | None = None
+    ) -> torch.Tensor:
         """Rate of a model_mode 3 latent: the relaxed symbols under the Gaussians the network predicts from
         their context (the anchors relaxed, with gradients; the coarser level and the previous frame rounded).
         A frame-row tensor with `rows` is priced in those rows (with a chain, each at its rate weight), scaled
@@ -143,21 +145,18 @@ class CompressibleModel(nn.Module):
                 y, rows = y[self._trained], rows[self._trained]
             scale = self._read_weights(rows).view(-1, 1, 1, 1) if self.chain else spec.shape[0] / len(rows)
             with torch.no_grad():
-                prev = torch.round(w[(rows - 1).clamp_min(0)]) * (rows % period != 0).view(-1, 1, 1, 1)
-                c = None if coarse is None else torch.round(coarse[rows])
+                prev, c = self._row_neighbours(spec, w, coarse, rows)
         else:
             y = w
             with torch.no_grad():
                 prev = previous_rows(torch.round(w), period)
                 c = None if coarse is None else torch.round(coarse)
         y = y + torch.rand(y.shape, generator=self._generator(y.device, salt), device=y.device) - 0.5
-        mean, std = arm.all_gaussians(y, c, prev, self.arm_layers(spec, params), exact=False)
-        with torch.no_grad():  # the whole tensor's alphabet, as coded (not the batch rows')
-            rounded = torch.round(w)
-            lo, hi = (
-                torch.minimum(rounded.min(), torch.round(y).min()),
-                torch.maximum(rounded.max(), torch.round(y).max()),
-            )
+        layers = self.arm_layers(spec, params) if layers is None else layers
+        mean, std = arm.all_gaussians(y, c, prev, layers, exact=False)
+        with torch.no_grad():  # the whole tensor's alphabet, as coded (not the batch rows'); round is monotone
+            lo = torch.round(torch.minimum(w.min(), y.min()))
+            hi = torch.round(torch.maximum(w.max(), y.max()))
         if torch.is_tensor(scale):
             return gaussian_bits(y, mean, std, lo, hi, weight=scale)
         return scale * gaussian_bits(y, mean, std, lo, hi)
@@ -227,12 +226,18 @@ class CompressibleModel(nn.Module):
             raise RuntimeError("plan_epoch must give the epoch's order before a chain's rows are priced")
         return self._read_table[rows]
 
+    def _row_neighbours(
+        self, spec, w: torch.Tensor, coarse: torch.Tensor | None, rows: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The rounded previous rows of a frame-row tensor's `rows` (zero for the first row of a run) and the
+        rounded rows of its coarser level (None without one)."""
+        prev = torch.round(w[(rows - 1).clamp_min(0)]) * (rows % self._row_period(spec) != 0).view(-1, 1, 1, 1)
+        return prev, None if coarse is None else torch.round(coarse[rows])
+
     def _row_contexts(self, spec, w: torch.Tensor, coarse: torch.Tensor | None, rows: torch.Tensor) -> torch.Tensor:
         """The contexts of a frame-row tensor's `rows` from the rounded values of its coarser level's rows and
         of the previous rows (none for the first row of a run)."""
-        period = self._row_period(spec)
-        prev = torch.round(w[(rows - 1).clamp_min(0)]) * (rows % period != 0).view(-1, 1, 1, 1)
-        c = None if coarse is None else torch.round(coarse[rows])
+        prev, c = self._row_neighbours(spec, w, coarse, rows)
         return contexts((len(rows), *w.shape[1:]), c, prev, w.device)
 
     @torch.no_grad()
@@ -449,6 +454,7 @@ class CompressibleModel(nn.Module):
         if not self.quantise:
             return None
         params = dict(self.base.named_parameters())
+        networks: dict[str, list[torch.Tensor]] = {}
         total = torch.zeros((), device=next(self.parameters()).device)
         for i, spec in enumerate(self.layout):
             if spec.role is Role.BIAS:
@@ -456,8 +462,10 @@ class CompressibleModel(nn.Module):
             if plan_for(spec).model_mode == MODEL_CONTEXT:
                 total = total + self._context_bits(spec, params, rows, 1000 + i)
                 continue
-            if plan_for(spec).model_mode == MODEL_ARM:
-                total = total + self._arm_bits(spec, params, rows, 1000 + i)
+            if plan_for(spec).model_mode == MODEL_ARM:  # one network for every such tensor: rounded once
+                if spec.arm not in networks:
+                    networks[spec.arm] = self.arm_layers(spec, params)
+                total = total + self._arm_bits(spec, params, rows, 1000 + i, networks[spec.arm])
                 continue
             step, mask = self.steps(spec), self.mask(spec.name)
             y = params[spec.name] if step is None else params[spec.name] / step

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mvcodec.bitstream.tensor import ARM_INPUTS, ARM_MAX_HIDDEN, ARM_OUTPUTS
+from mvcodec.bitstream.tensor import ARM_INPUTS, ARM_MAX_HIDDEN, ARM_OUTPUTS, arm_layer_shapes
 from mvcodec.model.base import ArchConfig, Architecture, ParamSpec, Role, Shape
 from mvcodec.presets import Phase
 
@@ -156,10 +156,8 @@ class MVPyramidArchitecture(Architecture):
         out = []
         arm = "arm.0.weight" if cfg.arm_hidden else None
         if arm:  # first: a decoder needs the network before the latents it codes
-            for i, (o, k) in enumerate(
-                [(cfg.arm_hidden, ARM_INPUTS), (cfg.arm_hidden, cfg.arm_hidden), (ARM_OUTPUTS, cfg.arm_hidden)]
-            ):
-                out += [ParamSpec(f"arm.{i}.weight", (o, k), Role.ARM), ParamSpec(f"arm.{i}.bias", (o,), Role.ARM)]
+            for i, shape in enumerate(arm_layer_shapes(cfg.arm_hidden)):
+                out.append(ParamSpec(f"arm.{i // 2}.{'bias' if i % 2 else 'weight'}", shape, Role.ARM))
         view_levels = range(cfg.levels) if cfg.view_channels else range(0)
         for kind, n, c, levels in (
             ("view_grids", cfg.views, cfg.view_channels, view_levels),
@@ -241,9 +239,8 @@ class MVPyramidArchitecture(Architecture):
 
     def macs_per_pixel(self, cfg: PyramidConfig) -> float:
         upsampling = 4 * (cfg.in_channels - cfg.view_channels - (cfg.frame_channels if cfg.frame_skip == 0 else 0))
-        return (
-            upsampling + cfg.in_channels * cfg.hidden + cfg.hidden**2 + 9 * cfg.hidden * 3
-        )  # the ARM: decode side only
+        # (the entropy-model network of arm_hidden runs on the latents while decoding, not per output pixel)
+        return upsampling + cfg.in_channels * cfg.hidden + cfg.hidden**2 + 9 * cfg.hidden * 3
 
     def describe(self, cfg: PyramidConfig) -> str:
         coarsest = "x".join(map(str, cfg.grid_size(cfg.levels - 1)))
