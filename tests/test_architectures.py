@@ -237,6 +237,37 @@ def test_pyramid_batches_quantise_their_own_frames_only():
     assert torch.equal(out_full, out_part)  # the network reads no other row
 
 
+def test_noise_proxy_relaxes_latents_only_and_evaluation_is_rounded():
+    net, cfg = _random_pyramid(3)
+    model = CompressibleModel(net, cfg, quantise=True)
+    model.train()
+    model.latent_noise = True
+    model.set_step(0, 100)  # about 10% rounded, the rest relaxed
+    soft, hard = model.effective_params(), model.effective_params(hard=True)
+    base = dict(net.named_parameters())
+    y, q = soft["frame_grids.0"].detach(), hard["frame_grids.0"]
+    moved = (y - base["frame_grids.0"].detach()).abs()
+    relaxed = y != q
+    assert 0.8 < float(relaxed.float().mean()) < 0.95  # the unrounded latents are noisy, not the values
+    assert float(moved[relaxed].max()) <= 0.5 and float(moved[relaxed].mean()) > 0.2  # U(-1/2, 1/2): mean 1/4
+    w, wq, w0 = soft["synth.0.weight"].detach(), hard["synth.0.weight"], base["synth.0.weight"].detach()
+    kept = w != wq
+    assert kept.any() and torch.allclose(w[kept], w0[kept], rtol=1e-5, atol=0)  # a weight not picked: as it is
+    model.eval()
+    assert all(torch.equal(a, hard[n]) for n, a in model.effective_params().items())
+
+
+def test_latent_proxy_is_a_checked_training_option():
+    from mvcodec.encoder.recipe import recipe
+    from mvcodec.errors import InputError
+
+    assert recipe("fast", arch="mv-mginr").train.latent_proxy == "mixed"  # the paper's Quant-Noise
+    assert recipe("fast", arch="mv-pyramid").train.latent_proxy == "noise"  # BENCHMARKS.md, experiment 23
+    assert recipe("fast", arch="mv-pyramid-mc").train.latent_proxy == "mixed"  # its fit phase and Quant-Noise kept
+    with pytest.raises(InputError, match="latent proxy"):
+        recipe("fast", arch="mv-pyramid", latent_proxy="soft")
+
+
 @pytest.mark.parametrize("quantise", [False, True])
 def test_a_training_step_on_the_batchs_rows_alone_has_the_whole_tensors_gradients(quantise):
     """start_batch: the forward and the rate term differentiate copies of the batch's rows; their gradients

@@ -10,8 +10,10 @@ against a real mvenc stream. Variants (each a flag):
   --up bilinear|learned   each level bilinearly upsampled to the frame (MV-Pyramid) | a cascade of x2
                           stages with a learned separable symmetric 8-tap filter a stage (bicubic init)
   --synth light|residual  MV-Pyramid's 1x1 24, 1x1 24, 3x3 | 1x1 40, 1x1 3, two residual 3x3 (zero init)
-  --entropy factorised|arm   a Gaussian per level fitted to its values | a Laplace whose mean and scale an
+  --entropy factorised|context|arm   a Gaussian per level fitted to its values | MV-Pyramid's mode 2 (a
+                          Gaussian per context of the coarser level) | a Laplace whose mean and scale an
                           MLP predicts from 12 causal neighbours and the coarser level (Cool-Chic's ARM)
+  --batch N, --rgb        N views a step (experiment 23) | RGB through a sigmoid, converted to YUV 4:2:0
   --proxy noise|mixed     y + U(-1/2, 1/2) for distortion and rate, hard rounding (straight-through) over
                           the last --hard fraction | MV-Pyramid's Quant-Noise mix (rounded or continuous)
 
@@ -30,7 +32,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mvcodec.color import ColorSpec, rgb_to_yuv420
 from mvcodec.compress.arm import CAUSAL  # the codec's causal neighbours (mode 3), the lab's too
+from mvcodec.compress.context import context_stats, contexts
+from mvcodec.compress.gaussian import gaussian_bits
 from mvcodec.io import open_source
 from mvcodec.io.formats import parse_fps
 
@@ -137,6 +142,14 @@ class Lab(nn.Module):
                 mu, sd = y.mean().detach(), y.std().detach().clamp_min(0.05)
                 d = torch.distributions.Normal(mu, sd)
                 p = d.cdf(y + 0.5) - d.cdf(y - 0.5)
+            elif self.entropy == "context":  # MV-Pyramid's mode 2: a Gaussian per context of the coarser level
+                with torch.no_grad():
+                    c = torch.round(ys[lv + 1]) if lv + 1 < len(ys) else None
+                    ctx = contexts(y.shape, c, None, y.device)
+                    mean, std = context_stats(y, ctx, 1)
+                    lo, hi = torch.round(y).min(), torch.round(y).max()
+                total = total + gaussian_bits(y, mean[ctx], std[ctx], lo, hi)
+                continue
             else:
                 coarse = (
                     F.interpolate(ys[lv + 1], size=y.shape[-2:], mode="nearest")
@@ -158,6 +171,13 @@ def yuv420(x: torch.Tensor) -> list[torch.Tensor]:
     return [x[:, 0], F.avg_pool2d(x[:, 1:2], 2)[:, 0], F.avg_pool2d(x[:, 2:3], 2)[:, 0]]
 
 
+def yuv420_of(x: torch.Tensor, rgb: bool, color: ColorSpec) -> list[torch.Tensor]:
+    """The synthesis output as YUV 4:2:0 in [0, 1]: direct, or RGB through a sigmoid converted as mvenc trains."""
+    if not rgb:
+        return yuv420(x)
+    return [p / 255 for p in rgb_to_yuv420(torch.sigmoid(x - 0.5), 8, color)]
+
+
 @click.command()
 @click.argument("inputs", nargs=-1, required=True)
 @click.option("--fps", default="6")
@@ -166,7 +186,9 @@ def yuv420(x: torch.Tensor) -> list[torch.Tensor]:
 @click.option("--levels", default=5, show_default=True)
 @click.option("--up", type=click.Choice(["bilinear", "learned"]), default="bilinear")
 @click.option("--synth", type=click.Choice(["light", "residual"]), default="light")
-@click.option("--entropy", type=click.Choice(["factorised", "arm"]), default="factorised")
+@click.option("--entropy", type=click.Choice(["factorised", "context", "arm"]), default="factorised")
+@click.option("--batch", default=0, help="Views a step (0: all); the rate is priced on every view's latents.")
+@click.option("--rgb", is_flag=True, help="Output RGB through a sigmoid, converted to YUV 4:2:0 (as MV-Pyramid).")
 @click.option("--context", type=click.Choice(["causal", "rows", "checkerboard"]), default="causal")
 @click.option("--proxy", type=click.Choice(["noise", "mixed"]), default="noise")
 @click.option("--warm", default=0.0, show_default=True, help="Fraction of the steps first fitted with no rate term.")
@@ -176,11 +198,29 @@ def yuv420(x: torch.Tensor) -> list[torch.Tensor]:
 @click.option("--weight-bits", default=6.0, show_default=True, help="Bits counted per network parameter.")
 @click.option("--seed", default=0)
 def main(
-    inputs, fps, steps, lmbda, levels, up, synth, entropy, context, proxy, warm, hard, lr, latent_lr, weight_bits, seed
+    inputs,
+    fps,
+    steps,
+    lmbda,
+    levels,
+    up,
+    synth,
+    entropy,
+    batch,
+    rgb,
+    context,
+    proxy,
+    warm,
+    hard,
+    lr,
+    latent_lr,
+    weight_bits,
+    seed,
 ):
     torch.manual_seed(seed)
     src = open_source(list(inputs), fps=parse_fps(fps), frames=1)
     planes = [next(iter(src.frames(v))) for v in range(src.num_views)]
+    color = ColorSpec(chroma_siting=getattr(src, "siting", "left"))
     src.close()
     target = [torch.from_numpy(np.stack([p[i] for p in planes]).astype(np.float32) / 255) for i in range(3)]
     views, (h, w) = len(planes), target[0].shape[-2:]
@@ -205,8 +245,10 @@ def main(
         else:
             rate = 0.1 + 0.9 * min(1.0, at / (0.75 * span))
             ys = [torch.where(torch.rand_like(y) < rate, y + (torch.round(y) - y).detach(), y) for y in model.latents]
-        out = model.decode(ys)
-        d = sum(wt * (p - t).square().mean() for wt, p, t in zip((6, 1, 1), yuv420(out), target, strict=True)) / 8
+        pick = torch.randperm(views)[:batch] if batch else torch.arange(views)
+        out = model.decode([y[pick] for y in ys])
+        planes = yuv420_of(out, rgb, color)
+        d = sum(wt * (p - t[pick]).square().mean() for wt, p, t in zip((6, 1, 1), planes, target, strict=True)) / 8
         loss = d
         if step >= warm_steps:
             r_in = ys if proxy == "noise" or is_hard else [y + torch.rand_like(y) - 0.5 for y in model.latents]
@@ -223,12 +265,13 @@ def main(
         out = model.decode(ys)
         bits = float(model.bits(ys)) + weight_bits * model.net_params()
         psnr = []
-        for wt, p, t in zip((6, 1, 1), yuv420(out), target, strict=True):
+        for wt, p, t in zip((6, 1, 1), yuv420_of(out, rgb, color), target, strict=True):
             mse = ((torch.round(p.clamp(0, 1) * 255) - t * 255).square().mean(dim=(1, 2)) / 255**2).clamp_min(1e-12)
             psnr.append(wt * (-10 * torch.log10(mse)))
         psnr_yuv = float((sum(psnr) / 8).mean())
     row = {
-        "up": up, "synth": synth, "entropy": entropy, "context": context, "proxy": proxy, "warm": warm, "hard": hard,
+        "up": up, "synth": synth, "entropy": entropy, "batch": batch, "rgb": rgb, "context": context,
+        "proxy": proxy, "warm": warm, "hard": hard,
         "lmbda": lmbda, "steps": steps, "lr": lr, "latent_lr": latent_lr, "levels": levels,
         "bpp": bits / pixels, "psnr_yuv": psnr_yuv,
         "latent_bits": bits - weight_bits * model.net_params(), "net_params": model.net_params(),

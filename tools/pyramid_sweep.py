@@ -36,6 +36,7 @@ def variant(
     latent_lr: float | None,
     flow_level: int | None = None,
     arm_hidden: int = 0,
+    frame_channels: int | None = None,
 ) -> str:
     """Register MV-Pyramid (MV-Pyramid-MC with its motion at `flow_level` where one is given) with
     `channels` view and view-and-frame channels a level, width `hidden` (None: as its sizing gives),
@@ -59,6 +60,7 @@ def variant(
                 ("lr", latent_lr),
                 ("m", flow_level),
                 ("arm", arm_hidden or None),
+                ("fc", frame_channels),
             )
             if v is not None
         )
@@ -68,6 +70,8 @@ def variant(
             base = super().size_for(shape, params).to_dict()
             if channels is not None:
                 base.update(view_channels=channels, frame_channels=channels)
+            if frame_channels is not None:
+                base["frame_channels"] = frame_channels
             if hidden is not None:
                 base["hidden"] = hidden
             if mc:
@@ -102,13 +106,22 @@ def tensor_kbits(path: Path) -> dict[str, float]:
 @click.option("--latent-lr", type=float, help="The latents' learning rate as a multiple of --lr (default: 30).")
 @click.option("--flow-level", type=int, help="MV-Pyramid-MC with its motion fields at this level's grid size.")
 @click.option("--arm", "arm_hidden", default=0, help="Code the grids with an entropy-model network this wide.")
+@click.option("--frame-channels", type=int, help="View-and-frame channels a level (0: none; after --channels).")
+@click.option("--latent-proxy", type=click.Choice(["mixed", "noise"]), help="QAT's latent proxy (TrainConfig).")
+@click.option("--batch-size", type=int, help="Frames a step (default: the preset's).")
 def main(
     inputs, fps, frames, epochs, qat_epochs, quality, preset, channels, hidden, frame_skip, lr, latent_lr, flow_level,
-    arm_hidden,
+    arm_hidden, frame_channels, latent_proxy, batch_size,
 ):  # fmt: skip
-    changed = (channels, hidden, frame_skip or None, latent_lr, flow_level, arm_hidden or None) != (None,) * 6
-    name = variant(channels, hidden, frame_skip, latent_lr, flow_level, arm_hidden) if changed else "mv-pyramid"
-    train = {} if lr is None else {"lr": lr}
+    knobs = (channels, hidden, frame_skip or None, latent_lr, flow_level, arm_hidden or None, frame_channels)
+    changed = knobs != (None,) * 7
+    name = (
+        variant(channels, hidden, frame_skip, latent_lr, flow_level, arm_hidden, frame_channels)
+        if changed
+        else "mv-pyramid"
+    )
+    train = {"lr": lr, "latent_proxy": latent_proxy, "batch_size": batch_size}
+    train = {k: v for k, v in train.items() if v is not None}
     source = open_source(list(inputs), fps=parse_fps(fps), frames=frames)
     with TemporaryDirectory() as tmp:
         for q in (int(x) for x in quality.split(",")):

@@ -4,7 +4,9 @@ Every parameter tensor has learned log-domain steps laid out as its coding plan 
 per output row times a step per input column, step[i, j] = exp(a_i) * exp(b_j); grids and embeddings a
 step per channel; biases one step). During training, Quant-Noise replaces a random fraction of the weights
 by their quantised values (straight-through rounding, so the steps get LSQ gradients); the fraction rises
-linearly to 1. Evaluation always uses the quantised network.
+linearly to 1. With the latent proxy "noise" (TrainConfig.latent_proxy), a latent not picked is seen as
+y + U(-1/2, 1/2) instead of y, the relaxation its rate term prices. Evaluation always uses the quantised
+network.
 
 Rate: symbols y = w / step are relaxed to y + U(-1/2, 1/2); each group (see coding.plan_for) has a
 Gaussian whose mean and standard deviation are computed from its current symbols at every step (as
@@ -98,6 +100,7 @@ class CompressibleModel(nn.Module):
                     self.register_buffer(f"rowready_{key}", torch.zeros((), dtype=torch.bool, device=device))
         self.arm_names = {spec.name for spec in self.layout if spec.role is Role.ARM}
         self.noise_rate = 1.0
+        self.latent_noise = False  # Quant-Noise's unrounded latents replaced by y + U(-1/2, 1/2)
         self.noise_seed = 0
         self.step_index = 0
         self.plain = not quantise and not self.masks()  # the network runs on its own parameters
@@ -355,6 +358,8 @@ class CompressibleModel(nn.Module):
                 q = round_ste(y)
                 if not hard and self.noise_rate < 1.0:
                     pick = torch.rand(y.shape, generator=self._generator(w.device, i), device=w.device)
+                    if self.latent_noise and spec.role is Role.LATENT:
+                        y = y + torch.rand(y.shape, generator=self._generator(w.device, 500 + i), device=w.device) - 0.5
                     q = torch.where(pick < self.noise_rate, q, y)
                 w = q if step is None else q * step
             out[spec.name] = w

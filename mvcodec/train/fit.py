@@ -37,8 +37,8 @@ from mvcodec.train.loss import LOSSES, motion_aware_loss, yuv_mse_loss
 from mvcodec.train.optim import RowAdam
 
 # 2: every phase checkpoints the CompressibleModel (keys model/base.*), with its arch; 3: row-lazy Adam state;
-# 4: per-row statistics of the batch-row-priced latents
-CHECKPOINT_VERSION = 4
+# 4: per-row statistics of the batch-row-priced latents; 5: TrainConfig.latent_proxy
+CHECKPOINT_VERSION = 5
 
 
 @dataclass(frozen=True)
@@ -62,6 +62,7 @@ class TrainConfig:
     loss: str = "l1-ssim"  # or "mse-yuv": the MSE of YUV 4:2:0, 6:1:1 (no motion mask)
     batch_order: str = "random"  # or "runs": a batch is consecutive frames of one view (see batch_order)
     chain_window: int | None = None  # a chain's frames trained behind each batch frame (None: all; see qat.py)
+    latent_proxy: str = "mixed"  # QAT: what the synthesis sees of a latent not yet rounded (see qat.py)
 
     def __post_init__(self) -> None:
         if self.epochs < 0:
@@ -74,6 +75,8 @@ class TrainConfig:
             raise InputError(f"--loss: unknown loss '{self.loss}'; use one of {', '.join(LOSSES)}")
         if self.chain_window is not None and self.chain_window < 0:
             raise InputError(f"chain_window must be 0 or more (or None: the whole chain), got {self.chain_window}")
+        if self.latent_proxy not in LATENT_PROXIES:
+            raise InputError(f"unknown latent proxy '{self.latent_proxy}'; use one of {', '.join(LATENT_PROXIES)}")
         if self.batch_order not in BATCH_ORDERS:
             raise InputError(f"unknown batch order '{self.batch_order}'; use one of {', '.join(BATCH_ORDERS)}")
         if self.precision not in PRECISIONS:
@@ -82,6 +85,7 @@ class TrainConfig:
 
 PRECISIONS = ("bf16", "fp32")
 BATCH_ORDERS = ("random", "runs")
+LATENT_PROXIES = ("mixed", "noise")
 
 
 def batch_order(views: int, frames: int, batch: int, order: str, gen: torch.Generator) -> torch.Tensor:
@@ -349,6 +353,7 @@ def fit(
             log(f"{label}: {where} (from {checkpoint.path.name})")
 
     model.chain_window = tcfg.chain_window
+    model.latent_noise = tcfg.latent_proxy == "noise"
     model.plan_epoch(state.perm, tcfg.batch_size)
     bar = Progress(total_steps, label, "steps", enabled=progress)
     bar.done = state.epoch * steps_per_epoch + state.step_in_epoch
