@@ -81,6 +81,14 @@ def _qat(seed=0, epochs=3, rate_weight=1 / 8, step_lr=5e-2):
     return q, data.store
 
 
+def test_fit_hands_the_latent_proxy_to_the_model():
+    _, model, data = tiny()
+    q = CompressibleModel(model, model.cfg, quantise=True)
+    for proxy in ("noise", "mixed"):
+        fit(q, data, train_config("fast", epochs=1, lr=2e-4, rate_weight=1 / 8, latent_proxy=proxy), progress=False)
+        assert q.latent_noise is (proxy == "noise")
+
+
 def test_decoded_parameters_equal_the_encoders_quantised_parameters_bit_for_bit():
     q, store = _qat()
     exported = export_tensors(q)

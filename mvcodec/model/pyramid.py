@@ -143,8 +143,8 @@ class MVPyramidArchitecture(Architecture):
     lambda_at_4 = 512.0  # D is an MSE here (1e-3 is 30 dB), not MV-MGINR's L1 + SSIM
     params_per_pixel_at_4 = 1.5  # -q 4 is the one-channel size (about 1.5 parameters a pixel); -q 5, 6 widen it
     min_params_at_4 = 0
-    # lr 2e-2: BENCHMARKS, issue 14, exp. 11; the noise proxy and a 1% fit phase (the rate term from the start):
-    # exp. 23
+    # lr: 2e-2 was tried and dropped (BENCHMARKS, issue 14, exp. 11); the noise proxy and a fit phase of 1% of
+    # the epochs (the rate term from the second percent on): exp. 23
     train_defaults = {"lr": 1e-2, "loss": "mse-yuv", "motion_weight": 0.0, "latent_proxy": "noise"}
     lr_scales = {Role.LATENT: 30.0}
     presets = {
