@@ -13,10 +13,9 @@ Most of the information sits in the grids, coded under Gaussians chosen by conte
 the previous frame: bitstream_spec.md section 7.2), whose rate the entropy model prices during QAT; the
 size follows the frame: -q sets the rate through lambda, and from -q 5 up also buys two channels a level
 and a wider synthesis (BENCHMARKS.md, issue 14, experiment 5).
-Trained on the MSE of YUV 4:2:0 weighted 6:1:1 at a learning rate of 1e-2, the grids at 30x that, with the
-rate term from the first 1% of the epochs on (a fit phase without it would leave dense latents the rate
-term never thins) and the latents not yet rounded seen as y + U(-1/2, 1/2) (BENCHMARKS.md, issue 14,
-experiment 23).
+Trained on the MSE of YUV 4:2:0 weighted 6:1:1 at a learning rate of 1e-2, the grids at 30x that, a fit
+phase of 10% of the epochs without the rate term, then QAT with the latents Quant-Noise has not yet rounded
+seen as y + U(-1/2, 1/2) (BENCHMARKS.md, issue 14, experiment 23).
 """
 
 from __future__ import annotations
@@ -143,15 +142,15 @@ class MVPyramidArchitecture(Architecture):
     lambda_at_4 = 512.0  # D is an MSE here (1e-3 is 30 dB), not MV-MGINR's L1 + SSIM
     params_per_pixel_at_4 = 1.5  # -q 4 is the one-channel size (about 1.5 parameters a pixel); -q 5, 6 widen it
     min_params_at_4 = 0
-    # lr: 2e-2 was tried and dropped (BENCHMARKS, issue 14, exp. 11); the noise proxy and a fit phase of 1% of
-    # the epochs (the rate term from the second percent on): exp. 23
+    # lr: 2e-2 was tried and dropped (BENCHMARKS, issue 14, exp. 11); the noise proxy: exp. 23 (which also found
+    # a 1% fit phase better at 320x180 but running away at -q 2 and -q 3 on the small cut)
     train_defaults = {"lr": 1e-2, "loss": "mse-yuv", "motion_weight": 0.0, "latent_proxy": "noise"}
     lr_scales = {Role.LATENT: 30.0}
     presets = {
-        "fast": (Phase("fit", 1), Phase("qat", 99, lr=1.0)),
-        "medium": (Phase("fit", 2), Phase("qat", 198, lr=1.0)),
-        "paper": (Phase("fit", 4), Phase("qat", 396, lr=1.0)),
-        "slow": (Phase("fit", 8), Phase("qat", 792, lr=1.0)),
+        "fast": (Phase("fit", 10), Phase("qat", 90, lr=1.0)),
+        "medium": (Phase("fit", 20), Phase("qat", 180, lr=1.0)),
+        "paper": (Phase("fit", 40), Phase("qat", 360, lr=1.0)),
+        "slow": (Phase("fit", 80), Phase("qat", 720, lr=1.0)),
     }
 
     def build(self, cfg: PyramidConfig) -> MVPyramid:

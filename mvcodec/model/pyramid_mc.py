@@ -29,7 +29,6 @@ from torch import nn
 
 from mvcodec.model.base import ParamSpec, Role, Shape
 from mvcodec.model.pyramid import MAX_LEVELS, MVPyramid, MVPyramidArchitecture, PyramidConfig
-from mvcodec.presets import Phase
 
 MOTION_UNIT = 0.25  # pixels per motion symbol
 
@@ -110,15 +109,8 @@ class MVPyramidMCArchitecture(MVPyramidArchitecture):
 
     id, name, config_type = 0x8002, "mv-pyramid-mc", PyramidMCConfig
     chain = True
-    # MV-Pyramid's recipe before experiment 23: a 1% fit phase costs rate here (BENCHMARKS.md, issue 14,
-    # experiment 23), and the noise proxy alone was neutral
+    # Quant-Noise's mix, as before experiment 23 (BENCHMARKS.md, issue 14): the noise proxy was neutral here
     train_defaults = {**MVPyramidArchitecture.train_defaults, "latent_proxy": "mixed"}
-    presets = {
-        "fast": (Phase("fit", 10), Phase("qat", 90, lr=1.0)),
-        "medium": (Phase("fit", 20), Phase("qat", 180, lr=1.0)),
-        "paper": (Phase("fit", 40), Phase("qat", 360, lr=1.0)),
-        "slow": (Phase("fit", 80), Phase("qat", 720, lr=1.0)),
-    }
 
     def build(self, cfg: PyramidMCConfig) -> MVPyramidMC:
         return MVPyramidMC(cfg)
