@@ -27,6 +27,7 @@ from mvcodec.model import register
 from mvcodec.model.base import Role
 from mvcodec.model.pyramid import MVPyramidArchitecture, PyramidConfig
 from mvcodec.model.pyramid_mc import MVPyramidMCArchitecture, PyramidMCConfig
+from mvcodec.train.fit import LATENT_PROXIES
 
 
 def variant(
@@ -107,7 +108,7 @@ def tensor_kbits(path: Path) -> dict[str, float]:
 @click.option("--flow-level", type=int, help="MV-Pyramid-MC with its motion fields at this level's grid size.")
 @click.option("--arm", "arm_hidden", default=0, help="Code the grids with an entropy-model network this wide.")
 @click.option("--frame-channels", type=int, help="View-and-frame channels a level (0: none; after --channels).")
-@click.option("--latent-proxy", type=click.Choice(["mixed", "noise"]), help="QAT's latent proxy (TrainConfig).")
+@click.option("--latent-proxy", type=click.Choice(LATENT_PROXIES), help="QAT's latent proxy (TrainConfig).")
 @click.option("--batch-size", type=int, help="Frames a step (default: the preset's).")
 def main(
     inputs, fps, frames, epochs, qat_epochs, quality, preset, channels, hidden, frame_skip, lr, latent_lr, flow_level,
@@ -120,8 +121,7 @@ def main(
         if changed
         else "mv-pyramid"
     )
-    train = {"lr": lr, "latent_proxy": latent_proxy, "batch_size": batch_size}
-    train = {k: v for k, v in train.items() if v is not None}
+    train = {"lr": lr, "latent_proxy": latent_proxy, "batch_size": batch_size}  # None: the recipe's
     source = open_source(list(inputs), fps=parse_fps(fps), frames=frames)
     with TemporaryDirectory() as tmp:
         for q in (int(x) for x in quality.split(",")):
