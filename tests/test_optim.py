@@ -80,3 +80,30 @@ def test_per_row_statistics_stay_those_of_the_whole_tensor_as_rows_are_stepped()
             model.update_rows(spec)  # afresh, every row
             assert torch.allclose(kept[0], getattr(model, f"rowstats_{key}")), spec.name
             assert torch.equal(kept[1], getattr(model, f"rowrange_{key}")), spec.name
+
+
+def test_a_batchs_latents_are_priced_under_the_gaussians_the_encoder_stores():
+    """The per-row statistics are those of the rounded latents: after a step, the Gaussians a batch is
+    priced under are the float32 Gaussians export_tensors writes for the same symbols. (Measured on the
+    relaxed values, they were never narrower than the noise's sqrt(1/12): a mostly-zero level's stray
+    symbols were priced at a fifth of their cost and MV-Pyramid's full-resolution view-and-frame grids ran
+    away at strong lambda: BENCHMARKS.md, issue 14, experiment 24.)"""
+    from mvcodec.compress.qat import export_tensors
+
+    torch.manual_seed(3)
+    model = _pyramid({}, lambda shape: torch.randn(shape) * 1.2)
+    rows = model.start_batch(torch.tensor([0, 1]), torch.tensor([0, 3]))
+    with torch.no_grad():
+        model.rate_bits(rows)
+        for name, p in model.base.named_parameters():
+            if name.startswith("frame_grids"):
+                p[rows] += torch.randn(p[rows].shape)
+    model.end_batch()
+    stored = {e.tensor.name: e.tensor for e in export_tensors(model)}
+    for spec in model.layout:
+        if spec.name.startswith("frame_grids"):
+            mean, std, lo, hi = model.row_gaussians(spec)
+            t = stored[spec.name]
+            assert torch.allclose(mean, torch.from_numpy(t.means), atol=1e-6), spec.name
+            assert torch.allclose(std, torch.from_numpy(t.stds), atol=1e-6), spec.name
+            assert (int(lo), int(hi)) == (t.sym_min, t.sym_max), spec.name

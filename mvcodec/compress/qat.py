@@ -12,7 +12,9 @@ Rate: symbols y = w / step are relaxed to y + U(-1/2, 1/2); each group (see codi
 Gaussian whose mean and standard deviation are computed from its current symbols at every step (as
 MV-HiNeRV), and R = gaussian_bits(...). At export the same statistics of the final integer symbols,
 stored as float32, drive the range coder, so the file size is the trained rate term evaluated on the
-integers. Biases are quantised but not regularised (they are a few hundred values).
+integers. Biases are quantised but not regularised (they are a few hundred values). A context-coded
+latent (model mode 2) is priced under the Gaussians of its rounded values in each context, those the
+encoder will store (see _context_bits).
 """
 
 from __future__ import annotations
@@ -169,9 +171,16 @@ class CompressibleModel(nn.Module):
 
     def _context_bits(self, spec, params: dict, rows: torch.Tensor | None, salt: int) -> torch.Tensor:
         """Rate of a context-coded latent (unit step): the relaxed symbols under the Gaussian of their
-        context (from the rounded coarse level and previous frame), the Gaussians measured on the tensor
-        (not differentiated). A frame-row tensor with `rows` is priced in those rows, scaled to all, under
-        Gaussians of all its rows from the per-row statistics that update_rows keeps current."""
+        context (from the rounded coarse level and previous frame), the Gaussians those the encoder would
+        store now: measured on the rounded values, not differentiated. A frame-row tensor with `rows` is
+        priced in those rows, scaled to all, under Gaussians of all its rows from the per-row statistics
+        that update_rows keeps current.
+
+        Measured on the relaxed values instead, a Gaussian is never narrower than the noise's sqrt(1/12), so
+        a level whose values all round to 0 (which the coder codes in next to no bits) is priced at about 0.4
+        bits a latent, as much as a sparse level that costs 0.3: the rate term cannot see what a level's
+        few non-zero symbols cost, and at strong lambda MV-Pyramid's full-resolution view-and-frame grids ran
+        away (BENCHMARKS.md, issue 14, experiment 24)."""
         w, period, channels = params[spec.name], self._row_period(spec), spec.shape[1]
         coarse = params[spec.coarse] if spec.coarse else None
         lazy = rows is not None and self._lazy_context(spec)
@@ -179,12 +188,7 @@ class CompressibleModel(nn.Module):
             key = _key(spec.name)
             if not bool(getattr(self, f"rowready_{key}")):
                 self.update_rows(spec, params, None)
-            table, span = getattr(self, f"rowstats_{key}"), getattr(self, f"rowrange_{key}")
-            count, total, squares = table.sum(dim=0)
-            mean = total / count.clamp_min(1)
-            var = (squares / count.clamp_min(1) - mean * mean).clamp_min(0)
-            mean, std = gaussians(count, mean, var, extra_var=1 / 12)
-            lo, hi = span[:, 0].min(), span[:, 1].max()
+            mean, std, lo, hi = self.row_gaussians(spec)
             y, scale = self._rows_of(spec.name, w, rows), spec.shape[0] / len(rows)
             if self._windowed(rows):
                 y, rows = y[self._trained], rows[self._trained]
@@ -201,12 +205,23 @@ class CompressibleModel(nn.Module):
         y = y + torch.rand(y.shape, generator=self._generator(y.device, salt), device=y.device) - 0.5
         if not lazy:
             with torch.no_grad():
-                mean, std = context_stats(y, ctx, channels)
-                lo, hi = torch.round(y).min(), torch.round(y).max()
+                mean, std = context_stats(sym, ctx, channels)
+                lo, hi = sym.min(), sym.max()
         group = ctx * channels + torch.arange(channels, device=y.device).view(1, -1, 1, 1)
         if torch.is_tensor(scale):
             return gaussian_bits(y, mean[group], std[group], lo, hi, weight=scale)
         return scale * gaussian_bits(y, mean[group], std[group], lo, hi)
+
+    def row_gaussians(self, spec) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """A batch-row-priced latent's Gaussians (float32 means and stds, index context * C + channel) and
+        symbol range (lo, hi) from its per-row statistics: those the encoder would store for its symbols now."""
+        key = _key(spec.name)
+        table, span = getattr(self, f"rowstats_{key}"), getattr(self, f"rowrange_{key}")
+        count, total, squares = table.sum(dim=0)
+        mean = total / count.clamp_min(1)
+        var = (squares / count.clamp_min(1) - mean * mean).clamp_min(0)
+        mean, std = gaussians(count, mean, var)
+        return mean, std, span[:, 0].min(), span[:, 1].max()
 
     def plan_epoch(self, order: torch.Tensor, batch_size: int) -> None:
         """Before an epoch of training (and on resuming one): the epoch's sample order (view * frames + frame),
@@ -246,10 +261,11 @@ class CompressibleModel(nn.Module):
     @torch.no_grad()
     def update_rows(self, spec, params: dict | None = None, rows: torch.Tensor | None = None) -> None:
         """Measure a batch-row-priced tensor's statistics in `rows` (all where None): per row, the count, sum
-        and sum of squares of its values in each context and channel, and its symbol range. Called after
-        every optimiser step for the rows it moved and the rows after them (whose contexts read them), so
-        the Gaussians under which a batch is priced are those of the current values (measured only every 16
-        steps, they let the rate of a frame-grid level run away: BENCHMARKS.md, issue 14, experiment 15)."""
+        and sum of squares of its rounded values (its symbols) in each context and channel, and its symbol
+        range. Called after every optimiser step for the rows it moved and the rows after them (whose
+        contexts read them), so the Gaussians under which a batch is priced are those of the current values
+        (measured only every 16 steps, they let the rate of a frame-grid level run away: BENCHMARKS.md,
+        issue 14, experiment 15)."""
         params = dict(self.base.named_parameters()) if params is None else params
         w, channels = params[spec.name].detach(), spec.shape[1]
         coarse = params[spec.coarse].detach() if spec.coarse else None
@@ -262,10 +278,10 @@ class CompressibleModel(nn.Module):
         size = NUM_CONTEXTS * channels
         group = ctx * channels + torch.arange(channels, device=w.device).view(1, -1, 1, 1)
         group = (group + size * torch.arange(len(rows), device=w.device).view(-1, 1, 1, 1)).flatten()
-        y = part.flatten().double()
+        sym = torch.round(part).flatten(1)
+        y = sym.flatten().double()
         for i, weights in enumerate((None, y, y * y)):
             table[rows, i] = torch.bincount(group, weights, minlength=size * len(rows)).view(len(rows), size).double()
-        sym = torch.round(part).flatten(1)
         span[rows, 0] = sym.min(dim=1).values
         span[rows, 1] = sym.max(dim=1).values
         getattr(self, f"rowready_{key}").fill_(True)
@@ -449,10 +465,11 @@ class CompressibleModel(nn.Module):
 
     def rate_bits(self, rows: torch.Tensor | None = None) -> torch.Tensor | None:
         """The rate term R in bits (None without quantisation): the relaxed symbols' code length under
-        Gaussians fitted to them, the tails beyond the extreme symbols folded as the range coder does.
+        Gaussians fitted to them (a context-coded latent's to its rounded values, as the encoder's), the
+        tails beyond the extreme symbols folded as the range coder does.
         With `rows` (the frames a batch reads), a context-coded tensor whose rows are frames is priced in
         those rows only, scaled to the whole tensor, under Gaussians measured on the whole tensor (not
-        differentiated, the noise's variance 1/12 added): an estimate exact on average over an epoch, at the
+        differentiated): an estimate exact on average over an epoch, at the
         cost of the batch's rows. Its gradients reach each row once an epoch, as the distortion's do, which
         only the row-lazy optimiser (train/optim.py) follows stably (BENCHMARKS.md, issue 14, experiments 6
         and 7). Every other tensor is priced whole."""

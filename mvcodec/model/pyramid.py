@@ -15,7 +15,8 @@ size follows the frame: -q sets the rate through lambda, and from -q 5 up also b
 and a wider synthesis (BENCHMARKS.md, issue 14, experiment 5).
 Trained on the MSE of YUV 4:2:0 weighted 6:1:1 at a learning rate of 1e-2, the grids at 30x that, a fit
 phase of 10% of the epochs without the rate term, then QAT with the latents Quant-Noise has not yet rounded
-seen as y + U(-1/2, 1/2) (BENCHMARKS.md, issue 14, experiment 23).
+seen as y + U(-1/2, 1/2) (BENCHMARKS.md, issue 14, experiment 23), priced under the Gaussians of their rounded
+values in each context, those the coder stores (experiment 24).
 """
 
 from __future__ import annotations
@@ -143,7 +144,8 @@ class MVPyramidArchitecture(Architecture):
     params_per_pixel_at_4 = 1.5  # -q 4 is the one-channel size (about 1.5 parameters a pixel); -q 5, 6 widen it
     min_params_at_4 = 0
     # lr: 2e-2 was tried and dropped (BENCHMARKS, issue 14, exp. 11); the noise proxy: exp. 23 (which also found
-    # a 1% fit phase better at 320x180 but running away at -q 2 and -q 3 on the small cut)
+    # a 1% fit phase better at 320x180 but running away at -q 2 and -q 3 on the small cut; with exp. 24's
+    # Gaussians it no longer runs away, and no longer gains)
     train_defaults = {"lr": 1e-2, "loss": "mse-yuv", "motion_weight": 0.0, "latent_proxy": "noise"}
     lr_scales = {Role.LATENT: 30.0}
     presets = {

@@ -37,8 +37,9 @@ from mvcodec.train.loss import LOSSES, motion_aware_loss, yuv_mse_loss
 from mvcodec.train.optim import RowAdam
 
 # 2: every phase checkpoints the CompressibleModel (keys model/base.*), with its arch; 3: row-lazy Adam state;
-# 4: per-row statistics of the batch-row-priced latents; 5: TrainConfig.latent_proxy
-CHECKPOINT_VERSION = 5
+# 4: per-row statistics of the batch-row-priced latents; 5: TrainConfig.latent_proxy; 6: those statistics of the
+# rounded latents
+CHECKPOINT_VERSION = 6
 
 
 @dataclass(frozen=True)
