@@ -82,13 +82,19 @@ def test_per_row_statistics_stay_those_of_the_whole_tensor_as_rows_are_stepped()
             assert torch.equal(kept[1], getattr(model, f"rowrange_{key}")), spec.name
 
 
-def test_a_batchs_latents_are_priced_under_the_gaussians_the_encoder_stores():
-    """The per-row statistics are those of the rounded latents: after a step, the Gaussians a batch is
-    priced under are the float32 Gaussians export_tensors writes for the same symbols. (Measured on the
-    relaxed values, they were never narrower than the noise's sqrt(1/12): a mostly-zero level's stray
-    symbols were priced at a fifth of their cost and MV-Pyramid's full-resolution view-and-frame grids ran
-    away at strong lambda: BENCHMARKS.md, issue 14, experiment 24.)"""
-    from mvcodec.compress.qat import export_tensors
+def test_a_batchs_latents_are_priced_under_the_gaussians_the_encoder_stores(monkeypatch):
+    """After a step, every latent of a batch, the view grids' (priced whole) and the view-and-frame grids'
+    (priced in the batch's rows, from the per-row statistics), is priced under the float32 Gaussian and in
+    the symbol range export_tensors writes for its symbols. (Measured on the relaxed values, the Gaussians
+    were never narrower than the noise's sqrt(1/12): a mostly-zero level's stray symbols were priced at a
+    fifth of their cost and MV-Pyramid's full-resolution view-and-frame grids ran away at strong lambda:
+    BENCHMARKS.md, issue 14, experiment 24.)"""
+    import numpy as np
+
+    from mvcodec.compress import qat
+    from mvcodec.compress.context import context_grid
+    from mvcodec.compress.decoding import segment_symbols, tensor_contexts
+    from mvcodec.model.base import Role
 
     torch.manual_seed(3)
     model = _pyramid({}, lambda shape: torch.randn(shape) * 1.2)
@@ -99,11 +105,30 @@ def test_a_batchs_latents_are_priced_under_the_gaussians_the_encoder_stores():
             if name.startswith("frame_grids"):
                 p[rows] += torch.randn(p[rows].shape)
     model.end_batch()
-    stored = {e.tensor.name: e.tensor for e in export_tensors(model)}
-    for spec in model.layout:
-        if spec.name.startswith("frame_grids"):
-            mean, std, lo, hi = model.row_gaussians(spec)
-            t = stored[spec.name]
-            assert torch.allclose(mean, torch.from_numpy(t.means), atol=1e-6), spec.name
-            assert torch.allclose(std, torch.from_numpy(t.stds), atol=1e-6), spec.name
-            assert (int(lo), int(hi)) == (t.sym_min, t.sym_max), spec.name
+    priced = []
+    plain = qat.gaussian_bits
+    monkeypatch.setattr(
+        qat,
+        "gaussian_bits",
+        lambda y, m, s, lo, hi, *a, **k: priced.append((m, s, lo, hi)) or plain(y, m, s, lo, hi, *a, **k),
+    )
+    with torch.no_grad():
+        model.rate_bits(rows)
+    tensors = [e.tensor for e in qat.export_tensors(model)]
+    symbols = dict(zip([t.name for t in tensors], segment_symbols(tensors), strict=True))
+    specs = [spec for spec in model.layout if spec.role is not Role.BIAS]
+    assert len(priced) == len(specs)
+    for spec, (mean, std, lo, hi), t in zip(
+        specs, priced, [t for t in tensors if t.name in {s.name for s in specs}], strict=True
+    ):
+        if spec.role is not Role.LATENT:
+            continue
+        coarse = symbols[spec.coarse] if spec.coarse else None
+        means, stds = (
+            torch.from_numpy(np.ascontiguousarray(a))
+            for a in context_grid(t, tensor_contexts(t, symbols[t.name], coarse))
+        )
+        if spec.rows == "frame":
+            means, stds = means[rows], stds[rows]
+        assert torch.allclose(mean, means, atol=1e-6) and torch.allclose(std, stds, atol=1e-6), spec.name
+        assert (int(lo), int(hi)) == (t.sym_min, t.sym_max), spec.name

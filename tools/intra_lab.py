@@ -11,7 +11,8 @@ against a real mvenc stream. Variants (each a flag):
                           stages with a learned separable symmetric 8-tap filter a stage (bicubic init)
   --synth light|residual  MV-Pyramid's 1x1 24, 1x1 24, 3x3 | 1x1 40, 1x1 3, two residual 3x3 (zero init)
   --entropy factorised|context|arm   a Gaussian per level fitted to its values | MV-Pyramid's mode 2 (a
-                          Gaussian per context of the coarser level) | a Laplace whose mean and scale an
+                          Gaussian per context of the coarser level, measured on the relaxed values
+                          as the codec did before experiment 24) | a Laplace whose mean and scale an
                           MLP predicts from 12 causal neighbours and the coarser level (Cool-Chic's ARM)
   --batch N, --rgb        N views a step (experiment 23) | RGB through a sigmoid, converted to YUV 4:2:0
   --proxy noise|mixed     y + U(-1/2, 1/2) for distortion and rate, hard rounding (straight-through) over

@@ -85,8 +85,8 @@ def context_stats(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """float32 (means, stds) of model mode 2, index context * C + channel: the mean and standard deviation
     (extra_var added, floored at MIN_STD) of y in each context and channel, in float64; mean 0 and std 1
-    where a context has no element. The encoder's stored Gaussians (y: the symbols) and training's (y: the
-    relaxed or the float values) both come from here; `count` contexts (mode 2's 9 unless an analysis
+    where a context has no element. The encoder's stored Gaussians (y: the symbols) and training's for a
+    latent priced whole (y: its rounded values) both come from here; `count` contexts (mode 2's 9 unless an analysis
     tries others)."""
     group = (ctx * channels + torch.arange(channels, device=y.device).view(1, -1, 1, 1)).flatten()
     size = count * channels

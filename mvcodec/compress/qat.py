@@ -177,10 +177,12 @@ class CompressibleModel(nn.Module):
         that update_rows keeps current.
 
         Measured on the relaxed values instead, a Gaussian is never narrower than the noise's sqrt(1/12), so
-        a level whose values all round to 0 (which the coder codes in next to no bits) is priced at about 0.4
-        bits a latent, as much as a sparse level that costs 0.3: the rate term cannot see what a level's
-        few non-zero symbols cost, and at strong lambda MV-Pyramid's full-resolution view-and-frame grids ran
-        away (BENCHMARKS.md, issue 14, experiment 24)."""
+        a quiet level is priced at 0.40-0.52 bits a latent whether its symbols cost the coder nothing or
+        0.14 bits each, and a symbol +-1 among zeros at about 4 bits where the coder spends about 20: the
+        rate term cannot see what a level's few non-zero symbols cost, and at strong lambda MV-Pyramid's
+        full-resolution view-and-frame grids ran away (BENCHMARKS.md, issue 14, experiment 24). The relaxed
+        values remain an estimate: under a Gaussian at the 0.1 floor the noise alone costs a zero symbol
+        about 0.1 bit."""
         w, period, channels = params[spec.name], self._row_period(spec), spec.shape[1]
         coarse = params[spec.coarse] if spec.coarse else None
         lazy = rows is not None and self._lazy_context(spec)
@@ -214,7 +216,8 @@ class CompressibleModel(nn.Module):
 
     def row_gaussians(self, spec) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """A batch-row-priced latent's Gaussians (float32 means and stds, index context * C + channel) and
-        symbol range (lo, hi) from its per-row statistics: those the encoder would store for its symbols now."""
+        symbol range (lo, hi) from its per-row statistics: those the encoder would store for its symbols now
+        (it widens a one-symbol range to two)."""
         key = _key(spec.name)
         table, span = getattr(self, f"rowstats_{key}"), getattr(self, f"rowrange_{key}")
         count, total, squares = table.sum(dim=0)

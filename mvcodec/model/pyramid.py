@@ -145,7 +145,7 @@ class MVPyramidArchitecture(Architecture):
     min_params_at_4 = 0
     # lr: 2e-2 was tried and dropped (BENCHMARKS, issue 14, exp. 11); the noise proxy: exp. 23 (which also found
     # a 1% fit phase better at 320x180 but running away at -q 2 and -q 3 on the small cut; with exp. 24's
-    # Gaussians it no longer runs away, and no longer gains)
+    # Gaussians it no longer runs away there, and no longer gains there; not rerun at 320x180)
     train_defaults = {"lr": 1e-2, "loss": "mse-yuv", "motion_weight": 0.0, "latent_proxy": "noise"}
     lr_scales = {Role.LATENT: 30.0}
     presets = {
