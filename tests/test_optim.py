@@ -115,14 +115,13 @@ def test_a_batchs_latents_are_priced_under_the_gaussians_the_encoder_stores(monk
     with torch.no_grad():
         model.rate_bits(rows)
     tensors = [e.tensor for e in qat.export_tensors(model)]
-    symbols = dict(zip([t.name for t in tensors], segment_symbols(tensors), strict=True))
-    specs = [spec for spec in model.layout if spec.role is not Role.BIAS]
-    assert len(priced) == len(specs)
-    for spec, (mean, std, lo, hi), t in zip(
-        specs, priced, [t for t in tensors if t.name in {s.name for s in specs}], strict=True
-    ):
+    exported = {t.name: t for t in tensors}
+    symbols = dict(zip(exported, segment_symbols(tensors), strict=True))
+    specs = [spec for spec in model.layout if spec.role is not Role.BIAS]  # one priced call each, in order
+    for spec, (mean, std, lo, hi) in zip(specs, priced, strict=True):
         if spec.role is not Role.LATENT:
             continue
+        t = exported[spec.name]
         coarse = symbols[spec.coarse] if spec.coarse else None
         means, stds = (
             torch.from_numpy(np.ascontiguousarray(a))

@@ -115,7 +115,7 @@ def main(
     arm_hidden, frame_channels, latent_proxy, batch_size,
 ):  # fmt: skip
     knobs = (channels, hidden, frame_skip or None, latent_lr, flow_level, arm_hidden or None, frame_channels)
-    changed = knobs != (None,) * 7
+    changed = any(k is not None for k in knobs)
     name = (
         variant(channels, hidden, frame_skip, latent_lr, flow_level, arm_hidden, frame_channels)
         if changed

@@ -81,28 +81,25 @@ def coding_order(shape: tuple[int, ...], period: int) -> np.ndarray | None:
 
 
 def context_stats(
-    y: torch.Tensor, ctx: torch.Tensor, channels: int, extra_var: float = 0.0, count: int = NUM_CONTEXTS
+    y: torch.Tensor, ctx: torch.Tensor, channels: int, count: int = NUM_CONTEXTS
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """float32 (means, stds) of model mode 2, index context * C + channel: the mean and standard deviation
-    (extra_var added, floored at MIN_STD) of y in each context and channel, in float64; mean 0 and std 1
-    where a context has no element. The encoder's stored Gaussians (y: the symbols) and training's for a
-    latent priced whole (y: its rounded values) both come from here; `count` contexts (mode 2's 9 unless an analysis
-    tries others)."""
+    (floored at MIN_STD) of y in each context and channel, in float64; mean 0 and std 1 where a context has
+    no element. The encoder's stored Gaussians (y: the symbols) and training's for a latent priced whole (y:
+    its rounded values) both come from here; `count` contexts (mode 2's 9 unless an analysis tries others)."""
     group = (ctx * channels + torch.arange(channels, device=y.device).view(1, -1, 1, 1)).flatten()
     size = count * channels
     y = y.detach().flatten().double()
     n = torch.bincount(group, minlength=size).double()
     mean = torch.bincount(group, y, minlength=size) / n.clamp_min(1)
     var = torch.bincount(group, (y - mean[group]) ** 2, minlength=size) / n.clamp_min(1)
-    return gaussians(n, mean, var, extra_var)
+    return gaussians(n, mean, var)
 
 
-def gaussians(
-    n: torch.Tensor, mean: torch.Tensor, var: torch.Tensor, extra_var: float = 0.0
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """float32 (means, stds) of groups of n elements with these means and variances (float64): extra_var
-    added, the std floored at MIN_STD, and std 1 where a group is empty."""
-    std = torch.sqrt(var + extra_var + 1e-12).clamp_min(MIN_STD)
+def gaussians(n: torch.Tensor, mean: torch.Tensor, var: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """float32 (means, stds) of groups of n elements with these means and variances (float64): the std
+    floored at MIN_STD, and std 1 where a group is empty."""
+    std = torch.sqrt(var + 1e-12).clamp_min(MIN_STD)
     return mean.float(), torch.where(n > 0, std, torch.ones_like(std)).float()
 
 
