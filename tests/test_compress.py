@@ -89,6 +89,14 @@ def test_fit_hands_the_latent_proxy_to_the_model():
         assert q.latent_noise is (proxy == "noise")
 
 
+def test_fit_hands_price_frames_to_the_model():
+    _, model, data = tiny()
+    q = CompressibleModel(model, model.cfg, quantise=True)
+    for price in (True, False):
+        fit(q, data, train_config("fast", epochs=1, lr=2e-4, rate_weight=1 / 8, price_frames=price), progress=False)
+        assert q.price_frames is price
+
+
 def test_decoded_parameters_equal_the_encoders_quantised_parameters_bit_for_bit():
     q, store = _qat()
     exported = export_tensors(q)

@@ -20,10 +20,10 @@ def _run(command, args: list, capsys) -> str:
     return capsys.readouterr().out
 
 
-def _random_mc(std: float = 1.0, frames: int = 4):
-    """An MV-Pyramid-MC (2 views x `frames` x 16x24, 2 levels, width 8), parameters drawn from N(0, std),
-    motion from N(0, 6) quarter pixels."""
-    cfg = PyramidMCConfig(2, frames, 16, 24, levels=2, hidden=8, flow_level=1)
+def _random_mc(std: float = 1.0, frames: int = 4, arm_hidden: int = 0):
+    """An MV-Pyramid-MC (2 views x `frames` x 16x24, 2 levels, width 8; its grids coded by an entropy-model
+    network `arm_hidden` wide, if not 0), parameters drawn from N(0, std), motion from N(0, 6) quarter pixels."""
+    cfg = PyramidMCConfig(2, frames, 16, 24, levels=2, hidden=8, flow_level=1, arm_hidden=arm_hidden)
     torch.manual_seed(0)
     net = by_name("mv-pyramid-mc").build(cfg)
     with torch.no_grad():
@@ -61,16 +61,17 @@ def test_a_batch_reads_its_views_earlier_frames_and_nothing_else():
     assert torch.equal(full, part)
 
 
+@pytest.mark.parametrize("price_frames", [False, True])
 @pytest.mark.parametrize("window", [None, 1])
 @pytest.mark.parametrize("order", ["random", "runs"])
 @pytest.mark.parametrize("batch", [1, 2, 3])
-def test_the_rate_estimate_of_a_batchs_rows_is_the_whole_rate_over_an_epoch(batch, order, window):
-    """Weighted by the epoch's steps over the steps that train them, the rows each batch of an epoch trains
-    price, on average over the epoch's batches, exactly what the whole tensor costs, in either batch order
-    and with a chain window."""
+def test_the_rate_estimate_of_a_batchs_rows_is_the_whole_rate_over_an_epoch(batch, order, window, price_frames):
+    """Weighted by the epoch's steps over the steps that price them, the rows each batch of an epoch prices
+    (those it trains, or its own frames alone with price_frames) price, on average over the epoch's
+    batches, exactly what the whole tensor costs, in either batch order and with a chain window."""
     net, cfg = _random_mc(frames=5)
     model = CompressibleModel(net, cfg, quantise=True).train()
-    model.chain_window = window
+    model.chain_window, model.price_frames = window, price_frames
     row_bits = torch.rand(cfg.views * cfg.frames, dtype=torch.float64) * 100  # any per-row cost
     for seed in range(3):
         perm = batch_order(cfg.views, cfg.frames, batch, order, torch.Generator().manual_seed(seed))
@@ -80,7 +81,10 @@ def test_the_rate_estimate_of_a_batchs_rows_is_the_whole_rate_over_an_epoch(batc
         total = 0.0
         for idx in batches:
             model.start_batch(idx // cfg.frames, idx % cfg.frames)
-            rows = model.step_rows()
+            rows = model.priced_rows()
+            assert set(rows.tolist()) <= set(model.step_rows().tolist())
+            if price_frames:
+                assert sorted(rows.tolist()) == sorted(set(idx.tolist()))
             total += float((row_bits[rows] * model._read_weights(rows).double()).sum())
         assert total / len(batches) == pytest.approx(float(row_bits.sum()), rel=1e-5)
 
@@ -104,6 +108,48 @@ def test_a_chain_window_trains_the_last_frames_of_a_chain_alone():
         assert grad.shape[0] == 2 and grad.abs().sum() > 0
     for leaf in model.batch_leaves():
         assert leaf.grad[:2].abs().sum() == 0
+
+
+@pytest.mark.parametrize("arm_hidden", [0, 8])
+def test_price_frames_prices_a_batchs_own_frames_and_trains_its_whole_chain(arm_hidden):
+    """With price_frames the rate term's gradient reaches the batch frame's rows alone (context-coded grids
+    and motion, or grids coded by an entropy-model network), the distortion's every frame of its chain,
+    which the step still updates; the output is the same."""
+    net, cfg = _random_mc(frames=5, arm_hidden=arm_hidden)
+    model = CompressibleModel(net, cfg, quantise=True).train()
+    view, frame = torch.tensor([0]), torch.tensor([3])
+    model.plan_epoch(torch.arange(cfg.views * cfg.frames), 1)
+    whole = model(view, frame)
+    model.price_frames = True
+    model.plan_epoch(torch.arange(cfg.views * cfg.frames), 1)
+    rows = model.start_batch(view, frame)
+    assert rows.tolist() == [0, 1, 2, 3] and model.priced_rows().tolist() == [3]
+    assert model.step_rows().tolist() == [0, 1, 2, 3]
+    model.rate_bits(rows).backward()
+    for leaf in model.batch_leaves():
+        assert leaf.grad[:3].abs().sum() == 0 and leaf.grad[3].abs().sum() > 0
+    rows = model.start_batch(view, frame)
+    out = model(view, frame)
+    assert torch.equal(out, whole)
+    (out.square().mean() + 1e-6 * model.rate_bits(rows)).backward()
+    grads = dict(zip(model.batch_grads().values(), model._batch[1], strict=True))
+    for grad, name in grads.items():
+        assert grad.shape[0] == 4
+        for row in range(1 if name == "flows" else 0, 4):  # frame 0's motion is never read
+            assert grad[row].abs().sum() > 0, (name, row)
+
+
+def test_a_started_batch_is_reused_only_for_the_same_frames():
+    """Two batches that read the same rows but hold other frames price other rows: the forward pass starts
+    the second afresh."""
+    net, cfg = _random_mc(frames=5)
+    model = CompressibleModel(net, cfg, quantise=True).train()
+    model.price_frames = True
+    model.plan_epoch(torch.arange(cfg.views * cfg.frames), 1)
+    model(torch.tensor([0]), torch.tensor([3]))
+    assert model.priced_rows().tolist() == [3]
+    model(torch.tensor([0, 0]), torch.tensor([2, 3]))
+    assert model.priced_rows().tolist() == [2, 3]
 
 
 def test_runs_are_consecutive_frames_of_one_view():

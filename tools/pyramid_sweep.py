@@ -11,6 +11,7 @@ and prints one JSON line per -q point. BENCHMARKS.md, issue 14, experiments 5 an
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from tempfile import TemporaryDirectory
@@ -110,9 +111,11 @@ def tensor_kbits(path: Path) -> dict[str, float]:
 @click.option("--frame-channels", type=int, help="View-and-frame channels a level (0: none; after --channels).")
 @click.option("--latent-proxy", type=click.Choice(LATENT_PROXIES), help="QAT's latent proxy (TrainConfig).")
 @click.option("--batch-size", type=int, help="Frames a step (default: the preset's).")
+@click.option("--price-frames", is_flag=True, default=None, help="A chain's rate term prices the batch's frames alone.")
+@click.option("--keep", type=click.Path(file_okay=False), help="Keep the streams here (q<N>.mvinr).")
 def main(
     inputs, fps, frames, epochs, qat_epochs, quality, preset, channels, hidden, frame_skip, lr, latent_lr, flow_level,
-    arm_hidden, frame_channels, latent_proxy, batch_size,
+    arm_hidden, frame_channels, latent_proxy, batch_size, price_frames, keep,
 ):  # fmt: skip
     knobs = (channels, hidden, frame_skip or None, latent_lr, flow_level, arm_hidden or None, frame_channels)
     changed = any(k is not None for k in knobs)
@@ -121,7 +124,8 @@ def main(
         if changed
         else "mv-pyramid"
     )
-    train = {"lr": lr, "latent_proxy": latent_proxy, "batch_size": batch_size}  # None: the recipe's
+    # None: the recipe's
+    train = {"lr": lr, "latent_proxy": latent_proxy, "batch_size": batch_size, "price_frames": price_frames}
     source = open_source(list(inputs), fps=parse_fps(fps), frames=frames)
     with TemporaryDirectory() as tmp:
         for q in (int(x) for x in quality.split(",")):
@@ -131,6 +135,9 @@ def main(
             row = {"arch": name, "q": q, "bpp": r.bpp, "psnr_yuv": r.quality["psnr_yuv"], "params": r.params}
             row |= {"macs_per_pixel": r.macs_per_pixel, "encode_seconds": r.encode_seconds}
             click.echo(json.dumps({**row, "kbit": tensor_kbits(Path(tmp) / f"q{q}.mvinr")}))
+            if keep:
+                Path(keep).mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(Path(tmp) / f"q{q}.mvinr", Path(keep) / f"q{q}.mvinr")
     source.close()
 
 

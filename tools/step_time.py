@@ -35,12 +35,13 @@ from mvcodec.train.fit import FrameStore, TrainingData, fit
 @click.option("--batch-order", type=click.Choice(["random", "runs"]), help="(default: the architecture's)")
 @click.option("--chain-window", type=int, help="Frames of a chain trained behind each batch frame (default: all).")
 @click.option("--batch-size", type=int, help="Frames a step (default: the recipe's).")
-def main(inputs, fps, frames, arch, quality, epochs, batch_order, chain_window, batch_size):
+@click.option("--price-frames", is_flag=True, default=None, help="A chain's rate term prices the batch's frames alone.")
+def main(inputs, fps, frames, arch, quality, epochs, batch_order, chain_window, batch_size, price_frames):
     source = open_source(list(inputs), fps=parse_fps(fps), frames=frames)
     shape = shape_of(source)
     architecture = by_name(arch)
     cfg = architecture.size_for(shape, params_for_quality(architecture, quality, shape))
-    train = dict(batch_order=batch_order, chain_window=chain_window, batch_size=batch_size)
+    train = dict(batch_order=batch_order, chain_window=chain_window, batch_size=batch_size, price_frames=price_frames)
     rec = recipe("fast", arch=arch, **train).with_lambda(lambda_for_quality(quality, architecture))
     data = TrainingData(FrameStore(source, torch.device("cpu")))
     steps = -(-shape.views * shape.frames // rec.train.batch_size)
@@ -53,6 +54,7 @@ def main(inputs, fps, frames, arch, quality, epochs, batch_order, chain_window, 
         "batch_order": rec.train.batch_order,
         "chain_window": rec.train.chain_window,
         "batch_size": rec.train.batch_size,
+        "price_frames": rec.train.price_frames,
     }
     for phase in ("fit", "qat"):
         torch.manual_seed(0)

@@ -113,7 +113,11 @@ class CompressibleModel(nn.Module):
         # With a chain: the frames before a batch frame's t - chain_window are read as constants (no gradient,
         # not priced, not updated by the step); None: every frame read trains
         self.chain_window: int | None = None
+        # With a chain: price only the batch's own frames in the rate term, not every earlier frame it reads
+        self.price_frames = False
         self._trained: torch.Tensor | None = None  # the started batch's positions in its rows that train
+        self._priced: torch.Tensor | None = None  # the same, of the rows it prices (chain_window, price_frames)
+        self._batch_of: tuple[torch.Tensor, torch.Tensor] | None = None  # the started batch's (view, frame)
         self._trains: torch.Tensor | None = None  # the same as a mask over its rows
 
     def _lazy_context(self, spec) -> bool:
@@ -139,15 +143,15 @@ class CompressibleModel(nn.Module):
     ) -> torch.Tensor:
         """Rate of a model_mode 3 latent: the relaxed symbols under the Gaussians the network predicts from
         their context (the anchors relaxed, with gradients; the coarser level and the previous frame rounded).
-        A frame-row tensor with `rows` is priced in those rows (with a chain, each at its rate weight), scaled
-        to the whole tensor."""
+        A frame-row tensor with `rows` is priced in those of them the batch prices (priced_rows; with a chain,
+        each at its rate weight), scaled to the whole tensor."""
         w, period = params[spec.name], self._row_period(spec)
         coarse = params[spec.coarse] if spec.coarse else None
         scale: torch.Tensor | float = 1.0
         if rows is not None and spec.rows == "frame":
             y = self._rows_of(spec.name, w, rows)
-            if self._windowed(rows):
-                y, rows = y[self._trained], rows[self._trained]
+            if (pick := self._priced_positions(rows)) is not None:
+                y, rows = y[pick], rows[pick]
             scale = self._read_weights(rows).view(-1, 1, 1, 1) if self.chain else spec.shape[0] / len(rows)
             with torch.no_grad():
                 prev, c = self._row_neighbours(spec, w, coarse, rows)
@@ -173,8 +177,8 @@ class CompressibleModel(nn.Module):
         """Rate of a context-coded latent (unit step): the relaxed symbols under the Gaussian of their
         context (from the rounded coarse level and previous frame), the Gaussians those the encoder would
         store now: measured on the rounded values, not differentiated. A frame-row tensor with `rows` is
-        priced in those rows, scaled to all, under Gaussians of all its rows from the per-row statistics
-        that update_rows keeps current.
+        priced in those of them the batch prices (priced_rows), scaled to all, under Gaussians of all its
+        rows from the per-row statistics that update_rows keeps current.
 
         Measured on the relaxed values instead, a Gaussian is never narrower than the noise's sqrt(1/12), so
         a quiet level is priced at 0.40-0.52 bits a latent whether its symbols cost the coder nothing or
@@ -192,8 +196,8 @@ class CompressibleModel(nn.Module):
                 self.update_rows(spec, params, None)
             mean, std, lo, hi = self.row_gaussians(spec)
             y, scale = self._rows_of(spec.name, w, rows), spec.shape[0] / len(rows)
-            if self._windowed(rows):
-                y, rows = y[self._trained], rows[self._trained]
+            if (pick := self._priced_positions(rows)) is not None:
+                y, rows = y[pick], rows[pick]
             with torch.no_grad():
                 ctx = self._row_contexts(spec, w, coarse, rows)
             if self.chain:
@@ -229,20 +233,21 @@ class CompressibleModel(nn.Module):
     def plan_epoch(self, order: torch.Tensor, batch_size: int) -> None:
         """Before an epoch of training (and on resuming one): the epoch's sample order (view * frames + frame),
         served batch_size at a time. With prediction along time (chain), it fixes each row's rate weight: the
-        epoch's steps over the steps that read the row, so that over the epoch the weighted rows a batch reads
-        price exactly the whole tensor, whatever the order, though the early frames are read by most steps
-        and the last ones by few."""
+        epoch's steps over the steps that price the row, so that over the epoch the weighted rows a batch
+        prices exactly the whole tensor, whatever the order, though the early frames are read by most steps
+        and the last ones by few (with price_frames, each row is priced by the one step whose batch holds its
+        frame)."""
         if not self.chain:
             return
         frames = self.cfg.frames
         reads = torch.zeros(self.cfg.views * frames, dtype=torch.float64)
         batches = order.cpu().split(batch_size)
         for idx in batches:
-            reads[self.batch_rows(idx // frames, idx % frames, always=True, trained=True).cpu()] += 1
+            reads[self.batch_rows(idx // frames, idx % frames, always=True, trained=True, priced=True).cpu()] += 1
         self._read_table = (len(batches) / reads).float().to(order.device)
 
     def _read_weights(self, rows: torch.Tensor) -> torch.Tensor:
-        """The rate weight of each row a chain's batch reads (see plan_epoch)."""
+        """The rate weight of each row a chain's batch prices (see plan_epoch)."""
         if self._read_table is None:
             raise RuntimeError("plan_epoch must give the epoch's order before a chain's rows are priced")
         return self._read_table[rows]
@@ -385,17 +390,23 @@ class CompressibleModel(nn.Module):
         return out
 
     def batch_rows(
-        self, view: torch.Tensor, frame: torch.Tensor, always: bool = False, trained: bool = False
+        self,
+        view: torch.Tensor,
+        frame: torch.Tensor,
+        always: bool = False,
+        trained: bool = False,
+        priced: bool = False,
     ) -> torch.Tensor | None:
         """The rows of the frame-row tensors a training batch reads, sorted (None in eval mode or without such
         tensors, unless `always`): the batch's frames, and with prediction along time (chain) every earlier
-        frame of their views; with `trained`, those of them the step trains (see chain_window)."""
+        frame of their views; with `trained`, those of them the step trains (see chain_window); with
+        `priced`, those of them its rate term prices (the batch's frames alone with price_frames)."""
         if not (self.frame_rows and (self.training or always)):
             return None
         first = view * self.cfg.frames
-        if not self.chain:
+        if not self.chain or (priced and self.price_frames):
             return torch.unique(first + frame)
-        window = self.chain_window if trained and self.chain_window is not None else self.cfg.frames
+        window = self.chain_window if (trained or priced) and self.chain_window is not None else self.cfg.frames
         runs = [
             torch.arange(a + max(0, t - window), a + t + 1) for a, t in zip(first.tolist(), frame.tolist(), strict=True)
         ]
@@ -408,7 +419,8 @@ class CompressibleModel(nn.Module):
         at every step: BENCHMARKS.md, issue 14, experiment 12); batch_grads() hands the leaves' gradients to
         the row-lazy optimiser, which updates those rows alone."""
         rows = self.batch_rows(view, frame)
-        self._batch, self._trained, self._trains = None, None, None
+        self._batch, self._trained, self._trains, self._priced = None, None, None, None
+        self._batch_of = (view, frame)
         if rows is not None:
             params = dict(self.base.named_parameters())
             leaves = {
@@ -421,11 +433,20 @@ class CompressibleModel(nn.Module):
                 self._trained = torch.searchsorted(rows, self.batch_rows(view, frame, trained=True))
                 self._trains = torch.zeros(len(rows), dtype=torch.bool, device=rows.device)
                 self._trains[self._trained] = True
+            if self.chain and (self.price_frames or self.chain_window is not None):
+                self._priced = torch.searchsorted(rows, self.batch_rows(view, frame, trained=True, priced=True))
         return rows
 
     def _windowed(self, rows: torch.Tensor | None) -> bool:
         """Whether `rows` are the started batch's and only some of them train (chain_window)."""
         return self._trained is not None and self._batch is not None and self._batch[0] is rows
+
+    def _priced_positions(self, rows: torch.Tensor) -> torch.Tensor | None:
+        """The positions in `rows` that the rate term prices, where `rows` are the started batch's and that is
+        not all of them (chain_window, price_frames); else None."""
+        if self._priced is None or self._batch is None or self._batch[0] is not rows:
+            return None
+        return self._priced
 
     def step_rows(self) -> torch.Tensor | None:
         """The started batch's rows that its optimiser step updates (batch_grads' rows)."""
@@ -433,6 +454,14 @@ class CompressibleModel(nn.Module):
             return None
         rows = self._batch[0]
         return rows if self._trained is None else rows[self._trained]
+
+    def priced_rows(self) -> torch.Tensor | None:
+        """The started batch's rows that its rate term prices (all it reads unless chain_window or price_frames
+        leave some out)."""
+        if self._batch is None:
+            return None
+        rows = self._batch[0]
+        return rows if self._priced is None else rows[self._priced]
 
     def batch_leaves(self) -> list[torch.Tensor]:
         """The started batch's leaf tensors (their .grad after backward)."""
@@ -456,11 +485,12 @@ class CompressibleModel(nn.Module):
             if self.plain:
                 return self.base(view, frame)
             return functional_call(self.base, self.effective_params(), (view, frame))
-        rows = self.batch_rows(view, frame)
-        if self._batch is None or not torch.equal(self._batch[0], rows):
-            rows = self.start_batch(view, frame)
-        else:
+        # the started batch if it is this one (its rows alone do not tell: the priced rows depend on the frames)
+        started = self._batch is not None and self._batch_of is not None
+        if started and all(torch.equal(a, b) for a, b in zip(self._batch_of, (view, frame), strict=True)):
             rows = self._batch[0]
+        else:
+            rows = self.start_batch(view, frame)
         params = self.effective_params(rows=rows)
         if self.plain:  # the batch's leaves, every other tensor as it is
             params = {name: params[name] for name in self._batch[1]}
@@ -471,11 +501,14 @@ class CompressibleModel(nn.Module):
         Gaussians fitted to them (a context-coded latent's to its rounded values, as the encoder's), the
         tails beyond the extreme symbols folded as the range coder does.
         With `rows` (the frames a batch reads), a context-coded tensor whose rows are frames is priced in
-        those rows only, scaled to the whole tensor, under Gaussians measured on the whole tensor (not
-        differentiated): an estimate exact on average over an epoch, at the
-        cost of the batch's rows. Its gradients reach each row once an epoch, as the distortion's do, which
-        only the row-lazy optimiser (train/optim.py) follows stably (BENCHMARKS.md, issue 14, experiments 6
-        and 7). Every other tensor is priced whole."""
+        those of them the batch prices (priced_rows: all it reads, unless a chain's chain_window or
+        price_frames leave some out), scaled to the whole tensor (a chain's at plan_epoch's weights), under
+        Gaussians measured on the whole tensor (not differentiated): an estimate exact on average over an
+        epoch, at the cost of the batch's rows. Without a chain its gradients reach each row once an epoch,
+        as the distortion's do, which only the row-lazy optimiser (train/optim.py) follows stably
+        (BENCHMARKS.md, issue 14, experiments 6 and 7); a chain's early rows are priced by most steps, or,
+        with price_frames, once an epoch while the distortion reaches them at every step that reads them.
+        Every other tensor is priced whole."""
         if not self.quantise:
             return None
         params = dict(self.base.named_parameters())

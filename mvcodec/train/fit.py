@@ -38,8 +38,8 @@ from mvcodec.train.optim import RowAdam
 
 # 2: every phase checkpoints the CompressibleModel (keys model/base.*), with its arch; 3: row-lazy Adam state;
 # 4: per-row statistics of the batch-row-priced latents; 5: TrainConfig.latent_proxy; 6: those statistics of the
-# rounded latents
-CHECKPOINT_VERSION = 6
+# rounded latents; 7: TrainConfig.price_frames
+CHECKPOINT_VERSION = 7
 
 
 @dataclass(frozen=True)
@@ -63,6 +63,7 @@ class TrainConfig:
     loss: str = "l1-ssim"  # or "mse-yuv": the MSE of YUV 4:2:0, 6:1:1 (no motion mask)
     batch_order: str = "random"  # or "runs": a batch is consecutive frames of one view (see batch_order)
     chain_window: int | None = None  # a chain's frames trained behind each batch frame (None: all; see qat.py)
+    price_frames: bool = False  # a chain's rate term prices the batch's frames alone (see qat.py)
     latent_proxy: str = "mixed"  # QAT: what the synthesis sees of a latent not yet rounded (see qat.py)
 
     def __post_init__(self) -> None:
@@ -354,6 +355,7 @@ def fit(
             log(f"{label}: {where} (from {checkpoint.path.name})")
 
     model.chain_window = tcfg.chain_window
+    model.price_frames = tcfg.price_frames
     model.latent_noise = tcfg.latent_proxy == "noise"
     model.plan_epoch(state.perm, tcfg.batch_size)
     bar = Progress(total_steps, label, "steps", enabled=progress)
