@@ -152,6 +152,37 @@ def test_a_started_batch_is_reused_only_for_the_same_frames():
     assert model.priced_rows().tolist() == [2, 3]
 
 
+def test_the_motion_is_priced_under_the_laplace_distributions_the_encoder_stores(monkeypatch):
+    """MV-Pyramid-MC's motion fields are coded under a Laplace per context (model_mode 4, section 7.4); the
+    rate term prices a batch's rows under the locations and scales, and in the symbol range, that
+    export_tensors writes."""
+    from mvcodec.bitstream.tensor import MODEL_LAPLACE
+    from mvcodec.compress import qat
+    from mvcodec.compress.context import context_grid
+    from mvcodec.compress.decoding import segment_symbols, tensor_contexts
+
+    net, cfg = _random_mc(frames=5)
+    model = CompressibleModel(net, cfg, quantise=True).train()
+    model.plan_epoch(torch.arange(cfg.views * cfg.frames), 2)
+    rows = model.start_batch(torch.tensor([0, 1]), torch.tensor([2, 4]))
+    priced = []
+    plain = qat.laplace_bits
+    monkeypatch.setattr(qat, "laplace_bits", lambda y, *a, **k: priced.append(a) or plain(y, *a, **k))
+    with torch.no_grad():
+        model.rate_bits(rows)
+    ((loc, scale, lo, hi),) = priced
+    tensors = [e.tensor for e in qat.export_tensors(model)]
+    (t,) = [t for t in tensors if t.name == "flows"]
+    assert t.model_mode == MODEL_LAPLACE
+    symbols = dict(zip([t.name for t in tensors], segment_symbols(tensors), strict=True))
+    locs, scales = (
+        torch.from_numpy(np.ascontiguousarray(a)) for a in context_grid(t, tensor_contexts(t, symbols["flows"], None))
+    )
+    pick = model.priced_rows()
+    assert torch.equal(loc, locs[pick]) and torch.equal(scale, scales[pick])
+    assert (int(lo), int(hi)) == (t.sym_min, t.sym_max)
+
+
 def test_runs_are_consecutive_frames_of_one_view():
     """3 views of 7 frames in batches of 2: 3 runs of 2 frames a view, cut at either offset, then the 3 frames
     left at the views' ends."""

@@ -39,11 +39,13 @@ def variant(
     flow_level: int | None = None,
     arm_hidden: int = 0,
     frame_channels: int | None = None,
+    motion_gaussian: bool = False,
 ) -> str:
     """Register MV-Pyramid (MV-Pyramid-MC with its motion at `flow_level` where one is given) with
     `channels` view and view-and-frame channels a level, width `hidden` (None: as its sizing gives),
-    view-and-frame grids from level `frame_skip` and the latents' learning rate scaled by `latent_lr`
-    (None: as it is); its name."""
+    view-and-frame grids from level `frame_skip`, the latents' learning rate scaled by `latent_lr`
+    (None: as it is) and, with `motion_gaussian`, its motion coded under Gaussians (model_mode 2) rather than
+    Laplace distributions; its name."""
 
     mc = flow_level is not None
 
@@ -63,10 +65,12 @@ def variant(
                 ("m", flow_level),
                 ("arm", arm_hidden or None),
                 ("fc", frame_channels),
+                ("g", "m" if motion_gaussian else None),
             )
             if v is not None
         )
         lr_scales = MVPyramidArchitecture.lr_scales if latent_lr is None else {Role.LATENT: latent_lr}
+        motion_laplace = not motion_gaussian
 
         def size_for(self, shape, params):
             base = super().size_for(shape, params).to_dict()
@@ -112,15 +116,16 @@ def tensor_kbits(path: Path) -> dict[str, float]:
 @click.option("--latent-proxy", type=click.Choice(LATENT_PROXIES), help="QAT's latent proxy (TrainConfig).")
 @click.option("--batch-size", type=int, help="Frames a step (default: the preset's).")
 @click.option("--price-frames", is_flag=True, default=None, help="A chain's rate term prices the batch's frames alone.")
+@click.option("--motion-gaussian", is_flag=True, help="MV-Pyramid-MC's motion under Gaussians (before exp. 25).")
 @click.option("--keep", type=click.Path(file_okay=False), help="Keep the streams here (q<N>.mvinr).")
 def main(
     inputs, fps, frames, epochs, qat_epochs, quality, preset, channels, hidden, frame_skip, lr, latent_lr, flow_level,
-    arm_hidden, frame_channels, latent_proxy, batch_size, price_frames, keep,
+    arm_hidden, frame_channels, latent_proxy, batch_size, price_frames, motion_gaussian, keep,
 ):  # fmt: skip
     knobs = (channels, hidden, frame_skip or None, latent_lr, flow_level, arm_hidden or None, frame_channels)
     changed = any(k is not None for k in knobs)
     name = (
-        variant(channels, hidden, frame_skip, latent_lr, flow_level, arm_hidden, frame_channels)
+        variant(channels, hidden, frame_skip, latent_lr, flow_level, arm_hidden, frame_channels, motion_gaussian)
         if changed
         else "mv-pyramid"
     )

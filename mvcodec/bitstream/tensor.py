@@ -19,8 +19,10 @@ STD_RANGE = (2.0**-16, 2.0**21)
 CODING_FLOAT32, CODING_QUANTISED = 0, 1
 STEP_SCALAR, STEP_PER_AXIS, STEP_ROW_COLUMN = 0, 1, 2
 MASK_NONE, MASK_BERNOULLI = 0, 1
-MODEL_SCALAR, MODEL_PER_AXIS, MODEL_CONTEXT, MODEL_ARM = 0, 1, 2, 3
-LATENT_MODES = (MODEL_CONTEXT, MODEL_ARM)  # the latent-grid modes: a coarse_ref and a row_period
+MODEL_SCALAR, MODEL_PER_AXIS, MODEL_CONTEXT, MODEL_ARM, MODEL_LAPLACE = 0, 1, 2, 3, 4
+# the latent-grid modes: a coarse_ref and a row_period (mode 4: mode 2's contexts, each a Laplace)
+LATENT_MODES = (MODEL_CONTEXT, MODEL_ARM, MODEL_LAPLACE)
+CONTEXT_MODES = (MODEL_CONTEXT, MODEL_LAPLACE)  # a distribution per context and channel (section 7.2)
 NUM_CONTEXTS = 9  # model_mode 2: Gaussians per channel, one per context (mvcodec/compress/context.py)
 NO_REF = 0xFFFF  # model_mode 2: no coarser tensor
 STEPS_FLOAT32, STEPS_BFLOAT16 = 0, 1
@@ -87,7 +89,7 @@ class CodedTensor:
 
     def model_count(self) -> int:
         """Number of Gaussians the entropy model mode implies."""
-        if self.model_mode == MODEL_CONTEXT:
+        if self.model_mode in CONTEXT_MODES:
             return NUM_CONTEXTS * self.shape[self.model_axis]
         if self.model_mode == MODEL_ARM:
             return 0
@@ -172,7 +174,7 @@ class CodedTensor:
         r.check(-MAX_SYMBOL <= t.sym_min < t.sym_max <= MAX_SYMBOL, f"symbol range {t.sym_min}..{t.sym_max}")
         t.model_mode, t.model_axis = r.u8(), r.u8()
         r.check(
-            t.model_mode in (MODEL_SCALAR, MODEL_PER_AXIS, MODEL_CONTEXT, MODEL_ARM),
+            t.model_mode in (MODEL_SCALAR, MODEL_PER_AXIS, MODEL_CONTEXT, MODEL_ARM, MODEL_LAPLACE),
             f"entropy model mode {t.model_mode}",
         )
         r.check(t.model_axis < ndim, f"entropy model axis {t.model_axis} of a {ndim}-d tensor")

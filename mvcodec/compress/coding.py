@@ -19,6 +19,7 @@ from mvcodec.bitstream.tensor import (
     MAX_SYMBOL,
     MODEL_ARM,
     MODEL_CONTEXT,
+    MODEL_LAPLACE,
     MODEL_PER_AXIS,
     MODEL_SCALAR,
     NO_REF,
@@ -29,7 +30,7 @@ from mvcodec.bitstream.tensor import (
     CodedTensor,
 )
 from mvcodec.compress import arm
-from mvcodec.compress.context import coding_order, context_grid, context_stats
+from mvcodec.compress.context import coding_order, context_grid, context_laplace_stats, context_stats
 from mvcodec.compress.decoding import element_steps, tensor_contexts, values_of
 from mvcodec.compress.gaussian import group_stats, model_grid
 from mvcodec.compress.range_coding import gaussian_encode, mask_encode
@@ -70,7 +71,8 @@ def plan_for(spec: ParamSpec) -> CodingPlan:
     if spec.role is Role.CONV_WEIGHT:
         return CodingPlan(STEP_ROW_COLUMN, 0, MODEL_SCALAR, 0)
     if spec.role is Role.LATENT:
-        mode = (MODEL_ARM if spec.arm else MODEL_CONTEXT) if len(spec.shape) == 4 else MODEL_PER_AXIS
+        context = MODEL_ARM if spec.arm else MODEL_LAPLACE if spec.laplace else MODEL_CONTEXT
+        mode = context if len(spec.shape) == 4 else MODEL_PER_AXIS
         return CodingPlan(STEP_SCALAR, 0, mode, 1)
     return CodingPlan(STEP_PER_AXIS, 1, MODEL_PER_AXIS, 1)
 
@@ -124,13 +126,14 @@ def code_symbols(
         t.model_mode, t.model_axis = MODEL_SCALAR, 0
         t.means = np.zeros(1, np.float32)
         t.stds = np.array([(2 * flat_levels + 1) / 12**0.5], np.float32)
-    elif plan.model_mode == MODEL_CONTEXT:
+    elif plan.model_mode in (MODEL_CONTEXT, MODEL_LAPLACE):
         if mask is not None or context is None:
-            raise ValueError(f"{spec.name}: model mode 2 needs its context and no pruning")
-        t.model_mode, t.model_axis = MODEL_CONTEXT, 1
+            raise ValueError(f"{spec.name}: model mode {plan.model_mode} needs its context and no pruning")
+        t.model_mode, t.model_axis = plan.model_mode, 1
         t.coarse_ref, t.row_period = context.coarse_ref, context.row_period
         ctx = tensor_contexts(t, symbols, context.coarse_symbols)
-        mean, std = context_stats(torch.from_numpy(symbols.astype(np.float64)), torch.from_numpy(ctx), shape[1])
+        stats = context_laplace_stats if plan.model_mode == MODEL_LAPLACE else context_stats
+        mean, std = stats(torch.from_numpy(symbols.astype(np.float64)), torch.from_numpy(ctx), shape[1])
         t.means, t.stds = mean.numpy(), std.numpy()
     elif plan.model_mode == MODEL_ARM:
         if mask is not None or context is None or context.arm_layers is None:
@@ -148,7 +151,7 @@ def code_symbols(
     coded = kept
     if t.model_mode == MODEL_ARM:
         coded, means, stds = arm.coded_gaussians(symbols, context.coarse_symbols, t.row_period, context.arm_layers)
-    elif t.model_mode == MODEL_CONTEXT:
+    elif t.model_mode in (MODEL_CONTEXT, MODEL_LAPLACE):
         means, stds = context_grid(t, ctx)
         if (order := coding_order(shape, t.row_period)) is not None:  # the decoder's order (spec section 7.2)
             coded, means, stds = symbols[order].ravel(), means[order], stds[order]
@@ -156,7 +159,7 @@ def code_symbols(
         means, stds = model_grid(t)
     if mask is not None:
         means, stds = means[mask], stds[mask]
-    t.words = gaussian_encode(coded, t.sym_min, t.sym_max, means.ravel(), stds.ravel())
+    t.words = gaussian_encode(coded, t.sym_min, t.sym_max, means.ravel(), stds.ravel(), t.model_mode == MODEL_LAPLACE)
     return ExportedTensor(t, values_of(t, kept, mask))
 
 

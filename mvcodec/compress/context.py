@@ -96,6 +96,23 @@ def context_stats(
     return gaussians(n, mean, var)
 
 
+def context_laplace_stats(
+    y: torch.Tensor, ctx: torch.Tensor, channels: int, count: int = NUM_CONTEXTS
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """float32 (locations, scales) of model mode 4, index context * C + channel: the mean of y in each context
+    and channel and the mean absolute deviation from it (floored at MIN_STD), in float64; location 0 and
+    scale 1 where a context has no element. The encoder's stored Laplace distributions (y: the symbols) and
+    training's (y: the rounded values) both come from here."""
+    group = (ctx * channels + torch.arange(channels, device=y.device).view(1, -1, 1, 1)).flatten()
+    size = count * channels
+    y = y.detach().flatten().double()
+    n = torch.bincount(group, minlength=size).double()
+    mean = torch.bincount(group, y, minlength=size) / n.clamp_min(1)
+    dev = torch.bincount(group, (y - mean[group]).abs(), minlength=size) / n.clamp_min(1)
+    scale = torch.where(n > 0, dev.clamp_min(MIN_STD), torch.ones_like(dev))
+    return mean.float(), scale.float()
+
+
 def gaussians(n: torch.Tensor, mean: torch.Tensor, var: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """float32 (means, stds) of groups of n elements with these means and variances (float64): the std
     floored at MIN_STD, and std 1 where a group is empty."""

@@ -17,12 +17,13 @@ from mvcodec.bitstream.tensor import (
     MASK_BERNOULLI,
     MODEL_ARM,
     MODEL_CONTEXT,
+    MODEL_LAPLACE,
     NO_REF,
     CodedTensor,
 )
 from mvcodec.compress import arm
 from mvcodec.compress.context import context_grid, contexts, previous_rows
-from mvcodec.compress.gaussian import gaussian_bits, model_grid
+from mvcodec.compress.gaussian import gaussian_bits, laplace_bits, model_grid
 from mvcodec.compress.range_coding import GaussianReader, gaussian_decode, mask_bits, mask_decode
 from mvcodec.compress.steps import dequantize, step_grid
 from mvcodec.errors import InvalidStream
@@ -51,7 +52,7 @@ def decode_symbols(
     if t.model_mode == MODEL_ARM:
         reader = GaussianReader(t.words, t.sym_min, t.sym_max)
         return arm.decode_latent(reader.read, t.shape, coarse, t.row_period, layers).ravel()
-    if t.model_mode == MODEL_CONTEXT:
+    if t.model_mode in (MODEL_CONTEXT, MODEL_LAPLACE):
         return _decode_in_context(t, coarse)
     means, stds = model_grid(t)
     if mask is not None:
@@ -61,10 +62,11 @@ def decode_symbols(
 
 def _decode_in_context(t: CodedTensor, coarse: np.ndarray | None) -> np.ndarray:
     c = None if coarse is None else torch.from_numpy(coarse)
+    laplace = t.model_mode == MODEL_LAPLACE
     if not t.row_period:
         means, stds = context_grid(t, contexts(t.shape, c, None))
-        return gaussian_decode(t.words, t.sym_min, t.sym_max, means.ravel(), stds.ravel())
-    reader = GaussianReader(t.words, t.sym_min, t.sym_max)
+        return gaussian_decode(t.words, t.sym_min, t.sym_max, means.ravel(), stds.ravel(), laplace)
+    reader = GaussianReader(t.words, t.sym_min, t.sym_max, laplace)
     period, runs = t.row_period, t.shape[0] // t.row_period
     out = torch.zeros((runs, period, *t.shape[1:]), dtype=torch.int32)  # (run, position in it, ...)
     coarse_runs = None if c is None else c.reshape(runs, period, *c.shape[1:])
@@ -177,7 +179,7 @@ def ideal_bits(
     if mask is None:
         mask = decode_mask(t)
     if symbols is None:
-        if (t.model_mode == MODEL_CONTEXT and t.coarse_ref != NO_REF) or t.model_mode == MODEL_ARM:
+        if (t.model_mode in (MODEL_CONTEXT, MODEL_LAPLACE) and t.coarse_ref != NO_REF) or t.model_mode == MODEL_ARM:
             raise ValueError(f"{t.name}: give its symbols (and those of the tensors it refers to)")
         symbols = segment_symbols([t])[0]
     if t.model_mode in LATENT_MODES and t.coarse_ref != NO_REF and coarse is None:
@@ -186,13 +188,15 @@ def ideal_bits(
         if layers is None:
             raise ValueError(f"{t.name}: its Gaussians need the network of tensor {t.arm_ref}")
         symbols, *grid = arm.coded_gaussians(symbols.reshape(t.shape), coarse, t.row_period, layers)
-    elif t.model_mode == MODEL_CONTEXT:
+    elif t.model_mode in (MODEL_CONTEXT, MODEL_LAPLACE):
         grid = context_grid(t, tensor_contexts(t, symbols, coarse))
     else:
         grid = model_grid(t)
     means, stds = (torch.from_numpy(np.ascontiguousarray(a, np.float64)) for a in grid)
     keep = None if mask is None else torch.from_numpy(mask)
     y = torch.from_numpy(symbols.astype(np.float64))
+    if t.model_mode == MODEL_LAPLACE:  # (never pruned)
+        return float(laplace_bits(y, means, stds, t.sym_min, t.sym_max))
     bits = float(gaussian_bits(y, means, stds, t.sym_min, t.sym_max, keep))
     return bits + (mask_bits(mask, t.p_keep) if mask is not None else 0.0)
 

@@ -1,5 +1,6 @@
 """The Gaussian entropy model of quantised parameters: one Gaussian per group of symbols (a tensor, or a
-channel), its parameters the mean and standard deviation of the group's symbols.
+channel), its parameters the mean and standard deviation of the group's symbols; and the Laplace
+distributions of model mode 4 (laplace_bits), which MV-Pyramid-MC's motion fields are coded under.
 
 `gaussian_bits` is the one definition of the code length: training evaluates it on relaxed symbols
 (y + U(-1/2, 1/2)) as the differentiable rate term, and mvinfo on the stored integer symbols with the
@@ -56,6 +57,29 @@ def gaussian_bits(
     if weight is not None:
         bits = bits * weight
     return (bits * mask).sum() if mask is not None else bits.sum()
+
+
+def laplace_cdf(x: torch.Tensor) -> torch.Tensor:
+    """The standard Laplace CDF (location 0, scale 1)."""
+    e = 0.5 * torch.exp(-x.abs())
+    return torch.where(x < 0, e, 1 - e)
+
+
+def laplace_bits(
+    y: torch.Tensor,
+    loc: torch.Tensor,
+    scale: torch.Tensor,
+    lo: torch.Tensor | int,
+    hi: torch.Tensor | int,
+    weight: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """gaussian_bits under Laplace distributions (location, scale) in place of Gaussians (model mode 4)."""
+    with torch.no_grad():
+        rounded = torch.round(y)
+    upper = torch.where(rounded >= hi, torch.ones_like(y), laplace_cdf((y + 0.5 - loc) / scale))
+    lower = torch.where(rounded <= lo, torch.zeros_like(y), laplace_cdf((y - 0.5 - loc) / scale))
+    bits = -torch.log2((upper - lower).clamp_min(MIN_PROB))
+    return (bits * weight).sum() if weight is not None else bits.sum()
 
 
 def model_grid(t: CodedTensor) -> tuple[np.ndarray, np.ndarray]:

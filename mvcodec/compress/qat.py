@@ -28,6 +28,7 @@ from mvcodec.bitstream.tensor import (
     MAX_SYMBOL,
     MODEL_ARM,
     MODEL_CONTEXT,
+    MODEL_LAPLACE,
     NO_REF,
     NUM_CONTEXTS,
     STEP_RANGE,
@@ -36,8 +37,8 @@ from mvcodec.bitstream.tensor import (
 )
 from mvcodec.compress import arm
 from mvcodec.compress.coding import ExportedTensor, LatentContext, code_symbols, plan_for
-from mvcodec.compress.context import context_stats, contexts, gaussians, previous_rows
-from mvcodec.compress.gaussian import gaussian_bits, group_stats
+from mvcodec.compress.context import context_laplace_stats, context_stats, contexts, gaussians, previous_rows
+from mvcodec.compress.gaussian import gaussian_bits, group_stats, laplace_bits
 from mvcodec.compress.pruning import prunable
 from mvcodec.compress.steps import step_grid
 from mvcodec.model.base import Role
@@ -217,6 +218,36 @@ class CompressibleModel(nn.Module):
         if torch.is_tensor(scale):
             return gaussian_bits(y, mean[group], std[group], lo, hi, weight=scale)
         return scale * gaussian_bits(y, mean[group], std[group], lo, hi)
+
+    def _laplace_bits(self, spec, params: dict, rows: torch.Tensor | None, salt: int) -> torch.Tensor:
+        """Rate of a model_mode 4 latent (unit step): the relaxed symbols under the Laplace distribution of
+        their context, those the encoder would store now (context_laplace_stats of the whole tensor's rounded
+        values, not differentiated: a small tensor, the motion fields, so no per-row statistics). A
+        frame-row tensor with `rows` is priced in those of them the batch prices (priced_rows), scaled to
+        all, as _context_bits does."""
+        w, period, channels = params[spec.name], self._row_period(spec), spec.shape[1]
+        with torch.no_grad():
+            sym = torch.round(w.detach())
+            coarse = torch.round(params[spec.coarse].detach()) if spec.coarse else None
+            ctx = contexts(w.shape, coarse, previous_rows(sym, period), w.device)
+            loc, scale = context_laplace_stats(sym, ctx, channels)
+            lo = sym.min()
+            hi = torch.maximum(sym.max(), lo + 1)  # the coder's alphabet has two symbols at least
+        weight: torch.Tensor | None = None
+        if rows is not None and spec.rows == "frame":
+            y = self._rows_of(spec.name, w, rows)
+            if (pick := self._priced_positions(rows)) is not None:
+                y, rows = y[pick], rows[pick]
+            ctx = ctx[rows]
+            if self.chain:
+                weight = self._read_weights(rows).view(-1, 1, 1, 1)
+            else:
+                weight = torch.full((len(rows), 1, 1, 1), spec.shape[0] / len(rows), device=w.device)
+        else:
+            y = w
+        y = y + torch.rand(y.shape, generator=self._generator(y.device, salt), device=y.device) - 0.5
+        group = ctx * channels + torch.arange(channels, device=y.device).view(1, -1, 1, 1)
+        return laplace_bits(y, loc[group], scale[group], lo, hi, weight=weight)
 
     def row_gaussians(self, spec) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """A batch-row-priced latent's Gaussians (float32 means and stds, index context * C + channel) and
@@ -520,6 +551,9 @@ class CompressibleModel(nn.Module):
             if plan_for(spec).model_mode == MODEL_CONTEXT:
                 total = total + self._context_bits(spec, params, rows, 1000 + i)
                 continue
+            if plan_for(spec).model_mode == MODEL_LAPLACE:
+                total = total + self._laplace_bits(spec, params, rows, 1000 + i)
+                continue
             if plan_for(spec).model_mode == MODEL_ARM:  # one network for every such tensor: rounded once
                 if spec.arm not in networks:
                     networks[spec.arm] = self.arm_layers(spec, params)
@@ -587,7 +621,7 @@ def export_tensors(model: CompressibleModel, step_scale: float = 1.0) -> list[Ex
             symbols = np.clip(symbols, -limit, limit)
         symbols_of[spec.name] = np.clip(symbols, -MAX_SYMBOL, MAX_SYMBOL).astype(np.int32)  # as coded
         context = None
-        if plan.model_mode in (MODEL_CONTEXT, MODEL_ARM):
+        if plan.model_mode in (MODEL_CONTEXT, MODEL_ARM, MODEL_LAPLACE):
             ref = index_of[spec.coarse] if spec.coarse else NO_REF
             if ref != NO_REF and ref >= index_of[spec.name]:
                 raise ValueError(f"{spec.name}: its coarser level {spec.coarse} comes after it in the layout")

@@ -1,4 +1,5 @@
-"""Range coding with constriction: integer symbols under quantised Gaussians, and Bernoulli pruning masks.
+"""Range coding with constriction: integer symbols under quantised Gaussians (or Laplace distributions:
+`laplace`, the means then their locations and the stds their scales), and Bernoulli pruning masks.
 
 Both sides build the models from the float32 values stored in the stream (widened exactly to float64),
 so encoder and decoder use bit-identical probabilities.
@@ -10,6 +11,7 @@ import constriction
 import numpy as np
 
 QuantizedGaussian = constriction.stream.model.QuantizedGaussian
+QuantizedLaplace = constriction.stream.model.QuantizedLaplace
 Bernoulli = constriction.stream.model.Bernoulli
 RangeEncoder = constriction.stream.queue.RangeEncoder
 RangeDecoder = constriction.stream.queue.RangeDecoder
@@ -19,29 +21,38 @@ def _params(means: np.ndarray, stds: np.ndarray) -> tuple[np.ndarray, np.ndarray
     return np.asarray(means, np.float32).astype(np.float64), np.asarray(stds, np.float32).astype(np.float64)
 
 
-def gaussian_encode(symbols: np.ndarray, lo: int, hi: int, means: np.ndarray, stds: np.ndarray) -> np.ndarray:
+def _model(lo: int, hi: int, laplace: bool):
+    return (QuantizedLaplace if laplace else QuantizedGaussian)(lo, hi)
+
+
+def gaussian_encode(
+    symbols: np.ndarray, lo: int, hi: int, means: np.ndarray, stds: np.ndarray, laplace: bool = False
+) -> np.ndarray:
     """Range-coded words (uint32) of int symbols in [lo, hi], each with its own Gaussian (mean, std)."""
     enc = RangeEncoder()
     if len(symbols):
         m, s = _params(means, stds)
-        enc.encode(np.ascontiguousarray(symbols, dtype=np.int32), QuantizedGaussian(lo, hi), m, s)
+        enc.encode(np.ascontiguousarray(symbols, dtype=np.int32), _model(lo, hi, laplace), m, s)
     return enc.get_compressed()
 
 
-def gaussian_decode(words: np.ndarray, lo: int, hi: int, means: np.ndarray, stds: np.ndarray) -> np.ndarray:
+def gaussian_decode(
+    words: np.ndarray, lo: int, hi: int, means: np.ndarray, stds: np.ndarray, laplace: bool = False
+) -> np.ndarray:
     """len(means) int32 symbols decoded from range-coded words (the inverse of gaussian_encode)."""
     if not len(means):
         return np.zeros(0, np.int32)
     m, s = _params(means, stds)
-    return RangeDecoder(np.ascontiguousarray(words, dtype=np.uint32)).decode(QuantizedGaussian(lo, hi), m, s)
+    return RangeDecoder(np.ascontiguousarray(words, dtype=np.uint32)).decode(_model(lo, hi, laplace), m, s)
 
 
 class GaussianReader:
-    """Decodes a range-coded symbol stream in pieces, each with its own Gaussians (model mode 2's rows)."""
+    """Decodes a range-coded symbol stream in pieces, each with its own Gaussians (model mode 2's rows) or
+    Laplace distributions (mode 4's)."""
 
-    def __init__(self, words: np.ndarray, lo: int, hi: int):
+    def __init__(self, words: np.ndarray, lo: int, hi: int, laplace: bool = False):
         self._decoder = RangeDecoder(np.ascontiguousarray(words, dtype=np.uint32))
-        self._model = QuantizedGaussian(lo, hi)
+        self._model = _model(lo, hi, laplace)
 
     def read(self, means: np.ndarray, stds: np.ndarray) -> np.ndarray:
         """len(means) int32 symbols."""

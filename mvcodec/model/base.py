@@ -56,6 +56,7 @@ class ParamSpec:
     rows: str | None = None  # "frame": axis 0 is indexed by view * frames + frame (training prices a batch's rows)
     coarse: str | None = None  # a latent's coarser level (half its height and width, earlier in the layout)
     arm: str | None = None  # a latent coded by an entropy-model network (model_mode 3): its first tensor's name
+    laplace: bool = False  # a latent coded under a Laplace per context (model_mode 4) rather than a Gaussian
 
     @property
     def numel(self) -> int:
