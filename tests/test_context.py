@@ -266,3 +266,19 @@ def test_the_latent_entropy_tool_bounds_the_models_by_the_symbols_own_frequencie
     total = rows[-1]
     assert total["stored"] == pytest.approx(sum(row["stored"] for row in rows[:-1]))
     assert "| total |" in r.stdout
+
+
+def test_laplace_bits_keep_their_precision_in_the_upper_tail():
+    """Mode 4's rate in float32 (training's) prices a symbol far above the location as float64 does, and as
+    its mirror image below: 1 - exp(-z) / 2 would round to 1 there."""
+    from mvcodec.compress.gaussian import laplace_bits
+
+    def bits(y, dtype):
+        y = torch.tensor([y], dtype=dtype)
+        return float(laplace_bits(y, torch.zeros(1, dtype=dtype), torch.full((1,), 1.5, dtype=dtype), -100, 100))
+
+    exact = bits(24.0, torch.float64)
+    assert 20 < exact < 29  # not the 30-bit floor
+    assert bits(24.0, torch.float32) == pytest.approx(exact, abs=0.01)
+    assert bits(-24.0, torch.float32) == pytest.approx(exact, abs=0.01)
+    assert bits(100.0, torch.float32) == pytest.approx(bits(-100.0, torch.float64), abs=0.01)  # folded tails

@@ -1,5 +1,6 @@
 """How much rate a better entropy model could save on a stream's context-coded latents (model mode 2): for
-each such tensor, its ideal bits under the stored Gaussians, and under models fitted to its own symbols:
+each such tensor (mode 2, or mode 4: a Laplace per context), its ideal bits under the stored models, and
+under models fitted to its own symbols:
 
 - `refit`: mode 2's 9 contexts, a Gaussian per context and channel fitted to the symbols (mean, std);
 - `checkerboard`: anchors (i + j even) as mode 2, the others also by the activity of their 4 anchor
@@ -25,7 +26,7 @@ import numpy as np
 import torch
 
 from mvcodec.bitstream import read_index, read_segment_tensors
-from mvcodec.bitstream.tensor import MODEL_CONTEXT, NO_REF
+from mvcodec.bitstream.tensor import CONTEXT_MODES, NO_REF
 from mvcodec.compress.context import CLAMP, NUM_CONTEXTS, context_stats
 from mvcodec.compress.decoding import decode_segment, ideal_bits, tensor_contexts
 from mvcodec.compress.gaussian import gaussian_bits
@@ -114,12 +115,12 @@ def main(stream, segment, json_out):
     decoded = decode_segment(tensors)
     rows = []
     for i, t in enumerate(tensors):
-        if t.model_mode != MODEL_CONTEXT:
+        if t.model_mode not in CONTEXT_MODES:
             continue
         coarse = decoded.symbols[t.coarse_ref] if t.coarse_ref != NO_REF else None
         rows.append(tensor_rows(t, decoded.symbols[i], coarse))
     if not rows:
-        raise click.ClickException("no context-coded tensor (model mode 2) in this segment")
+        raise click.ClickException("no context-coded tensor (model mode 2 or 4) in this segment")
     total = {"name": "total", "shape": [], **{k: sum(r[k] for r in rows) for k in COLUMNS}}
     click.echo("| tensor | shape | " + " | ".join(COLUMNS) + " |")
     click.echo("|---|---|" + "---|" * len(COLUMNS))

@@ -124,6 +124,8 @@ def main(
 ):  # fmt: skip
     knobs = (channels, hidden, frame_skip or None, latent_lr, flow_level, arm_hidden or None, frame_channels)
     changed = any(k is not None for k in knobs)
+    if motion_gaussian and flow_level is None:
+        raise click.BadParameter("only MV-Pyramid-MC has motion: give --flow-level", param_hint="--motion-gaussian")
     name = (
         variant(channels, hidden, frame_skip, latent_lr, flow_level, arm_hidden, frame_channels, motion_gaussian)
         if changed

@@ -187,10 +187,13 @@ class CodedTensor:
             t.arm_ref = r.u16()
             r.check(t.arm_ref != NO_REF, "an autoregressive model without its network")
         n = r.u32()
-        r.check(n == t.model_count(), f"{n} Gaussians where the mode implies another")
+        r.check(n == t.model_count(), f"{n} model parameter pairs where the mode implies another count")
         t.means, t.stds = r.array("<f4", n), r.array("<f4", n)
-        r.check(bool((np.abs(t.means) <= MEAN_LIMIT).all()), "a Gaussian mean is out of range")
-        r.check(bool(((t.stds >= STD_RANGE[0]) & (t.stds <= STD_RANGE[1])).all()), "a Gaussian std is out of range")
+        r.check(bool((np.abs(t.means) <= MEAN_LIMIT).all()), "a model mean (or Laplace location) is out of range")
+        r.check(
+            bool(((t.stds >= STD_RANGE[0]) & (t.stds <= STD_RANGE[1])).all()),
+            "a model std (or Laplace scale) is out of range",
+        )
         t.words = r.array("<u4", r.u32())
         r.end()
         return t

@@ -122,7 +122,8 @@ class CompressibleModel(nn.Module):
         self._trains: torch.Tensor | None = None  # the same as a mask over its rows
 
     def _lazy_context(self, spec) -> bool:
-        """Whether a tensor is context-coded and priced in a batch's rows only."""
+        """Whether a tensor is context-coded under Gaussians (model mode 2) and priced in a batch's rows only,
+        under per-row statistics."""
         return spec.rows == "frame" and plan_for(spec).model_mode == MODEL_CONTEXT and self.mask(spec.name) is None
 
     def base_device(self) -> torch.device:

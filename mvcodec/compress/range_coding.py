@@ -28,7 +28,8 @@ def _model(lo: int, hi: int, laplace: bool):
 def gaussian_encode(
     symbols: np.ndarray, lo: int, hi: int, means: np.ndarray, stds: np.ndarray, laplace: bool = False
 ) -> np.ndarray:
-    """Range-coded words (uint32) of int symbols in [lo, hi], each with its own Gaussian (mean, std)."""
+    """Range-coded words (uint32) of int symbols in [lo, hi], each with its own Gaussian (mean, std), or with
+    `laplace` its own Laplace distribution (location, scale)."""
     enc = RangeEncoder()
     if len(symbols):
         m, s = _params(means, stds)

@@ -38,8 +38,9 @@ from mvcodec.train.optim import RowAdam
 
 # 2: every phase checkpoints the CompressibleModel (keys model/base.*), with its arch; 3: row-lazy Adam state;
 # 4: per-row statistics of the batch-row-priced latents; 5: TrainConfig.latent_proxy; 6: those statistics of the
-# rounded latents; 7: TrainConfig.price_frames
-CHECKPOINT_VERSION = 7
+# rounded latents; 7: TrainConfig.price_frames; 8: MV-Pyramid-MC's motion priced under a Laplace (model_mode 4),
+# without per-row statistics
+CHECKPOINT_VERSION = 8
 
 
 @dataclass(frozen=True)
