@@ -15,6 +15,7 @@ import torch
 
 from mvcodec.bitstream.tensor import (
     CODING_FLOAT32,
+    CONTEXT_MODES,
     MASK_BERNOULLI,
     MAX_SYMBOL,
     MODEL_ARM,
@@ -126,7 +127,7 @@ def code_symbols(
         t.model_mode, t.model_axis = MODEL_SCALAR, 0
         t.means = np.zeros(1, np.float32)
         t.stds = np.array([(2 * flat_levels + 1) / 12**0.5], np.float32)
-    elif plan.model_mode in (MODEL_CONTEXT, MODEL_LAPLACE):
+    elif plan.model_mode in CONTEXT_MODES:
         if mask is not None or context is None:
             raise ValueError(f"{spec.name}: model mode {plan.model_mode} needs its context and no pruning")
         t.model_mode, t.model_axis = plan.model_mode, 1
@@ -151,7 +152,7 @@ def code_symbols(
     coded = kept
     if t.model_mode == MODEL_ARM:
         coded, means, stds = arm.coded_gaussians(symbols, context.coarse_symbols, t.row_period, context.arm_layers)
-    elif t.model_mode in (MODEL_CONTEXT, MODEL_LAPLACE):
+    elif t.model_mode in CONTEXT_MODES:
         means, stds = context_grid(t, ctx)
         if (order := coding_order(shape, t.row_period)) is not None:  # the decoder's order (spec section 7.2)
             coded, means, stds = symbols[order].ravel(), means[order], stds[order]

@@ -80,6 +80,18 @@ def coding_order(shape: tuple[int, ...], period: int) -> np.ndarray | None:
     return np.arange(shape[0]).reshape(-1, period).T.ravel()
 
 
+def _context_means(
+    y: torch.Tensor, ctx: torch.Tensor, channels: int, count: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """y flattened in float64, each element's group (context * C + channel), and each group's element count
+    and mean (float64; 0 where empty)."""
+    group = (ctx * channels + torch.arange(channels, device=y.device).view(1, -1, 1, 1)).flatten()
+    size = count * channels
+    y = y.detach().flatten().double()
+    n = torch.bincount(group, minlength=size).double()
+    return y, group, n, torch.bincount(group, y, minlength=size) / n.clamp_min(1)
+
+
 def context_stats(
     y: torch.Tensor, ctx: torch.Tensor, channels: int, count: int = NUM_CONTEXTS
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -87,12 +99,8 @@ def context_stats(
     (floored at MIN_STD) of y in each context and channel, in float64; mean 0 and std 1 where a context has
     no element. The encoder's stored Gaussians (y: the symbols) and training's for a latent priced whole (y:
     its rounded values) both come from here; `count` contexts (mode 2's 9 unless an analysis tries others)."""
-    group = (ctx * channels + torch.arange(channels, device=y.device).view(1, -1, 1, 1)).flatten()
-    size = count * channels
-    y = y.detach().flatten().double()
-    n = torch.bincount(group, minlength=size).double()
-    mean = torch.bincount(group, y, minlength=size) / n.clamp_min(1)
-    var = torch.bincount(group, (y - mean[group]) ** 2, minlength=size) / n.clamp_min(1)
+    y, group, n, mean = _context_means(y, ctx, channels, count)
+    var = torch.bincount(group, (y - mean[group]) ** 2, minlength=len(n)) / n.clamp_min(1)
     return gaussians(n, mean, var)
 
 
@@ -103,12 +111,8 @@ def context_laplace_stats(
     and channel and the mean absolute deviation from it (floored at MIN_STD), in float64; location 0 and
     scale 1 where a context has no element. The encoder's stored Laplace distributions (y: the symbols) and
     training's (y: the rounded values) both come from here."""
-    group = (ctx * channels + torch.arange(channels, device=y.device).view(1, -1, 1, 1)).flatten()
-    size = count * channels
-    y = y.detach().flatten().double()
-    n = torch.bincount(group, minlength=size).double()
-    mean = torch.bincount(group, y, minlength=size) / n.clamp_min(1)
-    dev = torch.bincount(group, (y - mean[group]).abs(), minlength=size) / n.clamp_min(1)
+    y, group, n, mean = _context_means(y, ctx, channels, count)
+    dev = torch.bincount(group, (y - mean[group]).abs(), minlength=len(n)) / n.clamp_min(1)
     scale = torch.where(n > 0, dev.clamp_min(MIN_STD), torch.ones_like(dev))
     return mean.float(), scale.float()
 

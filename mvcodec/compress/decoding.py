@@ -13,10 +13,10 @@ import torch
 
 from mvcodec.bitstream.tensor import (
     CODING_FLOAT32,
+    CONTEXT_MODES,
     LATENT_MODES,
     MASK_BERNOULLI,
     MODEL_ARM,
-    MODEL_CONTEXT,
     MODEL_LAPLACE,
     NO_REF,
     CodedTensor,
@@ -52,7 +52,7 @@ def decode_symbols(
     if t.model_mode == MODEL_ARM:
         reader = GaussianReader(t.words, t.sym_min, t.sym_max)
         return arm.decode_latent(reader.read, t.shape, coarse, t.row_period, layers).ravel()
-    if t.model_mode in (MODEL_CONTEXT, MODEL_LAPLACE):
+    if t.model_mode in CONTEXT_MODES:
         return _decode_in_context(t, coarse)
     means, stds = model_grid(t)
     if mask is not None:
@@ -179,7 +179,7 @@ def ideal_bits(
     if mask is None:
         mask = decode_mask(t)
     if symbols is None:
-        if (t.model_mode in (MODEL_CONTEXT, MODEL_LAPLACE) and t.coarse_ref != NO_REF) or t.model_mode == MODEL_ARM:
+        if (t.model_mode in CONTEXT_MODES and t.coarse_ref != NO_REF) or t.model_mode == MODEL_ARM:
             raise ValueError(f"{t.name}: give its symbols (and those of the tensors it refers to)")
         symbols = segment_symbols([t])[0]
     if t.model_mode in LATENT_MODES and t.coarse_ref != NO_REF and coarse is None:
@@ -188,7 +188,7 @@ def ideal_bits(
         if layers is None:
             raise ValueError(f"{t.name}: its Gaussians need the network of tensor {t.arm_ref}")
         symbols, *grid = arm.coded_gaussians(symbols.reshape(t.shape), coarse, t.row_period, layers)
-    elif t.model_mode in (MODEL_CONTEXT, MODEL_LAPLACE):
+    elif t.model_mode in CONTEXT_MODES:
         grid = context_grid(t, tensor_contexts(t, symbols, coarse))
     else:
         grid = model_grid(t)

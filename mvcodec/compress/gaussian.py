@@ -53,6 +53,13 @@ def gaussian_bits(
         rounded = torch.round(y)
     upper = torch.where(rounded >= hi, torch.ones_like(y), normal_cdf((y + 0.5 - mean) / std))
     lower = torch.where(rounded <= lo, torch.zeros_like(y), normal_cdf((y - 0.5 - mean) / std))
+    return _interval_bits(upper, lower, mask, weight)
+
+
+def _interval_bits(
+    upper: torch.Tensor, lower: torch.Tensor, mask: torch.Tensor | None, weight: torch.Tensor | None
+) -> torch.Tensor:
+    """-sum log2 of the masses upper - lower (floored at MIN_PROB), each times `weight`, over `mask`."""
     bits = -torch.log2((upper - lower).clamp_min(MIN_PROB))
     if weight is not None:
         bits = bits * weight
@@ -86,8 +93,7 @@ def laplace_bits(
     open_high = torch.where(flip, rounded <= lo, rounded >= hi)
     upper = torch.where(open_high, torch.ones_like(y), laplace_cdf(b))
     lower = torch.where(open_low, torch.zeros_like(y), laplace_cdf(a))
-    bits = -torch.log2((upper - lower).clamp_min(MIN_PROB))
-    return (bits * weight).sum() if weight is not None else bits.sum()
+    return _interval_bits(upper, lower, None, weight)
 
 
 def model_grid(t: CodedTensor) -> tuple[np.ndarray, np.ndarray]:

@@ -549,13 +549,15 @@ class CompressibleModel(nn.Module):
         for i, spec in enumerate(self.layout):
             if spec.role is Role.BIAS:
                 continue
-            if plan_for(spec).model_mode == MODEL_CONTEXT:
+            plan = plan_for(spec)
+            mode = plan.model_mode
+            if mode == MODEL_CONTEXT:
                 total = total + self._context_bits(spec, params, rows, 1000 + i)
                 continue
-            if plan_for(spec).model_mode == MODEL_LAPLACE:
+            if mode == MODEL_LAPLACE:
                 total = total + self._laplace_bits(spec, params, rows, 1000 + i)
                 continue
-            if plan_for(spec).model_mode == MODEL_ARM:  # one network for every such tensor: rounded once
+            if mode == MODEL_ARM:  # one network for every such tensor: rounded once
                 if spec.arm not in networks:
                     networks[spec.arm] = self.arm_layers(spec, params)
                 total = total + self._arm_bits(spec, params, rows, 1000 + i, networks[spec.arm])
@@ -564,7 +566,7 @@ class CompressibleModel(nn.Module):
             y = params[spec.name] if step is None else params[spec.name] / step
             noise = torch.rand(spec.shape, generator=self._generator(y.device, 1000 + i), device=y.device) - 0.5
             y = y + noise
-            mean, std = group_stats(y, mask, plan_for(spec).group_axis)
+            mean, std = group_stats(y, mask, plan.group_axis)
             with torch.no_grad():
                 rounded = torch.round(y)
                 kept = rounded if mask is None else rounded[mask]
