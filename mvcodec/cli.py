@@ -128,14 +128,14 @@ def open_cli_source(inputs, size, pix_fmt, fps, frames, seek, views, filters=Non
 @click.option(
     "-b", "--bitrate", type=float, metavar="KBPS", help="Rate control: kbit/s over all views at the input's fps."
 )
-@click.option("--sparsity", type=float, help="Fraction of the conv weights pruned (default 0.4).")
+@click.option("--sparsity", type=float, help="Fraction of the conv weights pruned (mv-mginr; default 0.4).")
 @click.option("--lambda", "rate_lambda", type=float, help="Rate-distortion trade-off of QAT: L = R + lambda D.")
-@click.option("--prune-epochs", type=int, help="Override the preset's fine-tuning epochs after pruning.")
+@click.option("--prune-epochs", type=int, help="Override the preset's fine-tuning epochs after pruning (mv-mginr).")
 @click.option("--qat-epochs", type=int, help="Override the preset's quantisation-aware training epochs.")
 @click.option("--epochs", type=int, help="Override the preset's fitting epochs.")
 @click.option("--batch-size", type=int, help="Frames per training step (default 2).")
-@click.option("--lr", type=float, help="Peak learning rate (default 2e-3).")
-@click.option("--no-motion-mask", is_flag=True, help="Train with plain L1 + SSIM (the paper's ablation).")
+@click.option("--lr", type=float, help="Peak learning rate (default: the architecture's, 1e-2; mv-mginr 2e-3).")
+@click.option("--no-motion-mask", is_flag=True, help="mv-mginr: train with plain L1 + SSIM (the paper's ablation).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--compile", "compile_", is_flag=True, help="Use torch.compile for training (CUDA).")
 @click.option(
@@ -230,6 +230,11 @@ def mvenc(
     filters = SourceFilters(parse_crop(crop) if crop else None, parse_size(scale, "--scale") if scale else None)
     from mvcodec import encoder  # after the cheap checks: it loads torch
 
+    if no_motion_mask and arch != "mv-mginr":
+        raise InputError(
+            f"--no-motion-mask: the motion-aware L1 + SSIM loss is MV-MGINR's; {arch} trains on the MSE of YUV "
+            "without one: drop the option, or add --arch mv-mginr"
+        )
     rec = encoder.recipe(
         preset,
         arch=arch,
@@ -417,7 +422,11 @@ def stream_input(stream: str):
     show_default=True,
     help="reference: float32, deterministic (conformance); fast: float16 on CUDA. auto: fast on CUDA.",
 )
-@click.option("--batch", type=click.IntRange(1, 256), default=4, show_default=True, help="Frames per forward pass.")
+@click.option(
+    "--batch",
+    type=click.IntRange(1, 256),
+    help="Frames per forward pass (default: 4 on a GPU; on the CPU 1 for the pyramid architectures, 4 for mv-mginr).",
+)
 @click.option("--threads", type=int, metavar="N", help="CPU threads (default: all cores).")
 @click.option("--md5", is_flag=True, help="Print the MD5 of each output (md5sum format).")
 @click.option(

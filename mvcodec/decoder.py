@@ -60,7 +60,7 @@ class Decoder:
         source: str | Path | BinaryIO,
         device: str | torch.device = "cpu",
         precision: str = "auto",
-        batch: int = 4,
+        batch: int | None = None,
     ):
         if precision not in PRECISIONS:
             raise InputError(f"--precision: use one of {', '.join(PRECISIONS)}")
@@ -74,7 +74,7 @@ class Decoder:
         self.device = torch.device(device)
         cuda = self.device.type == "cuda"
         self.fast = cuda and precision in ("auto", "fast")
-        self.batch = max(1, batch)
+        self.batch = None if batch is None else max(1, batch)  # None: 4 on a GPU, on the CPU the architecture's
         self._loaded: tuple[int, nn.Module] | None = None
 
     @property
@@ -117,6 +117,8 @@ class Decoder:
         model = model.to(self.device).train(False)
         if self.fast:
             model = model.to(memory_format=torch.channels_last)
+        if hasattr(model, "keep_chains"):  # MV-Pyramid-MC: frames in order cost one warp each, not a chain
+            model.keep_chains()
         self._loaded = (segment, model)
         return model
 
@@ -148,8 +150,10 @@ class Decoder:
             while start < len(pairs):
                 segment = self.index.segment_of(pairs[start][0])
                 span = self.index.segments[segment].frames
+                cpu_batch = arch_of(self.index.segments[segment].config).cpu_decode_batch
+                batch = self.batch or (4 if self.device.type == "cuda" else cpu_batch)
                 stop = start
-                while stop < len(pairs) and stop - start < self.batch and pairs[stop][0] in span:
+                while stop < len(pairs) and stop - start < batch and pairs[stop][0] in span:
                     stop += 1
                 chunk = pairs[start:stop]
                 model = self.model(segment)

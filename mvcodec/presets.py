@@ -25,19 +25,44 @@ def _phases(fit: int, prune: int, qat: int) -> tuple[Phase, ...]:
     return (Phase("fit", fit), Phase("prune", prune, lr=0.2), Phase("qat", qat, lr=0.1))
 
 
+# MV-MGINR's presets (the architectures that bring no table of their own use this one).
 PRESETS: dict[str, tuple[Phase, ...]] = {
     "fast": _phases(30, 3, 7),
     "medium": _phases(100, 10, 25),
     "paper": _phases(300, 25, 75),  # the published schedule
     "slow": _phases(600, 50, 150),
 }
-# Seconds each preset's encode of the bundled sample took (README's first command: 4 views x 8 frames at
-# 160x96, 10-bit, MV-MGINR) on a 2-core CPU with nothing else running, and its PSNR-YUV: BENCHMARKS.md,
-# "Presets on the bundled sample" (tools/preset_times.py).
-SAMPLE_SECONDS = {"fast": 16.5, "medium": 51.0, "paper": 144.6, "slow": 321.8}
-SAMPLE_PSNR = {"fast": 25.2, "medium": 26.6, "paper": 28.8, "slow": 30.0}
+
+
+def _fit_qat(fit: int, qat: int) -> tuple[Phase, ...]:
+    return (Phase("fit", fit), Phase("qat", qat, lr=1.0))
+
+
+# The pyramid architectures': a 10% fit, then QAT at the fit's learning rate; each preset doubles the one
+# before. `medium` fits the rate-distortion issue's budget at 320x180 x 16 frames x 4 views on a 2-core CPU
+# (at most 1.5x MV-MGINR's medium, about 250 s a point): BENCHMARKS.md, issue 14, experiments 24-26.
+PYRAMID_PRESETS = {
+    "fast": _fit_qat(5, 45),
+    "medium": _fit_qat(10, 90),
+    "paper": _fit_qat(20, 180),
+    "slow": _fit_qat(40, 360),
+}
+PYRAMID_MC_PRESETS = {
+    "fast": _fit_qat(3, 27),
+    "medium": _fit_qat(5, 45),
+    "paper": _fit_qat(10, 90),
+    "slow": _fit_qat(20, 180),
+}
+
 DEFAULT_PRESET = "medium"
-DEFAULT_ARCH = "mv-mginr"  # the network mvenc fits unless --arch names another registered one
+DEFAULT_ARCH = "mv-pyramid-mc"  # the network mvenc fits unless --arch names another registered one
+DEFAULT_PRESETS = PYRAMID_MC_PRESETS  # its table
+# Seconds each of its presets' encode of the bundled sample took (README's first command: 4 views x 8 frames
+# at 160x96, 10-bit, -q 4) on a 2-core CPU with nothing else running, its bits per pixel and PSNR-YUV:
+# BENCHMARKS.md, "Presets on the bundled sample" (tools/preset_times.py).
+SAMPLE_SECONDS = {"fast": 24.0, "medium": 38.7, "paper": 75.5, "slow": 148.2}
+SAMPLE_BPP = {"fast": 0.55, "medium": 0.48, "paper": 0.44, "slow": 0.48}
+SAMPLE_PSNR = {"fast": 35.0, "medium": 34.6, "paper": 35.5, "slow": 36.0}
 
 
 def phases_for(
@@ -60,14 +85,22 @@ def phases_for(
 
 
 def preset_help() -> str:
-    """The --preset help text, from the table: fastest to slowest, with the bundled sample's times."""
+    """The --preset help text, from the default architecture's table: fastest to slowest, with the bundled
+    sample's times."""
+
+    def epochs(phases: tuple[Phase, ...]) -> str:
+        return " + ".join(str(p.epochs) for p in phases)
+
     parts = [
-        f"{name} ({' + '.join(str(p.epochs) for p in phases)}; {SAMPLE_SECONDS[name]:.0f} s, {SAMPLE_PSNR[name]} dB)"
-        for name, phases in PRESETS.items()
+        f"{name} ({epochs(phases)}; {SAMPLE_SECONDS[name]:.0f} s, {SAMPLE_BPP[name]} bpp, {SAMPLE_PSNR[name]} dB)"
+        for name, phases in DEFAULT_PRESETS.items()
     ]
     return (
-        "Training schedule, fastest to slowest, epochs of fit + fine-tuning after pruning + QAT (encode time and "
-        "PSNR-YUV of the bundled sample on a 2-core CPU; time grows with pixels x frames): "
+        f"Training schedule, fastest to slowest, epochs of fit + QAT of the default architecture ({DEFAULT_ARCH}; "
+        "encode time, bits per pixel and PSNR-YUV of the bundled sample at -q 4 on a 2-core CPU; time grows with "
+        "pixels x frames): "
         + ", ".join(parts)
-        + "; paper is the published one. --arch mv-pyramid has its own (README)."
+        + "; each architecture has its own (mv-mginr: fit + fine-tuning after pruning + QAT, "
+        + ", ".join(f"{name} {epochs(phases)}" for name, phases in PRESETS.items())
+        + "; README)."
     )

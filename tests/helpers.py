@@ -18,10 +18,11 @@ SAMPLE_DIR = Path(__file__).parent / "data"
 
 
 def train_config(preset: str = "fast", **overrides):
-    """The fit phase's TrainConfig of a preset's recipe, with TrainConfig fields (or epochs) replaced."""
+    """The fit phase's TrainConfig of a preset's MV-MGINR recipe (the network of the training tests), with
+    TrainConfig fields (or epochs) replaced."""
     from mvcodec.encoder.recipe import recipe
 
-    return recipe(preset, **overrides).train
+    return recipe(preset, arch="mv-mginr", **overrides).train
 
 
 SAMPLE_FILES = sorted(SAMPLE_DIR.glob("v*_texture_160x96_yuv420p10le.yuv"))

@@ -191,7 +191,8 @@ def test_a_top_left_sited_y4m_round_trips_its_tag(tmp_path):
                 w.write(random_planes(fmt, 10 * v + t))
         views.append(path)
     out = tmp_path / "s.mvinr"
-    args = ["--preset", "fast", "--epochs", "1", "--prune-epochs", "0", "--qat-epochs", "1", "--params", "20k"]
+    args = ["--arch", "mv-mginr", "--preset", "fast", "--epochs", "1", "--prune-epochs", "0", "--qat-epochs", "1"]
+    args += ["--params", "20k"]
     r = run_tool("mvenc", *views, out, *args, "--quiet", "--crop", "64x32+0+2", "--scale", "32x16")
     assert r.returncode == 0, r.stderr
     assert r.stdout == ""  # --quiet: nothing but errors
@@ -232,10 +233,11 @@ def test_quiet_dry_run_prints_nothing():
 
 
 def test_presets_are_listed_fastest_to_slowest_with_their_measured_times():
-    from mvcodec.presets import PRESETS, SAMPLE_PSNR, SAMPLE_SECONDS
+    from mvcodec.presets import DEFAULT_PRESETS, PRESETS, SAMPLE_BPP, SAMPLE_PSNR, SAMPLE_SECONDS
 
-    assert list(SAMPLE_SECONDS) == list(PRESETS) == list(SAMPLE_PSNR)
+    assert list(SAMPLE_SECONDS) == list(DEFAULT_PRESETS) == list(SAMPLE_PSNR) == list(SAMPLE_BPP) == list(PRESETS)
     times = list(SAMPLE_SECONDS.values())
     assert times == sorted(times)
-    r = run_tool("mvenc", "--help")
-    assert "fastest to slowest" in r.stdout and "fast (30 + 3 + 7; 16 s" in " ".join(r.stdout.split())
+    text = " ".join(run_tool("mvenc", "--help").stdout.split())
+    assert "fastest to slowest" in text and "fast (3 + 27; 24 s, 0.55 bpp, 35.0 dB)" in text
+    assert "mv-mginr: fit + fine-tuning after pruning + QAT, fast 30 + 3 + 7" in text

@@ -180,7 +180,7 @@ def test_quant_noise_rate_rises_linearly_to_one():
 def test_every_phase_resumes_from_its_named_checkpoint(tmp_path, monkeypatch):
     src = moving_square_source()
     cfg = solve_config(2, 3, 36, 64, 20_000)
-    rec = recipe("fast", epochs=1, prune_epochs=1, qat_epochs=2, seed=1).with_lambda(8.0)
+    rec = recipe("fast", arch="mv-mginr", epochs=1, prune_epochs=1, qat_epochs=2, seed=1).with_lambda(8.0)
     quiet = dict(progress=False, log=lambda *_: None)
     whole = run_phases(src, cfg, rec, torch.device("cpu"), prefix=None, **quiet)
     reference = [e.values for e in export_tensors(whole.model)]
@@ -216,7 +216,8 @@ def test_ladder_codings_decode():
 @pytest.mark.slow
 def test_bpp_target_is_reached_within_ten_percent(tmp_path):
     out = tmp_path / "r.mvinr"
-    args = [*SAMPLE_FILES, out, "--fps", "6", "--epochs", "3", "--prune-epochs", "1", "--qat-epochs", "2"]
+    args = [*SAMPLE_FILES, out, "--fps", "6", "--arch", "mv-mginr", "--epochs", "3", "--prune-epochs", "1"]
+    args += ["--qat-epochs", "2"]
     r = run_tool("mvenc", *args, "--bpp", "0.25", "--no-progress", "--stats", tmp_path / "r.json")
     assert r.returncode == 0, r.stderr
     stats = json.loads((tmp_path / "r.json").read_text())
@@ -230,7 +231,8 @@ def test_bpp_target_is_reached_within_ten_percent(tmp_path):
 def test_higher_quality_level_gives_more_bytes_and_higher_psnr(tmp_path):
     results = []
     for q in (2, 6):
-        args = [*SAMPLE_FILES[:2], tmp_path / f"q{q}.mvinr", "--fps", "6", "-f", "4", "--epochs", "12"]
+        args = [*SAMPLE_FILES[:2], tmp_path / f"q{q}.mvinr", "--fps", "6", "-f", "4", "--arch", "mv-mginr"]
+        args += ["--epochs", "12"]
         r = run_tool(
             "mvenc",
             *args,
@@ -253,8 +255,8 @@ def test_higher_quality_level_gives_more_bytes_and_higher_psnr(tmp_path):
 def test_rate_options_are_checked(tmp_path):
     r = run_tool("mvenc", *SAMPLE_FILES[:1], tmp_path / "x.mvinr", "--bpp", "0.1", "-b", "10")
     assert r.returncode == 2 and "not both" in r.stderr and "Traceback" not in r.stderr
-    r = run_tool("mvenc", *SAMPLE_FILES[:1], tmp_path / "x.mvinr", "--sparsity", "1.5")
-    assert r.returncode == 2 and "--sparsity" in r.stderr
+    r = run_tool("mvenc", *SAMPLE_FILES[:1], tmp_path / "x.mvinr", "--arch", "mv-mginr", "--sparsity", "1.5")
+    assert r.returncode == 2 and "--sparsity must be at least 0 and below 1" in r.stderr
 
 
 def test_mvinfo_reports_coded_and_ideal_bits_and_the_side_information():

@@ -13,9 +13,12 @@ import numpy as np
 import pytest
 from helpers import run_tool, tool
 
+from mvcodec.bitstream import read_index, read_segment_tensors
+from mvcodec.bitstream.tensor import MODEL_ARM, MODEL_CONTEXT, MODEL_LAPLACE
 from mvcodec.decoder import Decoder
 from mvcodec.io.output import output_name
 from mvcodec.io.raw import frame_bytes_of
+from mvcodec.model.registry import arch_of
 
 ROOT = Path(__file__).parent / "conformance"
 STREAMS = sorted(p for p in ROOT.iterdir() if (p / "stream.mvinr").exists())
@@ -23,7 +26,26 @@ NEGATIVE = json.loads((ROOT / "negative" / "expected.json").read_text())
 
 
 def test_there_are_conformance_streams():
-    assert len(STREAMS) >= 9 and len(NEGATIVE) >= 7
+    assert len(STREAMS) >= 12 and len(NEGATIVE) >= 7
+
+
+@pytest.mark.parametrize(
+    "name, arch_id, modes",
+    [
+        ("c11_pyramid", 1, {"view_grids.0": MODEL_CONTEXT, "frame_grids.1": MODEL_CONTEXT}),
+        ("c12_pyramid_mc", 2, {"flows": MODEL_LAPLACE, "frame_grids.0": MODEL_CONTEXT}),
+        ("c13_pyramid_mc_arm", 2, {"flows": MODEL_LAPLACE, "view_grids.0": MODEL_ARM, "frame_grids.0": MODEL_ARM}),
+    ],
+)
+def test_the_registered_architectures_and_entropy_models_have_streams(name, arch_id, modes):
+    with open(ROOT / name / "stream.mvinr", "rb") as f:
+        index = read_index(f)
+        tensors = {t.name: t for t in read_segment_tensors(f, index.segments[0])}
+    data = (ROOT / name / "stream.mvinr").read_bytes()
+    stored = int.from_bytes(data[data.index(b"ARCX") + 4 :][:2], "little")  # the payload's first field
+    assert stored == arch_id == arch_of(index.segments[0].config).id and index.version == (1, 1)
+    assert {k: tensors[k].model_mode for k in modes} == modes
+    assert all(tensors[k].row_period == index.segments[0].header.frames for k in modes if "view" not in k)
 
 
 @pytest.mark.parametrize("folder", STREAMS, ids=lambda p: p.name)

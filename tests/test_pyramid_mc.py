@@ -50,6 +50,19 @@ def test_the_chain_adds_each_frames_residual_to_the_previous_latents_moved_by_it
     assert torch.allclose(third, net.frame_grids["1"][0:3].sum(dim=0, keepdim=True), atol=1e-5)
 
 
+def test_kept_chains_give_the_same_latents_in_any_order_of_frames():
+    net, cfg = _random_mc(frames=5)
+    net.train(False)
+    with torch.inference_mode():
+        alone = {(v, t): net(torch.tensor([v]), torch.tensor([t])) for t in range(5) for v in range(2)}
+        batch = (torch.tensor([0, 1, 1]), torch.tensor([2, 4, 3]))
+        together = net(*batch)
+        net.keep_chains()  # as the decoder does: in order, back in time, again, then a mixed batch
+        for t, v in [(t, v) for t in range(5) for v in range(2)] + [(3, 1), (4, 0), (1, 1), (1, 1), (2, 1)]:
+            assert torch.equal(net(torch.tensor([v]), torch.tensor([t])), alone[v, t])
+        assert torch.equal(net(*batch), together)
+
+
 def test_a_batch_reads_its_views_earlier_frames_and_nothing_else():
     net, cfg = _random_mc()
     model = CompressibleModel(net, cfg, quantise=True).train()

@@ -20,7 +20,7 @@ from rd_bench import bd_table  # noqa: E402
 def rd_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("rd")
     args = [*map(str, SAMPLE_FILES), "-f", "2", "-q", "1,3", "--preset", "fast"]
-    args += ["--mvenc-args", "--epochs 2 --prune-epochs 1 --qat-epochs 1", "--crf", "30,40,51"]
+    args += ["--mvenc-args", "--arch mv-mginr --epochs 2 --prune-epochs 1 --qat-epochs 1", "--crf", "30,40,51"]
     args += ["--x265-presets", "medium", "--svt-crf", "40,55", "--work", str(out / "work")]
     args += ["--json", str(out / "rd.json"), "--plot", str(out / "rd.png"), "--quiet"]
     proc = subprocess.run(

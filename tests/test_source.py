@@ -100,3 +100,24 @@ def test_fps_option_overrides_and_reads_fractions():
     src = open_source(SAMPLE_FILES, fps=__import__("fractions").Fraction(30000, 1001))
     assert src.describe()["fps_fraction"] == "30000/1001"
     assert abs(src.describe()["fps"] - 29.97) < 1e-3
+
+
+def test_narrow_pair_cuts_two_shifted_windows_of_one_view(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    tool = Path(__file__).resolve().parents[1] / "tools" / "narrow_pair.py"
+    cmd = [sys.executable, str(tool), SAMPLE_FILES[0], tmp_path, "--size", "48x96", "--shift", "8", "-f", "2"]
+    r = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    pair = open_source(sorted(tmp_path.glob("v*.yuv")))
+    src = open_source(SAMPLE_FILES[:1], frames=2)
+    assert (pair.num_views, pair.num_frames, pair.fmt.width, pair.fmt.height) == (2, 2, 48, 96)
+    assert pair.fmt.pix_fmt == src.fmt.pix_fmt  # the source's bit depth kept
+    left, right = (next(iter(pair.frames(v))).y for v in (0, 1))
+    full = next(iter(src.frames(0))).y
+    x0 = (160 - 48 - 8) // 2 // 2 * 2  # windows of the full height, centred, 8 pixels apart (no scaling here)
+    assert np.array_equal(left, full[:, x0 : x0 + 48]) and np.array_equal(right, full[:, x0 + 8 : x0 + 56])
+    pair.close()
+    src.close()

@@ -106,7 +106,7 @@ def test_learning_rate_warms_up_then_decays():
 def test_presets_set_every_phase_and_configs_check_their_values():
     from mvcodec.encoder.recipe import recipe
 
-    r = recipe("paper")
+    r = recipe("paper", arch="mv-mginr")
     assert [(p.name, p.epochs) for p in r.phases] == [("fit", 300), ("prune", 25), ("qat", 75)]
     assert r.train.epochs == 300 and recipe("fast", qat_epochs=0).phase("qat").epochs == 0
     assert train_config("paper").epochs == 300 and train_config("fast", precision="fp32").precision == "fp32"
@@ -119,7 +119,7 @@ def test_presets_set_every_phase_and_configs_check_their_values():
     with pytest.raises(InputError, match="--epochs must be 1 or more, got 0"):
         recipe("fast", epochs=0)
     with pytest.raises(InputError, match="--sparsity must be at least 0 and below 1"):
-        recipe("fast", sparsity=1.0)
+        recipe("fast", arch="mv-mginr", sparsity=1.0)
 
 
 def _tiny(seed=0):
@@ -193,6 +193,8 @@ def test_mvenc_trains_reports_quality_and_refuses_to_overwrite_a_checkpoint(tmp_
         out,
         "-f",
         "3",
+        "--arch",
+        "mv-mginr",
         "--params",
         "40k",
         "--epochs",
@@ -236,7 +238,7 @@ def test_recipes_run_known_phases_in_order_and_old_checkpoints_get_one_line(tmp_
     from mvcodec.encoder.recipe import recipe
     from mvcodec.presets import Phase
 
-    r = recipe("fast")
+    r = recipe("fast", arch="mv-mginr")
     for phases in [r.phases[1:], (*r.phases, Phase("qat", 1)), (r.phases[0], r.phases[2], r.phases[1])]:
         with pytest.raises(ValueError, match="a recipe runs fit, then optionally prune, then qat"):
             replace(r, phases=phases)

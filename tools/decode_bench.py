@@ -1,12 +1,14 @@
 """Decoding benchmark: frames per second of the decoder, the compute floor, and peak memory vs frame count.
 
-For each size it builds the default-size (-q 4) model for the given views x frames, writes it as a real
-.mvinr stream (weights untrained: speed does not depend on them), then decodes every frame with the
+For each size it builds the default-size (-q 4) model of the architecture (--arch: mvenc's default) for the
+given views x frames, writes it as a real .mvinr stream (weights untrained: speed does not depend on them,
+motion fields of zeros cost the same warps), then decodes every frame with the
 decoder (network, colour conversion, rounding; outputs are not written to disk) in a fresh process, and
 reports decoded frames/s, frames/s per view (multi-view time instants per second), the network's FLOPs per
 frame against this machine's measured float32 matmul peak, and the process's peak memory.
 
     python tools/decode_bench.py --sizes 160x96,1280x720 --views 4 --frames 16,64 --json bench/decode_cpu.json
+    python tools/decode_bench.py --sizes 320x180 --frames 16 --arch mv-mginr
 """
 
 from __future__ import annotations
@@ -55,8 +57,8 @@ def matmul_peak(device: torch.device, n: int = 2048, repeat: int = 10) -> float:
     return 2 * n**3 * repeat / (time.perf_counter() - t0)
 
 
-def make_stream(path: Path, width: int, height: int, views: int, frames: int):
-    arch = by_name(DEFAULT)
+def make_stream(path: Path, width: int, height: int, views: int, frames: int, arch_name: str = DEFAULT):
+    arch = by_name(arch_name)
     cfg = config_for_quality(arch, 4, Shape(views, frames, height, width))
     torch.manual_seed(0)
     net = arch.build(cfg)
@@ -70,7 +72,7 @@ def make_stream(path: Path, width: int, height: int, views: int, frames: int):
     return cfg
 
 
-def child(stream: Path, device: str, precision: str, batch: int, frames: int) -> dict:
+def child(stream: Path, device: str, precision: str, batch: int | None, frames: int) -> dict:
     """Decode the first `frames` frames of every view once (after a warm-up frame); runs in its own process
     for a clean peak memory."""
     dev = pick_device(device)
@@ -102,11 +104,12 @@ def child(stream: Path, device: str, precision: str, batch: int, frames: int) ->
 @click.option("--frames", "frame_counts", default="16,64", show_default=True)
 @click.option("--device", default="auto", show_default=True)
 @click.option("--precision", default="auto", show_default=True)
-@click.option("--batch", default=4, show_default=True)
+@click.option("--batch", type=int, help="Frames a forward pass (default: the decoder's).")
+@click.option("--arch", default=DEFAULT, show_default=True, help="The architecture of the streams.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--child-stream", type=click.Path(path_type=Path), hidden=True)
 @click.option("--child-frames", type=int, hidden=True)
-def main(sizes, views, frame_counts, device, precision, batch, json_path, child_stream, child_frames):
+def main(sizes, views, frame_counts, device, precision, batch, arch, json_path, child_stream, child_frames):
     """Each size gets one stream of the largest frame count; each run decodes its first N frames per view,
     so the model is the same and only the number of decoded frames changes."""
     if child_stream:
@@ -120,7 +123,7 @@ def main(sizes, views, frame_counts, device, precision, batch, json_path, child_
             width, height = map(int, size.split("x"))
             counts = sorted(map(int, frame_counts.split(",")))
             stream = Path(tmp) / f"{size}.mvinr"
-            cfg = make_stream(stream, width, height, views, counts[-1])
+            cfg = make_stream(stream, width, height, views, counts[-1], arch)
             for frames in counts:
                 out = subprocess.run(
                     [
@@ -132,8 +135,7 @@ def main(sizes, views, frame_counts, device, precision, batch, json_path, child_
                         device,
                         "--precision",
                         precision,
-                        "--batch",
-                        str(batch),
+                        *(["--batch", str(batch)] if batch else []),
                         "--child-frames",
                         str(frames),
                     ],
@@ -144,6 +146,7 @@ def main(sizes, views, frame_counts, device, precision, batch, json_path, child_
                 r = json.loads(out.stdout.strip().splitlines()[-1])
                 flops = flops_per_frame(cfg)
                 r.update(
+                    arch=arch,
                     size=size,
                     views=views,
                     frames=frames,

@@ -39,7 +39,9 @@ from mvcodec.fsutil import write_json
 from mvcodec.io import open_source
 from mvcodec.metrics import bits_per_pixel
 from mvcodec.model.base import ParamSpec
-from mvcodec.model.registry import DEFAULT, by_name
+from mvcodec.model.registry import by_name
+
+ARCH = "mv-mginr"  # the ladder of MV-MGINR's compression stages (pruning, QAT)
 
 
 def write(path: Path, source, cfg, exported: list[ExportedTensor]) -> int:
@@ -83,8 +85,8 @@ def uniform(
 def main(src, size, frames, quality, preset, device, json_path):
     width, height = (int(x) for x in size.lower().split("x"))
     dev = pick_device(device)
-    arch = by_name(DEFAULT)
-    rec = recipe(preset).with_lambda(lambda_for_quality(quality))
+    arch = by_name(ARCH)
+    rec = recipe(preset, arch=ARCH).with_lambda(lambda_for_quality(quality))
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)

@@ -7,6 +7,7 @@ path's output planes, so that a platform whose float arithmetic differs can be h
 negative streams are damaged copies of the first one, each with the exit code mvdec must give.
 
     python tools/make_conformance.py tests/conformance
+    python tools/make_conformance.py tests/conformance --only c11_pyramid   # one stream, the others kept
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from mvcodec.compress.qat import export_tensors
 from mvcodec.compress.range_coding import gaussian_encode, mask_encode
 from mvcodec.decoder import Decoder
 from mvcodec.encoder.phases import TrainedSegment, run_phases
-from mvcodec.encoder.plan import plan_segments, segment_source
+from mvcodec.encoder.plan import lambda_for_quality, plan_segments, segment_source
 from mvcodec.encoder.recipe import Recipe, recipe
 from mvcodec.io import RawWriter, VideoFormat, open_source, pix_fmt
 from mvcodec.io.output import output_name
@@ -65,6 +66,8 @@ class Case:
     view_names: tuple[str, ...] | None = None
     ablation: str | None = None
     coding: str = "pipeline"  # pipeline (mvenc's: pruning, learned bfloat16 steps, QAT), uniform8, tools
+    arch: str = "mv-mginr"  # another registered architecture is trained and coded as mvenc does (pipeline)
+    config: dict = dataclasses.field(default_factory=dict)  # its sizing's config with these fields replaced
 
 
 CASES = [
@@ -94,6 +97,27 @@ CASES = [
         "c10_uniform8",
         "8-bit uniform quantisation with a float32 step per channel and one Gaussian per tensor, no pruning",
         coding="uniform8",
+    ),
+    Case(
+        "c11_pyramid",
+        "MV-Pyramid (arch_id 1): 4 levels, 2 view channels and 1 view-and-frame channel a level from level 1, "
+        "latents in model_mode 2 (contexts of the coarser level and the previous frame)",
+        arch="mv-pyramid",
+        config={"view_channels": 2, "frame_skip": 1},
+    ),
+    Case(
+        "c12_pyramid_mc",
+        "MV-Pyramid-MC (arch_id 2): 4 frames chained by 4x3 motion fields (model_mode 4), 10-bit",
+        frames=4,
+        pix_fmt="yuv420p10le",
+        arch="mv-pyramid-mc",
+    ),
+    Case(
+        "c13_pyramid_mc_arm",
+        "MV-Pyramid-MC whose latent grids an entropy-model network of width 8 codes (model_mode 3), motion at "
+        "the grid size of level 2",
+        arch="mv-pyramid-mc",
+        config={"arm_hidden": 8, "flow_level": 2},
     ),
 ]
 
@@ -146,9 +170,15 @@ def tools_tensor(name: str, w: np.ndarray, prune: float) -> CodedTensor:
     return t
 
 
-def training_recipe(coding: str) -> Recipe:
-    """The fit (8 epochs, no motion mask, seed 1), then for mvenc's coding pruning (2 epochs) and QAT (4)."""
-    rec = recipe("fast", epochs=8, prune_epochs=2, qat_epochs=4, rate_lambda=8.0, motion_weight=0.0, seed=1)
+def training_recipe(coding: str, arch: str) -> Recipe:
+    """MV-MGINR: the fit (8 epochs, no motion mask, seed 1), then for mvenc's coding pruning (2 epochs) and
+    QAT (4). Another architecture: its fast preset cut to 2 + 6 epochs, its -q 4 lambda, seed 1."""
+    if arch != ARCH.name:
+        a = by_name(arch)
+        return recipe("fast", arch=arch, epochs=2, qat_epochs=6, rate_lambda=lambda_for_quality(4, a), seed=1)
+    rec = recipe(
+        "fast", arch=ARCH.name, epochs=8, prune_epochs=2, qat_epochs=4, rate_lambda=8.0, motion_weight=0.0, seed=1
+    )
     return rec if coding == "pipeline" else dataclasses.replace(rec, phases=rec.phases[:1])
 
 
@@ -175,12 +205,13 @@ def make_stream(case: Case, out: Path, work: Path) -> None:
     source = open_source(paths, fps=case.fps)
     if case.view_names:
         source.view_names = list(case.view_names)
-    rec = training_recipe(case.coding)
+    rec = training_recipe(case.coding, case.arch)
     segments = []
     for k, (first, count) in enumerate(plan_segments(case.frames, case.segment_frames)):
         sub = segment_source(source, first, count)
         budget = round(case.params * count / case.frames)
-        cfg = ARCH.size_for(Shape(case.views, count, case.height, case.width), budget)
+        cfg = by_name(case.arch).size_for(Shape(case.views, count, case.height, case.width), budget)
+        cfg = dataclasses.replace(cfg, **case.config)
         if case.ablation:
             cfg = ablate(cfg, case.ablation)
         trained = run_phases(sub, cfg, rec, torch.device("cpu"), prefix=None, progress=False, log=lambda *_: None)
@@ -288,7 +319,19 @@ def make_negatives(valid: Path, out: Path) -> None:
 
 @click.command()
 @click.argument("dst", type=click.Path(file_okay=False, path_type=Path))
-def main(dst: Path) -> None:
+@click.option("--only", help="Comma-separated case names: write these alone, leaving the other streams as they are.")
+def main(dst: Path, only: str | None) -> None:
+    if only:
+        names = only.split(",")
+        unknown = set(names) - {c.name for c in CASES}
+        if unknown:
+            raise click.BadParameter(f"unknown cases {sorted(unknown)}", param_hint="--only")
+        for case in CASES:
+            if case.name in names:
+                shutil.rmtree(dst / case.name, ignore_errors=True)
+                with tempfile.TemporaryDirectory() as tmp:
+                    make_stream(case, dst / case.name, Path(tmp))
+        return
     if dst.exists():
         shutil.rmtree(dst)
     for case in CASES:

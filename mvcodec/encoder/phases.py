@@ -113,6 +113,7 @@ class TrainedSegment:
     train_seconds: float  # the fit's
     frames_per_second: float  # the fit's training throughput
     mask_seconds: float
+    phase_seconds: dict[str, float]  # each phase's training time (this run's, where a phase was resumed)
 
 
 def run_phases(
@@ -141,13 +142,14 @@ def run_phases(
     if hasattr(model.base, "init_flows"):  # motion fields start from the source's optical flow
         luma = data.store.y.cpu().numpy()
         model.base.init_flows(np.concatenate([backward_flow(y, data.store.bit_depth) for y in luma]))
-    fitted = None
+    fitted, seconds = None, {}
     for phase in recipe.phases:
         model = START[phase.name](model, recipe, log)
         tcfg = recipe.phase_config(phase)
         if tcfg.epochs:
             ckpt = Checkpoint(checkpoint_path(prefix, phase.name), tag=phase_tag(phase, recipe)) if prefix else None
             result = fit(model, data, tcfg, checkpoint=ckpt, progress=progress, label=LABELS[phase.name], log=log)
+            seconds[phase.name] = result.seconds
             if phase.name == "fit":
                 fitted = result
         if phase.name == "fit":
@@ -155,4 +157,4 @@ def run_phases(
         if on_phase is not None:
             on_phase(phase.name, model, data)
     model.train(False)
-    return TrainedSegment(model, quality, fitted.seconds, fitted.frames_per_second, mask_seconds)
+    return TrainedSegment(model, quality, fitted.seconds, fitted.frames_per_second, mask_seconds, seconds)

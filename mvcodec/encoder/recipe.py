@@ -97,6 +97,13 @@ def recipe(
         phases = phases_for(preset, {"fit": epochs, "prune": prune_epochs, "qat": qat_epochs}, a.presets)
     except ValueError as e:
         raise InputError(str(e)) from None
+    if not any(p.name == "prune" for p in phases):
+        given = [o for o, v in (("--prune-epochs", prune_epochs), ("--sparsity", sparsity)) if v is not None]
+        if given:
+            raise InputError(
+                f"{given[0]}: {a.name} has no pruning phase (its presets are fit + QAT); "
+                "drop the option, or add --arch mv-mginr for the network that prunes"
+            )
     fields = {**a.train_defaults, **{k: v for k, v in train.items() if v is not None}}
     tcfg = TrainConfig(phases[0].epochs, **fields)
     ccfg = CompressConfig(**{k: v for k, v in (("sparsity", sparsity), ("rate_lambda", rate_lambda)) if v is not None})

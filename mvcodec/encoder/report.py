@@ -44,6 +44,7 @@ class EncodeResult:
     epochs: int
     train_seconds: float
     train_fps: float
+    phase_seconds: dict[str, float]  # every phase's training time, the segments' summed
     mask_seconds: float
     encode_seconds: float
     device: str
@@ -78,6 +79,7 @@ class EncodeResult:
             "epochs": self.epochs,
             "train_seconds": self.train_seconds,
             "train_fps": self.train_fps,
+            "phase_seconds": self.phase_seconds,
             "mask_seconds": self.mask_seconds,
             "encode_seconds": self.encode_seconds,
             "device": self.device,
@@ -125,6 +127,7 @@ def encode_result(
         epochs=run.recipe.train.epochs,
         train_seconds=sum(t.train_seconds for t in trained),
         train_fps=sum(t.frames_per_second for t in trained) / len(trained),
+        phase_seconds={p.name: sum(t.phase_seconds.get(p.name, 0.0) for t in trained) for p in run.recipe.phases},
         mask_seconds=sum(t.mask_seconds for t in trained),
         encode_seconds=run.seconds,
         device=run.device,
@@ -153,7 +156,8 @@ def summary_lines(r: EncodeResult) -> list[str]:
     ]
     lines += quality_table(src["view_names"], r.quality)
     lines.append(
-        f"encoded in {r.encode_seconds:.1f} s (training {r.train_seconds:.1f} s at {r.train_fps:.1f} frames/s, "
-        f"motion masks {r.mask_seconds:.1f} s) on {r.device}"
+        f"encoded in {r.encode_seconds:.1f} s (fit {r.train_seconds:.1f} s at {r.train_fps:.1f} frames/s, "
+        + "".join(f"{name} {s:.1f} s, " for name, s in r.phase_seconds.items() if name != "fit")
+        + f"motion masks {r.mask_seconds:.1f} s) on {r.device}"
     )
     return lines

@@ -105,6 +105,7 @@ class Architecture:
     """Base class of the registered architectures (see the module docstring for the contract)."""
 
     id: ClassVar[int]  # u16 in the stream; 0 is MV-MGINR (the ARCH chunk), 0x8000-0xFFFF private use
+    legacy_ids: ClassVar[tuple[int, ...]] = ()  # private-use ids it had while experimental, still decoded
     name: ClassVar[str]  # the --arch name
     config_type: ClassVar[type]
     # How the encoder's plan sizes it (mvcodec/encoder/plan.py); MV-MGINR's measured values by default.
@@ -118,6 +119,7 @@ class Architecture:
     presets: ClassVar[dict[str, tuple] | None] = None
     lr_scales: ClassVar[dict[Role, float]] = {}
     chain: ClassVar[bool] = False  # frame t reads the frame-row tensors' rows of frames 0..t (see above)
+    cpu_decode_batch: ClassVar[int] = 4  # frames a forward pass of the decoder on the CPU (mvdec --batch)
 
     def build(self, cfg: Any) -> nn.Module:
         """The network of a config, freshly initialised (seeded by the caller)."""

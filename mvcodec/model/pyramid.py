@@ -1,5 +1,6 @@
-"""MV-Pyramid (experimental): multi-resolution latent grids per view and per view-and-frame, and a light
-synthesis net, in the manner of C3 and Cool-Chic's latent pyramids, for multi-view video.
+"""MV-Pyramid (bitstream_spec.md architecture 1): multi-resolution latent grids per view and per
+view-and-frame, and a light synthesis net, in the manner of C3 and Cool-Chic's latent pyramids, for
+multi-view video.
 
 For view v and frame t, level l (0 = full resolution, each next level half the size, rounded up) holds
 a view grid VG_l[v] (view_channels) shared by every frame of the view, where a fixed camera's static scene
@@ -30,7 +31,7 @@ from torch import nn
 
 from mvcodec.bitstream.tensor import ARM_INPUTS, ARM_MAX_HIDDEN, ARM_OUTPUTS, arm_layer_shapes
 from mvcodec.model.base import ArchConfig, Architecture, ParamSpec, Role, Shape
-from mvcodec.presets import Phase
+from mvcodec.presets import PYRAMID_PRESETS
 
 MAX_LEVELS = 8
 MAX_CHANNELS = 16
@@ -137,9 +138,11 @@ class MVPyramid(nn.Module):
 
 
 class MVPyramidArchitecture(Architecture):
-    """MV-Pyramid in the stream: an ARCX chunk with an id of the private-use range while it is experimental."""
+    """MV-Pyramid in the stream: an ARCX chunk, architecture id 1 (bitstream_spec.md sections 6.1, 10.1, 12.1;
+    0x8001, its private-use id while it was experimental, still decodes)."""
 
-    id, name, config_type = 0x8001, "mv-pyramid", PyramidConfig
+    id, name, config_type = 0x0001, "mv-pyramid", PyramidConfig
+    legacy_ids = (0x8001,)
     lambda_at_4 = 512.0  # D is an MSE here (1e-3 is 30 dB), not MV-MGINR's L1 + SSIM
     params_per_pixel_at_4 = 1.5  # -q 4 is the one-channel size (about 1.5 parameters a pixel); -q 5, 6 widen it
     min_params_at_4 = 0
@@ -148,12 +151,10 @@ class MVPyramidArchitecture(Architecture):
     # Gaussians it no longer runs away there, and no longer gains there; not rerun at 320x180)
     train_defaults = {"lr": 1e-2, "loss": "mse-yuv", "motion_weight": 0.0, "latent_proxy": "noise"}
     lr_scales = {Role.LATENT: 30.0}
-    presets = {
-        "fast": (Phase("fit", 10), Phase("qat", 90, lr=1.0)),
-        "medium": (Phase("fit", 20), Phase("qat", 180, lr=1.0)),
-        "paper": (Phase("fit", 40), Phase("qat", 360, lr=1.0)),
-        "slow": (Phase("fit", 80), Phase("qat", 720, lr=1.0)),
-    }
+    presets = PYRAMID_PRESETS
+    # one frame a pass: four frames' full-resolution layers (22 MB each at 320x180) outgrow the CPU's cache
+    # and decode 30% slower (BENCHMARKS.md, issue 14, experiment 26)
+    cpu_decode_batch = 1
 
     def build(self, cfg: PyramidConfig) -> MVPyramid:
         return MVPyramid(cfg)

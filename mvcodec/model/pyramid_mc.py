@@ -1,6 +1,6 @@
-"""MV-Pyramid-MC (experimental): MV-Pyramid whose view-and-frame latents are predicted along time by
-motion compensation in the latent domain, as a P-frame codec predicts pixels, while any frame stays
-decodable on its own (no other frame is synthesised to make it).
+"""MV-Pyramid-MC (mvenc's default architecture, bitstream_spec.md architecture 2): MV-Pyramid whose
+view-and-frame latents are predicted along time by motion compensation in the latent domain, as a P-frame
+codec predicts pixels, while any frame stays decodable on its own (no other frame is synthesised to make it).
 
 Frame t of view v carries a motion field M[v * frames + t] (2 channels, x then y, in quarter pixels of the
 frame, at the grid size of level flow_level; frame 0's is unused) and, at each level l with view-and-frame
@@ -30,7 +30,7 @@ from torch import nn
 
 from mvcodec.model.base import ParamSpec, Role, Shape
 from mvcodec.model.pyramid import MAX_LEVELS, MVPyramid, MVPyramidArchitecture, PyramidConfig
-from mvcodec.presets import Phase
+from mvcodec.presets import PYRAMID_MC_PRESETS
 
 MOTION_UNIT = 0.25  # pixels per motion symbol
 
@@ -57,6 +57,7 @@ class MVPyramidMC(MVPyramid):
     def __init__(self, cfg: PyramidMCConfig):
         super().__init__(cfg)
         self.flows = nn.Parameter(torch.zeros(cfg.views * cfg.frames, 2, *cfg.grid_size(cfg.flow_level)))
+        self._chains: dict[tuple[int, int], tuple[int, torch.Tensor]] | None = None  # keep_chains()
 
     def frame_part(self, level, view, frame, index, rows):
         cfg = self.cfg
@@ -68,16 +69,32 @@ class MVPyramidMC(MVPyramid):
             run = torch.arange(v * cfg.frames, v * cfg.frames + max(wanted) + 1, device=grids.device)
             if rows is not None:
                 run = torch.searchsorted(rows, run)
-            found.update(((v, t), z) for t, z in self._chain(grids, run, wanted))
+            start = None
+            if self._chains is not None and rows is None:
+                start = self._chains.get((level, v))
+                if start is not None and start[0] > min(wanted):
+                    start = None  # the decoder went back in time: from frame 0 again
+            for t, z in self._chain(grids, run, wanted, start):
+                found[v, t] = z
+                if self._chains is not None and rows is None:
+                    self._chains[level, v] = (t, z)
         return torch.cat([found[p] for p in pairs])
 
-    def _chain(self, grids: torch.Tensor, run: torch.Tensor, wanted: set[int]):
+    def keep_chains(self) -> None:
+        """Remember each view's last chained latents between calls (a decoder's, whose parameters no longer
+        change), so that frames asked for in order cost one warp each instead of a chain from frame 0."""
+        self._chains = {}
+
+    def _chain(self, grids: torch.Tensor, run: torch.Tensor, wanted: set[int], start=None):
         """Z(t) for each t in `wanted` of one view's run of rows (frames 0..max(wanted)), as (t, Z(t)): each
-        frame's residual added to the previous Z warped by the frame's motion."""
+        frame's residual added to the previous Z warped by the frame's motion; from `start` = (s, Z(s)) where
+        a Z is already known."""
+        first = start[0] if start is not None else 0
+        run = run[first:]
         residuals = grids[run].unbind(0)  # one gather (and one scatter back) for the whole run
-        z = residuals[0].unsqueeze(0)
-        if 0 in wanted:
-            yield 0, z
+        z = start[1] if start is not None else residuals[0].unsqueeze(0)
+        if first in wanted:
+            yield first, z
         if len(run) == 1:
             return
         h, w = grids.shape[-2:]
@@ -91,8 +108,8 @@ class MVPyramidMC(MVPyramid):
         for s in range(1, len(run)):
             warped = F.grid_sample(z, sample[s - 1 : s], mode="bilinear", padding_mode="border", align_corners=False)
             z = warped + residuals[s].unsqueeze(0)
-            if s in wanted:
-                yield s, z
+            if first + s in wanted:
+                yield first + s, z
 
     @torch.no_grad()
     def init_flows(self, flow: np.ndarray) -> None:
@@ -107,10 +124,12 @@ class MVPyramidMC(MVPyramid):
 
 
 class MVPyramidMCArchitecture(MVPyramidArchitecture):
-    """MV-Pyramid-MC in the stream: MV-Pyramid's config fields, then flow_level (u8); a private-use id while
-    it is experimental."""
+    """MV-Pyramid-MC in the stream: architecture id 2, MV-Pyramid's config fields, then flow_level (u8)
+    (bitstream_spec.md sections 6.1, 10.1, 12.2; 0x8002, its private-use id while it was experimental, still
+    decodes)."""
 
-    id, name, config_type = 0x8002, "mv-pyramid-mc", PyramidMCConfig
+    id, name, config_type = 0x0002, "mv-pyramid-mc", PyramidMCConfig
+    legacy_ids = (0x8002,)
     chain = True
     # the motion fields coded under a Laplace per context (model_mode 4): mostly 0, with a heavy tail where
     # things move, which a Gaussian prices 34-45% too high (BENCHMARKS.md, issue 14, experiment 25)
@@ -118,14 +137,9 @@ class MVPyramidMCArchitecture(MVPyramidArchitecture):
     # Quant-Noise's mix, as before experiment 23 (BENCHMARKS.md, issue 14): the noise proxy was neutral here;
     # the rate term prices a batch's own frames, not the chain it reads (experiment 25: the same RD, 20% less time)
     train_defaults = {**MVPyramidArchitecture.train_defaults, "latent_proxy": "mixed", "price_frames": True}
-    # 0.8 of MV-Pyramid's epochs: `fast` fits the issue's 1.5x of MV-Pyramid's time (about 370 s a point at
-    # 320x180 x 16 frames x 4 views on a 2-core CPU; experiment 25)
-    presets = {
-        "fast": (Phase("fit", 8), Phase("qat", 72, lr=1.0)),
-        "medium": (Phase("fit", 16), Phase("qat", 144, lr=1.0)),
-        "paper": (Phase("fit", 32), Phase("qat", 288, lr=1.0)),
-        "slow": (Phase("fit", 64), Phase("qat", 576, lr=1.0)),
-    }
+    # `medium` (5 + 45 epochs, the default) takes 234-235 s a point at 320x180 x 16 frames x 4 views on a 2-core
+    # CPU, inside the issue's budget (experiment 26)
+    presets = PYRAMID_MC_PRESETS
 
     def build(self, cfg: PyramidMCConfig) -> MVPyramidMC:
         return MVPyramidMC(cfg)

@@ -36,8 +36,11 @@ def unregister(arch: Architecture) -> None:
 
 
 def by_id(arch_id: int) -> Architecture | None:
-    """The architecture of a stream id, or None where this decoder does not know it."""
-    return ARCHITECTURES.get(arch_id)
+    """The architecture of a stream id (or of an id it had while experimental), or None where this decoder
+    does not know it."""
+    if arch_id in ARCHITECTURES:
+        return ARCHITECTURES[arch_id]
+    return next((a for a in ARCHITECTURES.values() if arch_id in a.legacy_ids), None)
 
 
 def by_name(name: str) -> Architecture:

@@ -31,7 +31,7 @@ from mvcodec.errors import InputError
 from mvcodec.fsutil import atomic_write
 from mvcodec.io import MultiViewSource, Planes
 from mvcodec.metrics import frame_quality, mean_quality
-from mvcodec.model.registry import DEFAULT, arch_of, by_name
+from mvcodec.model.registry import arch_of, by_name
 from mvcodec.progress import Progress
 from mvcodec.train.loss import LOSSES, motion_aware_loss, yuv_mse_loss
 from mvcodec.train.optim import RowAdam
@@ -41,6 +41,8 @@ from mvcodec.train.optim import RowAdam
 # rounded latents; 7: TrainConfig.price_frames; 8: MV-Pyramid-MC's motion priced under a Laplace (model_mode 4),
 # without per-row statistics
 CHECKPOINT_VERSION = 8
+
+LEGACY_ARCH = "mv-mginr"  # the network of the checkpoints written before they named theirs
 
 
 @dataclass(frozen=True)
@@ -270,7 +272,7 @@ def load_model(path: Path, device: torch.device | str = "cpu") -> nn.Module:
     meta, arrays = read_checkpoint(path)
     if meta.get("tag"):
         raise InputError(f"{path}: a checkpoint of the {meta['tag'].get('stage')} phase; give the fit's (OUTPUT.ckpt)")
-    arch = by_name(meta.get("arch", DEFAULT))
+    arch = by_name(meta.get("arch", LEGACY_ARCH))
     model = arch.build(arch.config_type.from_dict(meta["model"]))
     model.load_state_dict(_model_state(arrays, "model/base."))
     return model.to(device)
@@ -283,7 +285,7 @@ def _restore(ckpt: Checkpoint, model: CompressibleModel, opt: RowAdam, tcfg: Tra
         raise InputError(f"{path}: checkpoint was made with other compression options; give the same ones or delete it")
     if meta["fingerprint"] != fingerprint:
         raise InputError(f"{path}: checkpoint was made from other input; delete it or give the same input")
-    if meta.get("arch", DEFAULT) != arch_of(model.cfg).name or meta["model"] != model.cfg.to_dict():
+    if meta.get("arch", LEGACY_ARCH) != arch_of(model.cfg).name or meta["model"] != model.cfg.to_dict():
         raise InputError(f"{path}: checkpoint has another model size; give the same -q/--params or delete it")
     stored = meta["train"]
     if {k: v for k, v in stored.items() if k != "compile"} != {k: v for k, v in asdict(tcfg).items() if k != "compile"}:
