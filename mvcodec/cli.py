@@ -119,7 +119,12 @@ def open_cli_source(inputs, size, pix_fmt, fps, frames, seek, views, filters=Non
     help="Network architecture, by its registered name (an unknown name lists them).",
 )
 @click.option(
-    "-q", "--quality", type=int, metavar="1-8", help="Quality level: model size doubles per level (default 4)."
+    "-q",
+    "--quality",
+    type=int,
+    metavar="1-8",
+    help="Quality level (default 4): lambda doubles per level (the pyramid architectures, which also widen from 5 "
+    "up; mv-mginr: the model size doubles too).",
 )
 @click.option("--params", metavar="N", help="Model size in parameters (250k, 1.5M); overrides -q.")
 @click.option(
@@ -230,11 +235,6 @@ def mvenc(
     filters = SourceFilters(parse_crop(crop) if crop else None, parse_size(scale, "--scale") if scale else None)
     from mvcodec import encoder  # after the cheap checks: it loads torch
 
-    if no_motion_mask and arch != "mv-mginr":
-        raise InputError(
-            f"--no-motion-mask: the motion-aware L1 + SSIM loss is MV-MGINR's; {arch} trains on the MSE of YUV "
-            "without one: drop the option, or add --arch mv-mginr"
-        )
     rec = encoder.recipe(
         preset,
         arch=arch,

@@ -46,6 +46,12 @@ def test_the_registered_architectures_and_entropy_models_have_streams(name, arch
     assert stored == arch_id == arch_of(index.segments[0].config).id and index.version == (1, 1)
     assert {k: tensors[k].model_mode for k in modes} == modes
     assert all(tensors[k].row_period == index.segments[0].header.frames for k in modes if "view" not in k)
+    if "flows" in modes:  # motion that moves: more than a pixel somewhere, and fractions of one
+        with Decoder(ROOT / name / "stream.mvinr") as dec:
+            cfg = dec.index.segments[0].config
+            names = [p.name for p in arch_of(cfg).layout(cfg)]
+            flows = dec.parameters(0)[names.index("flows")][1:]  # frame 0's is not used
+        assert np.abs(flows).max() >= 4 and np.any(flows % 4 != 0)
 
 
 @pytest.mark.parametrize("folder", STREAMS, ids=lambda p: p.name)

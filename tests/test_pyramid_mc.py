@@ -61,6 +61,12 @@ def test_kept_chains_give_the_same_latents_in_any_order_of_frames():
         for t, v in [(t, v) for t in range(5) for v in range(2)] + [(3, 1), (4, 0), (1, 1), (1, 1), (2, 1)]:
             assert torch.equal(net(torch.tensor([v]), torch.tensor([t])), alone[v, t])
         assert torch.equal(net(*batch), together)
+    out = net(torch.tensor([1]), torch.tensor([3]))  # grad mode after inference mode: its own chains
+    out.sum().backward()
+    assert torch.equal(out.detach(), alone[1, 3]) and net.flows.grad is not None
+    net.to(torch.float64)  # another dtype forgets the chains
+    with torch.inference_mode():
+        assert net(torch.tensor([1]), torch.tensor([4])).dtype == torch.float64
 
 
 def test_a_batch_reads_its_views_earlier_frames_and_nothing_else():

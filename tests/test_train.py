@@ -245,6 +245,11 @@ def test_recipes_run_known_phases_in_order_and_old_checkpoints_get_one_line(tmp_
     assert [p.name for p in replace(r, phases=(r.phases[0], r.phases[2])).phases] == ["fit", "qat"]
     with pytest.raises(InputError, match="--prune-epochs must be 0 or more, got -1"):
         recipe("fast", prune_epochs=-1)
+    for option, given in (("--prune-epochs", {"prune_epochs": 2}), ("--sparsity", {"sparsity": 0.3})):
+        with pytest.raises(InputError, match=f"{option}: mv-pyramid-mc has no pruning phase"):
+            recipe("fast", arch="mv-pyramid-mc", **given)
+    with pytest.raises(InputError, match="--no-motion-mask: mv-pyramid trains without a motion mask"):
+        recipe("fast", arch="mv-pyramid", motion_weight=0.0)
     meta = np.frombuffer(json.dumps({"version": 1}).encode(), dtype=np.uint8)
     np.savez(tmp_path / "old.npz", meta=meta)
     with pytest.raises(InputError, match="a version 1 checkpoint .*: delete it to start afresh"):

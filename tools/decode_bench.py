@@ -62,7 +62,8 @@ def make_stream(path: Path, width: int, height: int, views: int, frames: int, ar
     cfg = config_for_quality(arch, 4, Shape(views, frames, height, width))
     torch.manual_seed(0)
     net = arch.build(cfg)
-    masks = prune_masks(dict(net.named_parameters()), arch.layout(cfg), 0.4)
+    prunes = arch.presets is None  # MV-MGINR's phases (fit, prune, QAT); the pyramid architectures do not prune
+    masks = prune_masks(dict(net.named_parameters()), arch.layout(cfg), 0.4) if prunes else None
     exported = export_tensors(CompressibleModel(net, cfg, masks, quantise=True))  # as mvenc codes
     tensors, digest = [e.tensor for e in exported], parameter_hash([e.values for e in exported])
     names = tuple(f"v{i}" for i in range(views))

@@ -262,7 +262,7 @@ def main(src, size, frames, quality, presets, ablation_preset, epochs, speed_che
             no_motion = replace(rec, train=replace(rec.train, motion_weight=0.0))
             ablations.append(run(source, cfg, no_motion, dev, "w/o motion mask"))
         if speed_check:
-            speed = compare_paths(source, cfg, recipe("fast", epochs=speed_check).train, dev, keys)
+            speed = compare_paths(source, cfg, fit_recipe("fast", epochs=speed_check).train, dev, keys)
     record = {
         "source": str(src),
         "views": source.num_views,

@@ -112,7 +112,7 @@ class TrainedSegment:
     float_quality: dict  # the fitted float network's quality, before pruning and quantisation
     train_seconds: float  # the fit's
     frames_per_second: float  # the fit's training throughput
-    mask_seconds: float
+    mask_seconds: float  # loading the frames and their optical flow (motion masks, or motion fields' start)
     phase_seconds: dict[str, float]  # each phase's training time (this run's, where a phase was resumed)
 
 
@@ -136,12 +136,12 @@ def run_phases(
     log(f"layout: {arch.name}, {arch.describe(cfg)}, {arch.macs_per_pixel(cfg):.0f} MACs per pixel")
     t0 = time.monotonic()
     data = training_data(source, recipe.train.motion_weight, device, prefix, progress)
-    mask_seconds = time.monotonic() - t0
     torch.manual_seed(recipe.train.seed)
     model = CompressibleModel(arch.build(cfg), cfg)
     if hasattr(model.base, "init_flows"):  # motion fields start from the source's optical flow
         luma = data.store.y.cpu().numpy()
         model.base.init_flows(np.concatenate([backward_flow(y, data.store.bit_depth) for y in luma]))
+    mask_seconds = time.monotonic() - t0  # loading, and the optical flow of the motion masks or motion fields
     fitted, seconds = None, {}
     for phase in recipe.phases:
         model = START[phase.name](model, recipe, log)

@@ -104,6 +104,11 @@ def recipe(
                 f"{given[0]}: {a.name} has no pruning phase (its presets are fit + QAT); "
                 "drop the option, or add --arch mv-mginr for the network that prunes"
             )
+    if train.get("motion_weight") is not None and a.train_defaults.get("motion_weight") == 0.0:
+        raise InputError(
+            f"--no-motion-mask: {a.name} trains without a motion mask (loss {a.train_defaults.get('loss')}); "
+            "drop the option, or add --arch mv-mginr for the motion-aware L1 + SSIM loss"
+        )
     fields = {**a.train_defaults, **{k: v for k, v in train.items() if v is not None}}
     tcfg = TrainConfig(phases[0].epochs, **fields)
     ccfg = CompressConfig(**{k: v for k, v in (("sparsity", sparsity), ("rate_lambda", rate_lambda)) if v is not None})

@@ -158,6 +158,6 @@ def summary_lines(r: EncodeResult) -> list[str]:
     lines.append(
         f"encoded in {r.encode_seconds:.1f} s (fit {r.train_seconds:.1f} s at {r.train_fps:.1f} frames/s, "
         + "".join(f"{name} {s:.1f} s, " for name, s in r.phase_seconds.items() if name != "fit")
-        + f"motion masks {r.mask_seconds:.1f} s) on {r.device}"
+        + f"loading and optical flow {r.mask_seconds:.1f} s) on {r.device}"
     )
     return lines

@@ -4,7 +4,7 @@ An architecture is one module holding a subclass of `Architecture` and its confi
 `mvcodec/model/registry.py` (or a call to `register`) makes every layer use it:
 
     class Tiny(Architecture):
-        id, name, config_type = 0x8001, "tiny", TinyConfig
+        id, name, config_type = 0xF001, "tiny", TinyConfig
         def build(self, cfg): ...
         def layout(self, cfg): ...           # [ParamSpec(name, shape, Role.GRID), ...] in stream order
         def config_bytes(self, cfg, w): ...  # the header fields, written with a ByteWriter

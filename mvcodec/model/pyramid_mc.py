@@ -57,7 +57,7 @@ class MVPyramidMC(MVPyramid):
     def __init__(self, cfg: PyramidMCConfig):
         super().__init__(cfg)
         self.flows = nn.Parameter(torch.zeros(cfg.views * cfg.frames, 2, *cfg.grid_size(cfg.flow_level)))
-        self._chains: dict[tuple[int, int], tuple[int, torch.Tensor]] | None = None  # keep_chains()
+        self._chains: dict[tuple, tuple[int, torch.Tensor]] | None = None  # keep_chains()
 
     def frame_part(self, level, view, frame, index, rows):
         cfg = self.cfg
@@ -69,21 +69,28 @@ class MVPyramidMC(MVPyramid):
             run = torch.arange(v * cfg.frames, v * cfg.frames + max(wanted) + 1, device=grids.device)
             if rows is not None:
                 run = torch.searchsorted(rows, run)
-            start = None
-            if self._chains is not None and rows is None:
-                start = self._chains.get((level, v))
-                if start is not None and start[0] > min(wanted):
-                    start = None  # the decoder went back in time: from frame 0 again
+            keep = self._chains is not None and rows is None
+            mode = (torch.is_inference_mode_enabled(), torch.is_grad_enabled())
+            start = self._chains.get((level, v, mode)) if keep else None
+            if start is not None and start[0] > min(wanted):
+                start = None  # the decoder went back in time: from frame 0 again
             for t, z in self._chain(grids, run, wanted, start):
                 found[v, t] = z
-                if self._chains is not None and rows is None:
-                    self._chains[level, v] = (t, z)
+                if keep:
+                    self._chains[level, v, mode] = (t, z)
         return torch.cat([found[p] for p in pairs])
 
     def keep_chains(self) -> None:
-        """Remember each view's last chained latents between calls (a decoder's, whose parameters no longer
-        change), so that frames asked for in order cost one warp each instead of a chain from frame 0."""
+        """Remember each view's last chained latents between calls, so that frames asked for in order cost one
+        warp each instead of a chain from frame 0: for a decoder's network, whose parameters no longer change
+        (moving the network to another device or dtype forgets them; so does a call in another grad or
+        inference mode, which keeps its own)."""
         self._chains = {}
+
+    def _apply(self, fn, recurse=True):
+        if self._chains:
+            self._chains = {}
+        return super()._apply(fn, recurse)
 
     def _chain(self, grids: torch.Tensor, run: torch.Tensor, wanted: set[int], start=None):
         """Z(t) for each t in `wanted` of one view's run of rows (frames 0..max(wanted)), as (t, Z(t)): each
@@ -137,7 +144,7 @@ class MVPyramidMCArchitecture(MVPyramidArchitecture):
     # Quant-Noise's mix, as before experiment 23 (BENCHMARKS.md, issue 14): the noise proxy was neutral here;
     # the rate term prices a batch's own frames, not the chain it reads (experiment 25: the same RD, 20% less time)
     train_defaults = {**MVPyramidArchitecture.train_defaults, "latent_proxy": "mixed", "price_frames": True}
-    # `medium` (5 + 45 epochs, the default) takes 234-235 s a point at 320x180 x 16 frames x 4 views on a 2-core
+    # `medium` (5 + 45 epochs, the default) takes 234-254 s a point at 320x180 x 16 frames x 4 views on a 2-core
     # CPU, inside the issue's budget (experiment 26)
     presets = PYRAMID_MC_PRESETS
 

@@ -24,7 +24,8 @@ def register(arch: Architecture) -> Architecture:
     if not (isinstance(arch, Architecture) and issubclass(arch.config_type, ArchConfig)):
         raise TypeError(f"{arch!r} is not an Architecture whose config_type is an ArchConfig dataclass")
     for other in ARCHITECTURES.values():
-        if arch.id == other.id or arch.name == other.name or arch.config_type is other.config_type:
+        ids, other_ids = {arch.id, *arch.legacy_ids}, {other.id, *other.legacy_ids}
+        if ids & other_ids or arch.name == other.name or arch.config_type is other.config_type:
             raise ValueError(f"architecture {arch.name} (id {arch.id}) clashes with {other.name} (id {other.id})")
     ARCHITECTURES[arch.id] = arch
     return arch
