@@ -54,7 +54,7 @@ def variant(
         pass
 
     class Variant(MVPyramidMCArchitecture if mc else MVPyramidArchitecture):
-        id, config_type = 0x80F0, Config
+        id, config_type, legacy_ids = 0x80F0, Config, ()  # its base's experimental id is not its own
         name = ("mv-pyramid-mc" if mc else "mv-pyramid") + "".join(
             f"-{k}{v}"
             for k, v in (
