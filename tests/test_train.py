@@ -303,19 +303,28 @@ def test_ctrl_c_during_mvenc_keeps_a_checkpoint_that_resume_finishes(tmp_path):
     assert json.loads((tmp_path / "s.json").read_text())["bytes"] == out.stat().st_size
 
 
-def test_an_mv_pyramid_qat_resumed_equals_an_uninterrupted_one(tmp_path):
-    """The row-lazy optimiser's state and the per-row statistics of the latents' Gaussians are checkpointed."""
+@pytest.mark.parametrize("arch", ["mv-pyramid", "mv-pyramid-mc"])
+def test_an_mv_pyramid_qat_resumed_equals_an_uninterrupted_one(tmp_path, arch):
+    """The row-lazy optimiser's state and the per-row statistics of the latents' Gaussians are checkpointed
+    (MV-Pyramid-MC, the default architecture: with its chain, its motion and its own training defaults)."""
     from dataclasses import replace
 
-    from mvcodec.model.pyramid import MVPyramid, PyramidConfig
+    from mvcodec.model import by_name
+    from mvcodec.model.pyramid import PyramidConfig
+    from mvcodec.model.pyramid_mc import PyramidMCConfig
 
     def tiny():
         torch.manual_seed(4)
         cfg = PyramidConfig(2, 3, 36, 64, levels=3, hidden=8)
-        model = CompressibleModel(MVPyramid(cfg), cfg, quantise=True)
+        if arch == "mv-pyramid-mc":
+            cfg = PyramidMCConfig.of(cfg, flow_level=2)
+        model = CompressibleModel(by_name(arch).build(cfg), cfg, quantise=True)
+        if arch == "mv-pyramid-mc":
+            torch.nn.init.normal_(model.base.flows, 0, 4)
         return model, TrainingData(FrameStore(moving_square_source(), torch.device("cpu")), None, "x")
 
-    tcfg = replace(train_config("fast", epochs=4, checkpoint_every=1, seed=3), loss="mse-yuv", rate_weight=1e-2)
+    defaults = {k: v for k, v in by_name(arch).train_defaults.items() if k != "lr"}
+    tcfg = replace(train_config("fast", epochs=4, checkpoint_every=1, seed=3), rate_weight=1e-2, **defaults)
     model, data = tiny()
     fit(model, data, tcfg, progress=False)
     uninterrupted = [t.clone() for t in model.state_dict().values()]
