@@ -150,8 +150,9 @@ class Decoder:
             while start < len(pairs):
                 segment = self.index.segment_of(pairs[start][0])
                 span = self.index.segments[segment].frames
-                cpu_batch = arch_of(self.index.segments[segment].config).cpu_decode_batch
-                batch = self.batch or (4 if self.device.type == "cuda" else cpu_batch)
+                batch = self.batch or (
+                    4 if self.device.type == "cuda" else arch_of(self.index.segments[segment].config).cpu_decode_batch
+                )
                 stop = start
                 while stop < len(pairs) and stop - start < batch and pairs[stop][0] in span:
                     stop += 1

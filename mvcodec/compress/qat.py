@@ -25,6 +25,7 @@ from torch import nn
 from torch.func import functional_call
 
 from mvcodec.bitstream.tensor import (
+    LATENT_MODES,
     MAX_SYMBOL,
     MODEL_ARM,
     MODEL_CONTEXT,
@@ -151,10 +152,7 @@ class CompressibleModel(nn.Module):
         coarse = params[spec.coarse] if spec.coarse else None
         scale: torch.Tensor | float = 1.0
         if rows is not None and spec.rows == "frame":
-            y = self._rows_of(spec.name, w, rows)
-            if (pick := self._priced_positions(rows)) is not None:
-                y, rows = y[pick], rows[pick]
-            scale = self._read_weights(rows).view(-1, 1, 1, 1) if self.chain else spec.shape[0] / len(rows)
+            y, rows, scale = self._priced_values(spec, w, rows)
             with torch.no_grad():
                 prev, c = self._row_neighbours(spec, w, coarse, rows)
         else:
@@ -197,13 +195,9 @@ class CompressibleModel(nn.Module):
             if not bool(getattr(self, f"rowready_{key}")):
                 self.update_rows(spec, params, None)
             mean, std, lo, hi = self.row_gaussians(spec)
-            y, scale = self._rows_of(spec.name, w, rows), spec.shape[0] / len(rows)
-            if (pick := self._priced_positions(rows)) is not None:
-                y, rows = y[pick], rows[pick]
+            y, rows, scale = self._priced_values(spec, w, rows)
             with torch.no_grad():
                 ctx = self._row_contexts(spec, w, coarse, rows)
-            if self.chain:
-                scale = self._read_weights(rows).view(-1, 1, 1, 1)
         else:
             y, scale = w, 1.0
             with torch.no_grad():
@@ -234,21 +228,17 @@ class CompressibleModel(nn.Module):
             loc, scale = context_laplace_stats(sym, ctx, channels)
             lo = sym.min()
             hi = torch.maximum(sym.max(), lo + 1)  # the coder's alphabet has two symbols at least
-        weight: torch.Tensor | None = None
+        weight: torch.Tensor | float = 1.0
         if rows is not None and spec.rows == "frame":
-            y = self._rows_of(spec.name, w, rows)
-            if (pick := self._priced_positions(rows)) is not None:
-                y, rows = y[pick], rows[pick]
+            y, rows, weight = self._priced_values(spec, w, rows)
             ctx = ctx[rows]
-            if self.chain:
-                weight = self._read_weights(rows).view(-1, 1, 1, 1)
-            else:
-                weight = torch.full((len(rows), 1, 1, 1), spec.shape[0] / len(rows), device=w.device)
         else:
             y = w
         y = y + torch.rand(y.shape, generator=self._generator(y.device, salt), device=y.device) - 0.5
         group = ctx * channels + torch.arange(channels, device=y.device).view(1, -1, 1, 1)
-        return laplace_bits(y, loc[group], scale[group], lo, hi, weight=weight)
+        if torch.is_tensor(weight):
+            return laplace_bits(y, loc[group], scale[group], lo, hi, weight=weight)
+        return weight * laplace_bits(y, loc[group], scale[group], lo, hi)
 
     def row_gaussians(self, spec) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """A batch-row-priced latent's Gaussians (float32 means and stds, index context * C + channel) and
@@ -384,6 +374,18 @@ class CompressibleModel(nn.Module):
     def _compact(self, spec) -> bool:
         """Whether a tensor's rows are frames the optimiser updates row by row (unpruned frame-row tensors)."""
         return spec.rows == "frame" and self.mask(spec.name) is None
+
+    def _priced_values(
+        self, spec, w: torch.Tensor, rows: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | float]:
+        """The values and rows of a frame-row tensor that the batch of `rows` prices (priced_rows) and the
+        weight that scales them to the whole tensor: with a chain each row's (plan_epoch), else the tensor's
+        rows over the batch's."""
+        y = self._rows_of(spec.name, w, rows)
+        if (pick := self._priced_positions(rows)) is not None:
+            y, rows = y[pick], rows[pick]
+        scale = self._read_weights(rows).view(-1, 1, 1, 1) if self.chain else spec.shape[0] / len(rows)
+        return y, rows, scale
 
     def _rows_of(self, name: str, w: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
         """w[rows]: the started batch's leaf where `rows` are its rows, else an indexed copy."""
@@ -624,7 +626,7 @@ def export_tensors(model: CompressibleModel, step_scale: float = 1.0) -> list[Ex
             symbols = np.clip(symbols, -limit, limit)
         symbols_of[spec.name] = np.clip(symbols, -MAX_SYMBOL, MAX_SYMBOL).astype(np.int32)  # as coded
         context = None
-        if plan.model_mode in (MODEL_CONTEXT, MODEL_ARM, MODEL_LAPLACE):
+        if plan.model_mode in LATENT_MODES:
             ref = index_of[spec.coarse] if spec.coarse else NO_REF
             if ref != NO_REF and ref >= index_of[spec.name]:
                 raise ValueError(f"{spec.name}: its coarser level {spec.coarse} comes after it in the layout")
