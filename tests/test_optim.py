@@ -131,3 +131,24 @@ def test_a_batchs_latents_are_priced_under_the_gaussians_the_encoder_stores(monk
             means, stds = means[rows], stds[rows]
         assert torch.allclose(mean, means, atol=1e-6) and torch.allclose(std, stds, atol=1e-6), spec.name
         assert (int(lo), int(hi)) == (t.sym_min, t.sym_max), spec.name
+
+
+def test_row_moments_from_the_histogram_equal_those_of_weighted_bincounts():
+    """The per-row statistics come from one histogram of (row, group, value) where that is small and from
+    three weighted bincounts otherwise: both give each group's exact count, sum and sum of squares."""
+    from mvcodec.bitstream.tensor import NUM_CONTEXTS
+    from mvcodec.compress.qat import _row_moments
+
+    torch.manual_seed(3)
+    for spread in (2.0, 4000.0):  # a narrow alphabet (the histogram) and a wide one (the bincounts)
+        sym = torch.round(torch.randn(5, 2, 7, 9) * spread)
+        ctx = torch.randint(0, NUM_CONTEXTS, sym.shape, dtype=torch.uint8)
+        got = _row_moments(ctx, sym, sym.min(), sym.max())
+        assert got.shape == (5, 3, NUM_CONTEXTS * 2) and got.dtype == torch.float64
+        want = torch.zeros(5, 3, NUM_CONTEXTS * 2, dtype=torch.float64)
+        for r in range(5):
+            for c in range(2):
+                for k in range(NUM_CONTEXTS):
+                    y = sym[r, c][ctx[r, c] == k].double()
+                    want[r, :, k * 2 + c] = torch.stack([torch.tensor(float(len(y))), y.sum(), (y * y).sum()])
+        assert torch.equal(got, want), spread

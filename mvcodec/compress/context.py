@@ -44,9 +44,13 @@ def _level(s: torch.Tensor) -> torch.Tensor:
 
 
 def contexts(
-    shape: tuple[int, ...], coarse: torch.Tensor | None, prev: torch.Tensor | None, device: torch.device | None = None
+    shape: tuple[int, ...],
+    coarse: torch.Tensor | None,
+    prev: torch.Tensor | None,
+    device: torch.device | None = None,
+    dtype: torch.dtype = torch.long,
 ) -> torch.Tensor:
-    """int64 contexts (shape (N, C, H, W), on `device`, else on the inputs' or the CPU) from the coarser
+    """Contexts of `dtype` (shape (N, C, H, W), on `device`, else on the inputs' or the CPU) from the coarser
     tensor's rows and the previous rows (each None or of N rows; a row without a previous one is all zero
     in `prev`). Computed in uint8 (5x faster than float pooling at 320x180)."""
     h, w = shape[-2:]
@@ -59,7 +63,7 @@ def contexts(
         ctx += _spread(up)
     if prev is not None:
         ctx += (CLAMP + 1) * _spread(_level(prev))
-    return ctx.long()
+    return ctx.to(dtype)
 
 
 def previous_rows(s: torch.Tensor, period: int) -> torch.Tensor | None:

@@ -65,6 +65,28 @@ def _key(name: str) -> str:
     return name.replace(".", "_")
 
 
+def _row_moments(ctx: torch.Tensor, sym: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
+    """(rows, 3, NUM_CONTEXTS * channels) float64: in each row of the integer values `sym` (float, in lo..hi;
+    shape (rows, channels, h, w)), each group's (context * channels + channel, the contexts `ctx`) count, sum
+    and sum of squares. From one histogram of (row, group, value) where that is small (a third of the time of
+    three weighted bincounts); the sums of integers are exact either way, so the result is the same."""
+    rows, channels = sym.shape[:2]
+    size, span, device = NUM_CONTEXTS * channels, int(hi - lo) + 1, sym.device
+    bins = rows * size * span
+    if bins <= max(4 * sym.numel(), 1 << 16) and bins < 2**31:
+        offset = torch.arange(rows, device=device).view(-1, 1, 1, 1) * (size * span)
+        offset = (offset + torch.arange(channels, device=device).view(1, -1, 1, 1) * span).int()
+        key = ctx.to(torch.int32).mul_(channels * span).add_(offset).add_((sym - lo).to(torch.int32))
+        hist = torch.bincount(key.flatten(), minlength=bins).view(rows, size, span).double()
+        values = torch.arange(span, dtype=torch.float64, device=device) + lo.double()
+        return torch.stack([hist.sum(dim=2), hist @ values, hist @ (values * values)], dim=1)
+    group = ctx.long() * channels + torch.arange(channels, device=device).view(1, -1, 1, 1)
+    group = (group + size * torch.arange(rows, device=device).view(-1, 1, 1, 1)).flatten()
+    y = sym.flatten().double()
+    counts = [torch.bincount(group, w, minlength=rows * size).double().view(rows, size) for w in (None, y, y * y)]
+    return torch.stack(counts, dim=1)
+
+
 class CompressibleModel(nn.Module):
     """A network of any registered architecture with fixed pruning masks and (optionally) learned
     quantisation steps and a rate term; every training phase trains one of these.
@@ -279,14 +301,17 @@ class CompressibleModel(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The rounded previous rows of a frame-row tensor's `rows` (zero for the first row of a run) and the
         rounded rows of its coarser level (None without one)."""
-        prev = torch.round(w[(rows - 1).clamp_min(0)]) * (rows % self._row_period(spec) != 0).view(-1, 1, 1, 1)
+        prev = torch.round(w[(rows - 1).clamp_min(0)])
+        prev[torch.nonzero(rows % self._row_period(spec) == 0).flatten()] = 0  # the first rows of runs
         return prev, None if coarse is None else torch.round(coarse[rows])
 
-    def _row_contexts(self, spec, w: torch.Tensor, coarse: torch.Tensor | None, rows: torch.Tensor) -> torch.Tensor:
-        """The contexts of a frame-row tensor's `rows` from the rounded values of its coarser level's rows and
-        of the previous rows (none for the first row of a run)."""
+    def _row_contexts(
+        self, spec, w: torch.Tensor, coarse: torch.Tensor | None, rows: torch.Tensor, dtype: torch.dtype = torch.long
+    ) -> torch.Tensor:
+        """The contexts (of `dtype`) of a frame-row tensor's `rows` from the rounded values of its coarser
+        level's rows and of the previous rows (none for the first row of a run)."""
         prev, c = self._row_neighbours(spec, w, coarse, rows)
-        return contexts((len(rows), *w.shape[1:]), c, prev, w.device)
+        return contexts((len(rows), *w.shape[1:]), c, prev, w.device, dtype)
 
     @torch.no_grad()
     def update_rows(self, spec, params: dict | None = None, rows: torch.Tensor | None = None) -> None:
@@ -297,23 +322,18 @@ class CompressibleModel(nn.Module):
         (measured only every 16 steps, they let the rate of a frame-grid level run away: BENCHMARKS.md,
         issue 14, experiment 15)."""
         params = dict(self.base.named_parameters()) if params is None else params
-        w, channels = params[spec.name].detach(), spec.shape[1]
+        w = params[spec.name].detach()
         coarse = params[spec.coarse].detach() if spec.coarse else None
         key = _key(spec.name)
         table, span = getattr(self, f"rowstats_{key}"), getattr(self, f"rowrange_{key}")
         if rows is None:
             rows = torch.arange(spec.shape[0], device=w.device)
-        part = w[rows]
-        ctx = self._row_contexts(spec, w, coarse, rows)
-        size = NUM_CONTEXTS * channels
-        group = ctx * channels + torch.arange(channels, device=w.device).view(1, -1, 1, 1)
-        group = (group + size * torch.arange(len(rows), device=w.device).view(-1, 1, 1, 1)).flatten()
-        sym = torch.round(part).flatten(1)
-        y = sym.flatten().double()
-        for i, weights in enumerate((None, y, y * y)):
-            table[rows, i] = torch.bincount(group, weights, minlength=size * len(rows)).view(len(rows), size).double()
-        span[rows, 0] = sym.min(dim=1).values
-        span[rows, 1] = sym.max(dim=1).values
+        ctx = self._row_contexts(spec, w, coarse, rows, dtype=torch.uint8)
+        sym = torch.round(w[rows])
+        low, high = sym.flatten(1).min(dim=1).values, sym.flatten(1).max(dim=1).values
+        table[rows] = _row_moments(ctx, sym, low.min(), high.max())
+        span[rows, 0] = low
+        span[rows, 1] = high
         getattr(self, f"rowready_{key}").fill_(True)
 
     def end_batch(self) -> None:

@@ -118,11 +118,11 @@ class MVPyramid(nn.Module):
             if level in cfg.frame_levels():
                 parts.append(self.frame_part(level, view, frame, index, rows))
             x = torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]
-            x = x.contiguous(memory_format=torch.channels_last)  # the 1x1 convs are 2-4x faster channels-last
-            if level:
-                x = F.interpolate(x, size=(cfg.height, cfg.width), mode="bilinear", align_corners=False)
+            if level:  # in the plain layout: a few channels upsample 3x faster than channels-last
+                x = F.interpolate(x.contiguous(), size=(cfg.height, cfg.width), mode="bilinear", align_corners=False)
             out.append(x)
-        return torch.cat(out, dim=1)
+        # one conversion for the synthesis: its 1x1 convs are 2-4x faster channels-last
+        return torch.cat(out, dim=1).contiguous(memory_format=torch.channels_last)
 
     def frame_part(
         self, level: int, view: torch.Tensor, frame: torch.Tensor, index: torch.Tensor, rows: torch.Tensor | None

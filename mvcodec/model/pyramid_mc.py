@@ -106,14 +106,16 @@ class MVPyramidMC(MVPyramid):
             return
         h, w = grids.shape[-2:]
         cfg = self.cfg
-        motion = F.interpolate(self.flows[run[1:]], size=(h, w), mode="bilinear", align_corners=False)
+        motion = F.interpolate(self.flows[run[1:]].contiguous(), size=(h, w), mode="bilinear", align_corners=False)
         scale = torch.tensor([2 * MOTION_UNIT / cfg.width, 2 * MOTION_UNIT / cfg.height], device=grids.device)
         ys = (torch.arange(h, device=grids.device, dtype=grids.dtype) + 0.5) * (2 / h) - 1
         xs = (torch.arange(w, device=grids.device, dtype=grids.dtype) + 0.5) * (2 / w) - 1
         base = torch.stack(torch.meshgrid(xs, ys, indexing="xy"), dim=-1)  # (h, w, 2): x, y
-        sample = base + motion.permute(0, 2, 3, 1) * scale
+        # unbound once: a slice a warp would give the whole run's zero gradient back at every step of the chain
+        samples = (base + motion.permute(0, 2, 3, 1) * scale).unbind(0)
         for s in range(1, len(run)):
-            warped = F.grid_sample(z, sample[s - 1 : s], mode="bilinear", padding_mode="border", align_corners=False)
+            grid = samples[s - 1].unsqueeze(0)
+            warped = F.grid_sample(z, grid, mode="bilinear", padding_mode="border", align_corners=False)
             z = warped + residuals[s].unsqueeze(0)
             if first + s in wanted:
                 yield first + s, z
