@@ -7,6 +7,8 @@ under models fitted to its own symbols:
   neighbours (a two-pass spatial context a decoder can run in parallel): 36 contexts;
 - `causal`: mode 2's contexts times the activity of the left, upper-left, upper and upper-right neighbours
   (what a symbol-by-symbol decoder could use): 27 contexts;
+- `first_apart`: mode 2's contexts, those of the first row of each run (a view's frame 0: MV-Pyramid-MC's
+  intra latents, where the previous-frame context is always 0) kept apart from the other rows': 18 contexts;
 - `laplace`: mode 2's contexts, a discretised Laplace per context (median, mean absolute deviation);
 - `histogram`: mode 2's contexts, the symbols' own frequencies per context (a lower bound for any model
   that codes a context's symbols alike, its side information not counted).
@@ -78,6 +80,12 @@ def neighbour_activity(activity: np.ndarray, offsets: list[tuple[int, int]]) -> 
     return out
 
 
+def first_rows(shape: tuple[int, ...], period: int) -> np.ndarray:
+    """1 at the elements of the first row of each run of `period` rows (all rows without runs), else 0."""
+    rows = np.arange(shape[0]) % period == 0 if period else np.ones(shape[0], dtype=bool)
+    return np.broadcast_to(rows.reshape(-1, *[1] * (len(shape) - 1)), shape).astype(np.int64)
+
+
 def tensor_rows(t, symbols: np.ndarray, coarse: np.ndarray | None) -> dict:
     ctx = tensor_contexts(t, symbols, coarse)
     channels = t.shape[1]
@@ -94,12 +102,16 @@ def tensor_rows(t, symbols: np.ndarray, coarse: np.ndarray | None) -> dict:
         "checkerboard": gaussian_fit_bits(symbols, np.where(anchor, ctx, NUM_CONTEXTS + 3 * ctx + around), channels)
         / 8e3,
         "causal": gaussian_fit_bits(symbols, 3 * ctx + causal, channels) / 8e3,
+        "first_apart": gaussian_fit_bits(
+            symbols, ctx + NUM_CONTEXTS * first_rows(symbols.shape, t.row_period), channels
+        )
+        / 8e3,
         "laplace": laplace_bits(symbols, ctx) / 8e3,
         "histogram": histogram_bits(symbols, ctx) / 8e3,
     }
 
 
-COLUMNS = ("stored", "refit", "checkerboard", "causal", "laplace", "histogram")
+COLUMNS = ("stored", "refit", "checkerboard", "causal", "first_apart", "laplace", "histogram")
 
 
 @click.command()
