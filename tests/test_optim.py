@@ -152,3 +152,7 @@ def test_row_moments_from_the_histogram_equal_those_of_weighted_bincounts():
                     y = sym[r, c][ctx[r, c] == k].double()
                     want[r, :, k * 2 + c] = torch.stack([torch.tensor(float(len(y))), y.sum(), (y * y).sum()])
         assert torch.equal(got, want), spread
+    # a diverged training's values: statistics of NaN, not an exception
+    sym = torch.full((1, 1, 2, 2), float("nan"))
+    got = _row_moments(torch.zeros(sym.shape, dtype=torch.uint8), sym, sym.min(), sym.max())
+    assert got[0, 0, 0] == 4 and torch.isnan(got[0, 1, 0])

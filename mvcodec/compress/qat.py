@@ -71,7 +71,8 @@ def _row_moments(ctx: torch.Tensor, sym: torch.Tensor, lo: torch.Tensor, hi: tor
     and sum of squares. From one histogram of (row, group, value) where that is small (a third of the time of
     three weighted bincounts); the sums of integers are exact either way, so the result is the same."""
     rows, channels = sym.shape[:2]
-    size, span, device = NUM_CONTEXTS * channels, int(hi - lo) + 1, sym.device
+    size, device = NUM_CONTEXTS * channels, sym.device
+    span = int(hi - lo) + 1 if torch.isfinite(hi - lo) else 2**31  # (a diverged training's values: the bincounts)
     bins = rows * size * span
     if bins <= max(4 * sym.numel(), 1 << 16) and bins < 2**31:
         offset = torch.arange(rows, device=device).view(-1, 1, 1, 1) * (size * span)
