@@ -24,6 +24,7 @@ from mvcodec.train.fit import (
     fit,
     load_model,
     lr_at,
+    rate_weight_at,
     read_checkpoint,
 )
 from mvcodec.train.loss import motion_aware_loss
@@ -101,6 +102,16 @@ def test_learning_rate_warms_up_then_decays():
     assert lrs[0] == pytest.approx(1e-4) and max(lrs) == pytest.approx(1e-3)
     assert lrs[9] == pytest.approx(1e-3) and lrs[-1] < 1e-5
     assert all(a >= b for a, b in zip(lrs[10:], lrs[11:], strict=False))
+
+
+def test_the_rate_weight_warms_up_linearly_when_asked_and_is_whole_otherwise():
+    tcfg = train_config("fast", rate_weight=0.5, rate_warmup=0.2)
+    weights = [rate_weight_at(s, 100, tcfg) for s in range(100)]
+    assert weights[0] == pytest.approx(0.5 / 20) and weights[9] == pytest.approx(0.25)
+    assert all(w == 0.5 for w in weights[19:]) and all(a < b for a, b in zip(weights[:19], weights[1:20], strict=True))
+    assert {rate_weight_at(s, 100, train_config("fast", rate_weight=0.5)) for s in range(100)} == {0.5}
+    with pytest.raises(InputError, match="rate_warmup"):
+        train_config("fast", rate_warmup=1.5)
 
 
 def test_presets_set_every_phase_and_configs_check_their_values():

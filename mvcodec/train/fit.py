@@ -39,8 +39,8 @@ from mvcodec.train.optim import RowAdam
 # 2: every phase checkpoints the CompressibleModel (keys model/base.*), with its arch; 3: row-lazy Adam state;
 # 4: per-row statistics of the batch-row-priced latents; 5: TrainConfig.latent_proxy; 6: those statistics of the
 # rounded latents; 7: TrainConfig.price_frames; 8: MV-Pyramid-MC's motion priced under a Laplace (model_mode 4),
-# without per-row statistics
-CHECKPOINT_VERSION = 8
+# without per-row statistics; 9: TrainConfig.rate_warmup, and MV-Pyramid-MC's latents at 15x the learning rate
+CHECKPOINT_VERSION = 9
 
 LEGACY_ARCH = "mv-mginr"  # the network of the checkpoints written before they named theirs
 
@@ -62,6 +62,7 @@ class TrainConfig:
     compile: bool = False
     precision: str = "bf16"  # on CUDA: bf16 autocast with channels-last, or plain "fp32"; the CPU trains in fp32
     rate_weight: float = 0.0  # QAT stage: weight of the rate term (bits per pixel) in the loss, 1 / lambda
+    rate_warmup: float = 0.0  # fraction of the phase's steps over which the rate weight rises linearly from 0
     step_lr: float = 0.0  # QAT stage: learning rate of the quantisation steps (0: lr)
     loss: str = "l1-ssim"  # or "mse-yuv": the MSE of YUV 4:2:0, 6:1:1 (no motion mask)
     batch_order: str = "random"  # or "runs": a batch is consecutive frames of one view (see batch_order)
@@ -78,6 +79,8 @@ class TrainConfig:
             raise InputError(f"--lr must be positive, got {self.lr}")
         if self.loss not in LOSSES:
             raise InputError(f"--loss: unknown loss '{self.loss}'; use one of {', '.join(LOSSES)}")
+        if not 0.0 <= self.rate_warmup <= 1.0:
+            raise InputError(f"rate_warmup must be 0 to 1, got {self.rate_warmup}")
         if self.chain_window is not None and self.chain_window < 0:
             raise InputError(f"chain_window must be 0 or more (or None: the whole chain), got {self.chain_window}")
         if self.latent_proxy not in LATENT_PROXIES:
@@ -119,6 +122,13 @@ def lr_at(step: int, total: int, cfg: TrainConfig) -> float:
         return cfg.lr * (step + 1) / warm
     progress = (step - warm) / max(1, total - warm)
     return cfg.lr * (cfg.min_lr + (1 - cfg.min_lr) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0))))
+
+
+def rate_weight_at(step: int, total: int, cfg: TrainConfig) -> float:
+    """The rate term's weight at an optimiser step: rate_weight, reached linearly over the first rate_warmup
+    of the steps."""
+    warm = round(cfg.rate_warmup * total)
+    return cfg.rate_weight * min(1.0, (step + 1) / warm) if warm > 0 else cfg.rate_weight
 
 
 class FrameStore:
@@ -403,7 +413,7 @@ def fit(
                 else:
                     loss = motion_aware_loss(pred.float(), target, mask, tcfg.alpha, tcfg.motion_weight)
                 if tcfg.rate_weight and (rate := model.rate_bits(rows)) is not None:
-                    loss = loss + tcfg.rate_weight * rate / pixels
+                    loss = loss + rate_weight_at(global_step, total_steps, tcfg) * rate / pixels
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_([*model.parameters(), *model.batch_leaves()], tcfg.grad_clip)
