@@ -146,8 +146,11 @@ class MVPyramidMCArchitecture(MVPyramidArchitecture):
     # Quant-Noise's mix, as before experiment 23 (BENCHMARKS.md, issue 14): the noise proxy was neutral here;
     # the rate term prices a batch's own frames, not the chain it reads (experiment 25: the same RD, 20% less time)
     train_defaults = {**MVPyramidArchitecture.train_defaults, "latent_proxy": "mixed", "price_frames": True}
-    # `medium` (5 + 45 epochs, the default) takes 198-207 s a point at 320x180 x 16 frames x 4 views on a 2-core
-    # CPU, inside the issue's budget (experiments 26-27)
+    # the latents at 15x the learning rate, half MV-Pyramid's 30x: a residual moves every later frame of its chain
+    # (BENCHMARKS.md, issue 14, experiment 28: +0.4 dB average BD-PSNR at 320x180, +1.9 dB on the small cut)
+    lr_scales = {Role.LATENT: 15.0}
+    # `medium` (5 + 45 epochs, the default) takes 209-218 s a point at 320x180 x 16 frames x 4 views on a 2-core
+    # CPU, inside the issue's budget (experiments 26-28)
     presets = PYRAMID_MC_PRESETS
 
     def build(self, cfg: PyramidMCConfig) -> MVPyramidMC:
