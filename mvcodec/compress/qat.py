@@ -68,7 +68,7 @@ def _key(name: str) -> str:
 def _row_moments(ctx: torch.Tensor, sym: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
     """(rows, 3, NUM_CONTEXTS * channels) float64: in each row of the integer values `sym` (float, in lo..hi;
     shape (rows, channels, h, w)), each group's (context * channels + channel, the contexts `ctx`) count, sum
-    and sum of squares. From one histogram of (row, group, value) where that is small (a third of the time of
+    and sum of squares. From one histogram of (row, group, value) where that is small (about two thirds of the time of
     three weighted bincounts); the sums of integers are exact either way, so the result is the same."""
     rows, channels = sym.shape[:2]
     size, device = NUM_CONTEXTS * channels, sym.device
