@@ -60,9 +60,9 @@ DEFAULT_PRESETS = PYRAMID_MC_PRESETS  # its table
 # Seconds each of its presets' encode of the bundled sample took (README's first command: 4 views x 8 frames
 # at 160x96, 10-bit, -q 4) on a 2-core CPU with nothing else running, its bits per pixel and PSNR-YUV:
 # BENCHMARKS.md, "Presets on the bundled sample" (tools/preset_times.py).
-SAMPLE_SECONDS = {"fast": 23.6, "medium": 38.9, "paper": 80.0, "slow": 152.1}
-SAMPLE_BPP = {"fast": 0.48, "medium": 0.44, "paper": 0.41, "slow": 0.40}
-SAMPLE_PSNR = {"fast": 34.1, "medium": 34.5, "paper": 35.1, "slow": 35.7}
+SAMPLE_SECONDS = {"fast": 25.8, "medium": 42.0, "paper": 79.8, "slow": 155.4}
+SAMPLE_BPP = {"fast": 0.48, "medium": 0.42, "paper": 0.38, "slow": 0.37}
+SAMPLE_PSNR = {"fast": 34.3, "medium": 34.9, "paper": 35.1, "slow": 35.7}
 
 
 def phases_for(

@@ -14,7 +14,7 @@ import pytest
 from helpers import run_tool, tool
 
 from mvcodec.bitstream import read_index, read_segment_tensors
-from mvcodec.bitstream.tensor import MODEL_ARM, MODEL_CONTEXT, MODEL_LAPLACE
+from mvcodec.bitstream.tensor import MODEL_ARM, MODEL_CONTEXT, MODEL_LAPLACE, MODEL_PHASED
 from mvcodec.decoder import Decoder
 from mvcodec.io.output import output_name
 from mvcodec.io.raw import frame_bytes_of
@@ -35,6 +35,11 @@ def test_there_are_conformance_streams():
         ("c11_pyramid", 1, {"view_grids.0": MODEL_CONTEXT, "frame_grids.1": MODEL_CONTEXT}),
         ("c12_pyramid_mc", 2, {"flows": MODEL_LAPLACE, "frame_grids.0": MODEL_CONTEXT}),
         ("c13_pyramid_mc_arm", 2, {"flows": MODEL_LAPLACE, "view_grids.0": MODEL_ARM, "frame_grids.0": MODEL_ARM}),
+        (
+            "c14_pyramid_mc_phased",
+            2,
+            {"flows": MODEL_LAPLACE, "view_grids.0": MODEL_PHASED, "frame_grids.0": MODEL_PHASED},
+        ),
     ],
 )
 def test_the_registered_architectures_and_entropy_models_have_streams(name, arch_id, modes):

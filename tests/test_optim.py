@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from mvcodec.train.optim import RowAdam
@@ -47,7 +48,16 @@ def _pyramid(config: dict, draw):
     return CompressibleModel(base, cfg, quantise=True).train()
 
 
-def test_pricing_a_batchs_rows_estimates_the_whole_tensors_rate():
+@pytest.fixture(params=[False, True], ids=["mode2", "mode5"])
+def phased(request, monkeypatch):
+    """MV-Pyramid's latent grids coded (and priced) in model_mode 2, or in model_mode 5 as MV-Pyramid-MC's."""
+    from mvcodec.model.registry import by_name
+
+    monkeypatch.setattr(type(by_name("mv-pyramid")), "phased_latents", request.param)
+    return request.param
+
+
+def test_pricing_a_batchs_rows_estimates_the_whole_tensors_rate(phased):
     torch.manual_seed(1)
     # the frame grids' rate is nearly all of it
     model = _pyramid(dict(view_channels=0), lambda shape: torch.randn(shape) * 1.5 * (torch.rand(shape) < 0.3))
@@ -58,7 +68,7 @@ def test_pricing_a_batchs_rows_estimates_the_whole_tensors_rate():
     assert abs(estimate / full - 1) < 0.03, (estimate, full)
 
 
-def test_per_row_statistics_stay_those_of_the_whole_tensor_as_rows_are_stepped():
+def test_per_row_statistics_stay_those_of_the_whole_tensor_as_rows_are_stepped(phased):
     """end_batch updates the statistics of the stepped rows and of the rows whose contexts read them, so the
     Gaussians a batch is priced under equal those measured afresh over the whole tensor."""
     torch.manual_seed(2)
@@ -82,7 +92,8 @@ def test_per_row_statistics_stay_those_of_the_whole_tensor_as_rows_are_stepped()
             assert torch.equal(kept[1], getattr(model, f"rowrange_{key}")), spec.name
 
 
-def test_a_batchs_latents_are_priced_under_the_gaussians_the_encoder_stores(monkeypatch):
+def test_a_batchs_latents_are_priced_under_the_gaussians_the_encoder_stores(monkeypatch, phased):
+    # (with `phased`, model mode 5's: rounded to bfloat16 as the encoder stores them)
     """After a step, every latent of a batch, the view grids' (priced whole) and the view-and-frame grids'
     (priced in the batch's rows, from the per-row statistics), is priced under the float32 Gaussian and in
     the symbol range export_tensors writes for its symbols. (Measured on the relaxed values, the Gaussians

@@ -1,12 +1,14 @@
-"""How much rate a better entropy model could save on a stream's context-coded latents (model mode 2): for
-each such tensor (mode 2, or mode 4: a Laplace per context), its ideal bits under the stored models, and
-under models fitted to its own symbols:
+"""How much rate a better entropy model could save on a stream's context-coded latents: for each such tensor
+(mode 2; mode 4: a Laplace per context; mode 5: 36 contexts with decoded neighbours), its ideal bits under
+the stored models, and under models fitted to its own symbols (the side information not counted):
 
-- `refit`: mode 2's 9 contexts, a Gaussian per context and channel fitted to the symbols (mean, std);
+- `refit`: the tensor's own mode's contexts, a Gaussian per context and channel fitted to the symbols;
 - `checkerboard`: anchors (i + j even) as mode 2, the others also by the activity of their 4 anchor
   neighbours (a two-pass spatial context a decoder can run in parallel): 36 contexts;
 - `causal`: mode 2's contexts times the activity of the left, upper-left, upper and upper-right neighbours
   (what a symbol-by-symbol decoder could use): 27 contexts;
+- `phased`: model mode 5's 36 contexts (mode 2's refined by decoded neighbours in seven sub-lattices,
+  bitstream_spec.md section 7.5);
 - `first_apart`: mode 2's contexts, those of the first row of each run (a view's frame 0: MV-Pyramid-MC's
   intra latents, where the previous-frame context is always 0) kept apart from the other rows': 18 contexts;
 - `laplace`: mode 2's contexts, a discretised Laplace per context (median, mean absolute deviation);
@@ -22,13 +24,14 @@ BENCHMARKS.md, issue 14, experiment 13:
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import click
 import numpy as np
 import torch
 
 from mvcodec.bitstream import read_index, read_segment_tensors
-from mvcodec.bitstream.tensor import CONTEXT_MODES, NO_REF
+from mvcodec.bitstream.tensor import CONTEXT_MODES, MODEL_CONTEXT, MODEL_PHASED, NO_REF
 from mvcodec.compress.context import CLAMP, NUM_CONTEXTS, context_stats
 from mvcodec.compress.decoding import decode_segment, ideal_bits, tensor_contexts
 from mvcodec.compress.gaussian import gaussian_bits
@@ -87,7 +90,8 @@ def first_rows(shape: tuple[int, ...], period: int) -> np.ndarray:
 
 
 def tensor_rows(t, symbols: np.ndarray, coarse: np.ndarray | None) -> dict:
-    ctx = tensor_contexts(t, symbols, coarse)
+    own = tensor_contexts(t, symbols, coarse)  # the tensor's own mode's (mode 5: 36)
+    ctx = tensor_contexts(replace(t, model_mode=MODEL_CONTEXT), symbols, coarse)  # mode 2's, for the others
     channels = t.shape[1]
     activity = np.minimum(np.abs(symbols), CLAMP).astype(np.int64)
     h, w = symbols.shape[-2:]
@@ -98,10 +102,14 @@ def tensor_rows(t, symbols: np.ndarray, coarse: np.ndarray | None) -> dict:
         "name": t.name,
         "shape": list(t.shape),
         "stored": ideal_bits(t, symbols, coarse) / 8e3,
-        "refit": gaussian_fit_bits(symbols, ctx, channels) / 8e3,
+        "refit": gaussian_fit_bits(symbols, own, channels) / 8e3,
         "checkerboard": gaussian_fit_bits(symbols, np.where(anchor, ctx, NUM_CONTEXTS + 3 * ctx + around), channels)
         / 8e3,
         "causal": gaussian_fit_bits(symbols, 3 * ctx + causal, channels) / 8e3,
+        "phased": gaussian_fit_bits(
+            symbols, tensor_contexts(replace(t, model_mode=MODEL_PHASED), symbols, coarse), channels
+        )
+        / 8e3,
         "first_apart": gaussian_fit_bits(
             symbols, ctx + NUM_CONTEXTS * first_rows(symbols.shape, t.row_period), channels
         )
@@ -111,7 +119,7 @@ def tensor_rows(t, symbols: np.ndarray, coarse: np.ndarray | None) -> dict:
     }
 
 
-COLUMNS = ("stored", "refit", "checkerboard", "causal", "first_apart", "laplace", "histogram")
+COLUMNS = ("stored", "refit", "checkerboard", "causal", "phased", "first_apart", "laplace", "histogram")
 
 
 @click.command()
@@ -132,7 +140,7 @@ def main(stream, segment, json_out):
         coarse = decoded.symbols[t.coarse_ref] if t.coarse_ref != NO_REF else None
         rows.append(tensor_rows(t, decoded.symbols[i], coarse))
     if not rows:
-        raise click.ClickException("no context-coded tensor (model mode 2 or 4) in this segment")
+        raise click.ClickException("no context-coded tensor (model mode 2, 4 or 5) in this segment")
     total = {"name": "total", "shape": [], **{k: sum(r[k] for r in rows) for k in COLUMNS}}
     click.echo("| tensor | shape | " + " | ".join(COLUMNS) + " |")
     click.echo("|---|---|" + "---|" * len(COLUMNS))

@@ -68,6 +68,7 @@ class Case:
     coding: str = "pipeline"  # pipeline (mvenc's: pruning, learned bfloat16 steps, QAT), uniform8, tools
     arch: str = "mv-mginr"  # another registered architecture is trained and coded as mvenc does (pipeline)
     config: dict = dataclasses.field(default_factory=dict)  # its sizing's config with these fields replaced
+    phased: bool | None = None  # a pyramid's latent grids in model_mode 5 (True) or 2 (False); None: as mvenc
 
 
 CASES = [
@@ -111,6 +112,7 @@ CASES = [
         frames=4,
         pix_fmt="yuv420p10le",
         arch="mv-pyramid-mc",
+        phased=False,  # its latent grids in model_mode 2, as mvenc coded them before experiment 29
     ),
     Case(
         "c13_pyramid_mc_arm",
@@ -118,6 +120,14 @@ CASES = [
         "the grid size of level 2",
         arch="mv-pyramid-mc",
         config={"arm_hidden": 8, "flow_level": 2},
+    ),
+    Case(
+        "c14_pyramid_mc_phased",
+        "MV-Pyramid-MC as mvenc codes it since BENCHMARKS.md's experiment 29: latent grids in model_mode 5 "
+        "(contexts refined by decoded neighbours, seven sub-lattices), 3 frames, 4 views",
+        frames=3,
+        views=4,
+        arch="mv-pyramid-mc",
     ),
 ]
 
@@ -214,8 +224,19 @@ def make_stream(case: Case, out: Path, work: Path) -> None:
         cfg = dataclasses.replace(cfg, **case.config)
         if case.ablation:
             cfg = ablate(cfg, case.ablation)
-        trained = run_phases(sub, cfg, rec, torch.device("cpu"), prefix=None, progress=False, log=lambda *_: None)
-        tensors, digest = code_model(trained, case.coding)
+        arch_type = type(by_name(case.arch))
+        phased = arch_type.__dict__.get("phased_latents")  # (the class's own, restored after)
+        if case.phased is not None:
+            arch_type.phased_latents = case.phased
+        try:
+            trained = run_phases(sub, cfg, rec, torch.device("cpu"), prefix=None, progress=False, log=lambda *_: None)
+            tensors, digest = code_model(trained, case.coding)
+        finally:
+            if case.phased is not None:
+                if phased is None:
+                    del arch_type.phased_latents
+                else:
+                    arch_type.phased_latents = phased
         segments.append(SegmentData(SegmentHeader(k, first, count), cfg, tensors, digest))
     seq = SequenceHeader(
         tuple(source.view_names),
@@ -294,6 +315,8 @@ def make_negatives(valid: Path, out: Path) -> None:
     seq_payload[10] = 9  # bit depth 9
     words = bytearray(data[big[0] + 8 : big[0] + 8 + big[2]])
     words[-3] ^= 0x55
+    future = CodedTensor.parse(data[tnsr[0][0] + 8 : tnsr[0][0] + 8 + tnsr[0][2]])
+    future.model_mode = 9  # an entropy model of a later format
     cases = {
         "bad_crc": (data[:flip] + bytes([data[flip] ^ 0x01]) + data[flip + 1 :], 6, "CRC mismatch"),
         "truncated": (data[: len(data) * 3 // 5], 5, "truncated"),
@@ -302,6 +325,7 @@ def make_negatives(valid: Path, out: Path) -> None:
         "text_mode": (data.replace(b"\r\n", b"\n"), 3, "text mode"),
         "bad_field": (_refit(data, seqh[0], bytes(seq_payload)), 8, "bit depth 9"),
         "hash_mismatch": (_refit(data, big[0], bytes(words)), 9, "SHA-256"),
+        "unknown_model_mode": (_refit(data, tnsr[0][0], future.to_bytes()), 7, "entropy model mode 9"),
     }
     out.mkdir(parents=True, exist_ok=True)
     expected = {}
@@ -319,8 +343,15 @@ def make_negatives(valid: Path, out: Path) -> None:
 
 @click.command()
 @click.argument("dst", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--only", help="Comma-separated case names: write these alone, leaving the other streams as they are.")
+@click.option(
+    "--only",
+    help="Comma-separated case names: write these alone, leaving the other streams as they are ('negative': the "
+    "damaged copies of c01).",
+)
 def main(dst: Path, only: str | None) -> None:
+    if only == "negative":  # the damaged copies of c01 alone
+        make_negatives(dst / CASES[0].name / "stream.mvinr", dst / "negative")
+        return
     if only:
         names = only.split(",")
         unknown = set(names) - {c.name for c in CASES}

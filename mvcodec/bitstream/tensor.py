@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from mvcodec.bitstream.syntax import ByteReader, ByteWriter
+from mvcodec.errors import UnknownCriticalChunk
 
 MAX_NDIM = 6
 MAX_ELEMENTS = 1 << 28
@@ -19,14 +20,29 @@ STD_RANGE = (2.0**-16, 2.0**21)
 CODING_FLOAT32, CODING_QUANTISED = 0, 1
 STEP_SCALAR, STEP_PER_AXIS, STEP_ROW_COLUMN = 0, 1, 2
 MASK_NONE, MASK_BERNOULLI = 0, 1
-MODEL_SCALAR, MODEL_PER_AXIS, MODEL_CONTEXT, MODEL_ARM, MODEL_LAPLACE = 0, 1, 2, 3, 4
-# the latent-grid modes: a coarse_ref and a row_period (mode 4: mode 2's contexts, each a Laplace)
-LATENT_MODES = (MODEL_CONTEXT, MODEL_ARM, MODEL_LAPLACE)
-CONTEXT_MODES = (MODEL_CONTEXT, MODEL_LAPLACE)  # a distribution per context and channel (section 7.2)
+MODEL_SCALAR, MODEL_PER_AXIS, MODEL_CONTEXT, MODEL_ARM, MODEL_LAPLACE, MODEL_PHASED = 0, 1, 2, 3, 4, 5
+MODEL_MODES = (MODEL_SCALAR, MODEL_PER_AXIS, MODEL_CONTEXT, MODEL_ARM, MODEL_LAPLACE, MODEL_PHASED)
+# the latent-grid modes: a coarse_ref and a row_period (mode 4: mode 2's contexts, each a Laplace; mode 5: mode
+# 2's contexts refined by the decoded neighbours in the same row, decoded in phases)
+LATENT_MODES = (MODEL_CONTEXT, MODEL_ARM, MODEL_LAPLACE, MODEL_PHASED)
+CONTEXT_MODES = (MODEL_CONTEXT, MODEL_LAPLACE, MODEL_PHASED)  # a distribution per context and channel (7.2)
 NUM_CONTEXTS = 9  # model_mode 2: Gaussians per channel, one per context (mvcodec/compress/context.py)
+PHASED_CONTEXTS = 36  # model_mode 5: mode 2's 9, times 4 spatial levels (section 7.5)
 NO_REF = 0xFFFF  # model_mode 2: no coarser tensor
 STEPS_FLOAT32, STEPS_BFLOAT16 = 0, 1
 ARM_INPUTS, ARM_OUTPUTS, ARM_MAX_HIDDEN = 14, 2, 32  # model_mode 3's network (section 7.3)
+
+
+def context_count(mode: int) -> int:
+    """The contexts of a context mode (2, 4 or 5): Gaussians (Laplace distributions) per channel."""
+    return PHASED_CONTEXTS if mode == MODEL_PHASED else NUM_CONTEXTS
+
+
+def to_bfloat16(values: np.ndarray) -> np.ndarray:
+    """float32 values rounded to the nearest bfloat16 (ties to even), as float32 (finite inputs)."""
+    bits = np.ascontiguousarray(values, np.float32).view(np.uint32).astype(np.uint64)
+    bits = (bits + 0x7FFF + ((bits >> 16) & 1)) & 0xFFFF0000
+    return bits.astype(np.uint32).view(np.float32)
 
 
 def arm_layer_shapes(hidden: int) -> list[tuple[int, ...]]:
@@ -39,7 +55,7 @@ def bfloat16_bits(values: np.ndarray) -> np.ndarray:
     """The upper 16 bits of float32 values that bfloat16 represents exactly (ValueError otherwise)."""
     bits = np.ascontiguousarray(values, np.float32).view(np.uint32)
     if (bits & 0xFFFF).any():
-        raise ValueError("steps are not bfloat16 values")
+        raise ValueError("values stored as bfloat16 are not bfloat16 values")
     return (bits >> 16).astype(np.uint16)
 
 
@@ -71,7 +87,7 @@ class CodedTensor:
     row_period: int = 0  # model_mode 2: rows n with n % row_period != 0 have row n - 1 as context (0: none do)
     arm_ref: int = NO_REF  # model_mode 3: index in the segment of the first of the entropy model's six tensors
     means: np.ndarray | None = None  # float32 Gaussian means, one per model
-    stds: np.ndarray | None = None  # float32 Gaussian standard deviations
+    stds: np.ndarray | None = None  # float32 Gaussian standard deviations (model_mode 5: bfloat16 values)
     words: np.ndarray | None = None  # uint32 range-coded symbols
 
     @property
@@ -90,7 +106,7 @@ class CodedTensor:
     def model_count(self) -> int:
         """Number of Gaussians the entropy model mode implies."""
         if self.model_mode in CONTEXT_MODES:
-            return NUM_CONTEXTS * self.shape[self.model_axis]
+            return context_count(self.model_mode) * self.shape[self.model_axis]
         if self.model_mode == MODEL_ARM:
             return 0
         return self.group_count(self.model_mode, self.model_axis)
@@ -130,8 +146,12 @@ class CodedTensor:
         if self.model_mode == MODEL_ARM:
             w.u16(self.arm_ref)
         w.u32(len(self.means))
-        w.array(self.means, "<f4")
-        w.array(self.stds, "<f4")
+        if self.model_mode == MODEL_PHASED:  # bfloat16 (section 7.5)
+            w.array(bfloat16_bits(self.means), "<u2")
+            w.array(bfloat16_bits(self.stds), "<u2")
+        else:
+            w.array(self.means, "<f4")
+            w.array(self.stds, "<f4")
         w.u32(len(self.words))
         w.array(self.words, "<u4")
         return w.bytes()
@@ -173,10 +193,11 @@ class CodedTensor:
         t.sym_min, t.sym_max = r.i32(), r.i32()
         r.check(-MAX_SYMBOL <= t.sym_min < t.sym_max <= MAX_SYMBOL, f"symbol range {t.sym_min}..{t.sym_max}")
         t.model_mode, t.model_axis = r.u8(), r.u8()
-        r.check(
-            t.model_mode in (MODEL_SCALAR, MODEL_PER_AXIS, MODEL_CONTEXT, MODEL_ARM, MODEL_LAPLACE),
-            f"entropy model mode {t.model_mode}",
-        )
+        if t.model_mode not in MODEL_MODES:
+            raise UnknownCriticalChunk(
+                f"chunk {r.ctype}: entropy model mode {t.model_mode} is not known to this decoder: the stream needs a "
+                "newer decoder"
+            )
         r.check(t.model_axis < ndim, f"entropy model axis {t.model_axis} of a {ndim}-d tensor")
         if t.model_mode in LATENT_MODES:
             r.check(ndim == 4 and t.model_axis == 1, "context model on other than a 4-d tensor by axis 1")
@@ -188,7 +209,10 @@ class CodedTensor:
             r.check(t.arm_ref != NO_REF, "an autoregressive model without its network")
         n = r.u32()
         r.check(n == t.model_count(), f"{n} model parameter pairs where the mode implies another count")
-        t.means, t.stds = r.array("<f4", n), r.array("<f4", n)
+        if t.model_mode == MODEL_PHASED:
+            t.means, t.stds = (from_bfloat16_bits(r.array("<u2", n)) for _ in range(2))
+        else:
+            t.means, t.stds = r.array("<f4", n), r.array("<f4", n)
         r.check(bool((np.abs(t.means) <= MEAN_LIMIT).all()), "a model mean (or Laplace location) is out of range")
         r.check(
             bool(((t.stds >= STD_RANGE[0]) & (t.stds <= STD_RANGE[1])).all()),

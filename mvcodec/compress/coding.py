@@ -22,6 +22,7 @@ from mvcodec.bitstream.tensor import (
     MODEL_CONTEXT,
     MODEL_LAPLACE,
     MODEL_PER_AXIS,
+    MODEL_PHASED,
     MODEL_SCALAR,
     NO_REF,
     STEP_PER_AXIS,
@@ -29,9 +30,11 @@ from mvcodec.bitstream.tensor import (
     STEP_SCALAR,
     STEPS_BFLOAT16,
     CodedTensor,
+    context_count,
+    to_bfloat16,
 )
 from mvcodec.compress import arm
-from mvcodec.compress.context import coding_order, context_grid, context_laplace_stats, context_stats
+from mvcodec.compress.context import coding_order, context_grid, context_laplace_stats, context_stats, phased_order
 from mvcodec.compress.decoding import element_steps, tensor_contexts, values_of
 from mvcodec.compress.gaussian import group_stats, model_grid
 from mvcodec.compress.range_coding import gaussian_encode, mask_encode
@@ -72,7 +75,9 @@ def plan_for(spec: ParamSpec) -> CodingPlan:
     if spec.role is Role.CONV_WEIGHT:
         return CodingPlan(STEP_ROW_COLUMN, 0, MODEL_SCALAR, 0)
     if spec.role is Role.LATENT:
-        context = MODEL_ARM if spec.arm else MODEL_LAPLACE if spec.laplace else MODEL_CONTEXT
+        context = (
+            MODEL_ARM if spec.arm else MODEL_LAPLACE if spec.laplace else MODEL_PHASED if spec.phased else MODEL_CONTEXT
+        )
         mode = context if len(spec.shape) == 4 else MODEL_PER_AXIS
         return CodingPlan(STEP_SCALAR, 0, mode, 1)
     return CodingPlan(STEP_PER_AXIS, 1, MODEL_PER_AXIS, 1)
@@ -134,8 +139,11 @@ def code_symbols(
         t.coarse_ref, t.row_period = context.coarse_ref, context.row_period
         ctx = tensor_contexts(t, symbols, context.coarse_symbols)
         stats = context_laplace_stats if plan.model_mode == MODEL_LAPLACE else context_stats
-        mean, std = stats(torch.from_numpy(symbols.astype(np.float64)), torch.from_numpy(ctx), shape[1])
+        y = torch.from_numpy(symbols.astype(np.float64))
+        mean, std = stats(y, torch.from_numpy(ctx), shape[1], context_count(plan.model_mode))
         t.means, t.stds = mean.numpy(), std.numpy()
+        if plan.model_mode == MODEL_PHASED:  # stored as bfloat16 (the nearest to a std >= 0.1 is >= 0.1)
+            t.means, t.stds = to_bfloat16(t.means), to_bfloat16(t.stds)
     elif plan.model_mode == MODEL_ARM:
         if mask is not None or context is None or context.arm_layers is None:
             raise ValueError(f"{spec.name}: model mode 3 needs its context, its network and no pruning")
@@ -154,7 +162,10 @@ def code_symbols(
         coded, means, stds = arm.coded_gaussians(symbols, context.coarse_symbols, t.row_period, context.arm_layers)
     elif t.model_mode in CONTEXT_MODES:
         means, stds = context_grid(t, ctx)
-        if (order := coding_order(shape, t.row_period)) is not None:  # the decoder's order (spec section 7.2)
+        if t.model_mode == MODEL_PHASED:  # the decoder's order (spec section 7.5)
+            order = phased_order(shape, t.row_period)
+            coded, means, stds = symbols.ravel()[order], means.ravel()[order], stds.ravel()[order]
+        elif (order := coding_order(shape, t.row_period)) is not None:  # the decoder's order (spec section 7.2)
             coded, means, stds = symbols[order].ravel(), means[order], stds[order]
     else:
         means, stds = model_grid(t)

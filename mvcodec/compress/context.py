@@ -12,6 +12,13 @@ nothing; where they move, a wider Gaussian pays for it (BENCHMARKS.md, issue 14,
 
 The same function serves the decoder (on int32 symbols, row by row), the encoder (on the whole tensor) and
 training (on rounded float values, a batch's rows).
+
+Model mode 5 (section 7.5) refines these 9 contexts with the symbol's decoded neighbours in its own row: a row's
+positions fall into seven sub-lattices decoded in turn (SUBLATTICES: every fourth row and column first, then
+the centres of those squares, ...), and a symbol outside the first has context k + 9 (1 + m), m the largest
+min(|S|, 2) over four neighbours in earlier sub-lattices. A decoder decodes a sub-lattice of all the rows of a
+row position at once: seven steps where a symbol-by-symbol causal context would take a wavefront per
+diagonal, for most of the rate such a context saves (BENCHMARKS.md, issue 14, experiment 29).
 """
 
 from __future__ import annotations
@@ -19,11 +26,28 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from mvcodec.bitstream.tensor import NUM_CONTEXTS, CodedTensor
+from mvcodec.bitstream.tensor import NUM_CONTEXTS, PHASED_CONTEXTS, CodedTensor
 from mvcodec.compress.gaussian import MIN_STD
 
 CLAMP = 2
-assert (CLAMP + 1) ** 2 == NUM_CONTEXTS
+assert (CLAMP + 1) ** 2 == NUM_CONTEXTS and NUM_CONTEXTS * (CLAMP + 2) == PHASED_CONTEXTS
+
+_DIAG2 = ((-2, -2), (-2, 2), (2, -2), (2, 2))
+_AXIS2 = ((-2, 0), (0, -2), (0, 2), (2, 0))
+_DIAG1 = ((-1, -1), (-1, 1), (1, -1), (1, 1))
+_AXIS1 = ((-1, 0), (0, -1), (0, 1), (1, 0))
+# model_mode 5: (row offset, column offset, stride, neighbours) of each sub-lattice in decoding order; every
+# neighbour of a sub-lattice's element lies in an earlier sub-lattice (or outside the grid)
+SUBLATTICES = (
+    (0, 0, 4, ()),
+    (2, 2, 4, _DIAG2),
+    (0, 2, 4, _AXIS2),
+    (2, 0, 4, _AXIS2),
+    (1, 1, 2, _DIAG1),
+    (0, 1, 2, _AXIS1),
+    (1, 0, 2, _AXIS1),
+)
+REACH = 2
 
 
 def _spread(a: torch.Tensor) -> torch.Tensor:
@@ -66,6 +90,58 @@ def contexts(
     return ctx.to(dtype)
 
 
+def padded_activity(s: torch.Tensor) -> torch.Tensor:
+    """min(|s|, CLAMP) as uint8 with a border of REACH zeros around the last two axes (a neighbour outside the
+    grid counts as 0, which never raises a largest activity)."""
+    h, w = s.shape[-2:]
+    out = torch.zeros((*s.shape[:-2], h + 2 * REACH, w + 2 * REACH), dtype=torch.uint8, device=s.device)
+    out[..., REACH : REACH + h, REACH : REACH + w] = _level(s)
+    return out
+
+
+def sublattice_level(act: torch.Tensor, k: int) -> torch.Tensor:
+    """The spatial level (uint8) of every element of sub-lattice k from the padded activity `act`
+    (padded_activity) of the symbols of its earlier sub-lattices: 0 in sub-lattice 0, else 1 + the largest
+    activity of its neighbours."""
+    oi, oj, stride, around = SUBLATTICES[k]
+    h, w = act.shape[-2] - 2 * REACH, act.shape[-1] - 2 * REACH
+    hk, wk = max(-(-(h - oi) // stride), 0), max(-(-(w - oj) // stride), 0)
+    if not around or not hk or not wk:
+        return torch.zeros((*act.shape[:-2], hk, wk), dtype=torch.uint8, device=act.device)
+    m = None
+    for di, dj in around:
+        i0, j0 = REACH + oi + di, REACH + oj + dj
+        a = act[..., i0 : i0 + stride * (hk - 1) + 1 : stride, j0 : j0 + stride * (wk - 1) + 1 : stride]
+        m = a.clone() if m is None else torch.maximum(m, a, out=m)
+    return m.add_(1)
+
+
+def spatial_levels(s: torch.Tensor) -> torch.Tensor:
+    """The spatial level (uint8, s's shape) of every element of s (..., H, W), all of its symbols known (the
+    encoder's and training's view): what the decoder finds at each sub-lattice's turn."""
+    act = padded_activity(s)
+    out = torch.empty(s.shape, dtype=torch.uint8, device=s.device)
+    for k, (oi, oj, stride, _) in enumerate(SUBLATTICES):
+        out[..., oi::stride, oj::stride] = sublattice_level(act, k)
+    return out
+
+
+def phased_contexts(ctx: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+    """Model mode 5's contexts (ctx's dtype) from mode 2's `ctx` and the symbols s of the same elements."""
+    return ctx + NUM_CONTEXTS * spatial_levels(s).to(ctx.dtype)
+
+
+def phased_order(shape: tuple[int, ...], period: int) -> np.ndarray:
+    """The flat (C order) indices of a mode 5 tensor's elements in coding order: row position by row
+    position (all rows at position 0 without a period), in each sub-lattice by sub-lattice, in each C order
+    over (row, channel, i, j)."""
+    index = np.arange(int(np.prod(shape))).reshape(shape)
+    positions = [np.arange(shape[0])] if not period else [np.arange(r, shape[0], period) for r in range(period)]
+    return np.concatenate(
+        [index[rows][:, :, oi::st, oj::st].ravel() for rows in positions for oi, oj, st, _ in SUBLATTICES]
+    )
+
+
 def previous_rows(s: torch.Tensor, period: int) -> torch.Tensor | None:
     """Row n - 1 of s for each row n (zeros where n is the first of its run of `period`), None for period 0."""
     if not period:
@@ -102,7 +178,7 @@ def context_stats(
     """float32 (means, stds) of model mode 2, index context * C + channel: the mean and standard deviation
     (floored at MIN_STD) of y in each context and channel, in float64; mean 0 and std 1 where a context has
     no element. The encoder's stored Gaussians (y: the symbols) and training's for a latent priced whole (y:
-    its rounded values) both come from here; `count` contexts (mode 2's 9 unless an analysis tries others)."""
+    its rounded values) both come from here; `count` contexts (mode 2's 9, mode 5's 36, or an analysis's)."""
     y, group, n, mean = _context_means(y, ctx, channels, count)
     var = torch.bincount(group, (y - mean[group]) ** 2, minlength=len(n)) / n.clamp_min(1)
     return gaussians(n, mean, var)

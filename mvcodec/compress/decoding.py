@@ -18,11 +18,23 @@ from mvcodec.bitstream.tensor import (
     MASK_BERNOULLI,
     MODEL_ARM,
     MODEL_LAPLACE,
+    MODEL_PHASED,
     NO_REF,
+    NUM_CONTEXTS,
     CodedTensor,
 )
 from mvcodec.compress import arm
-from mvcodec.compress.context import context_grid, contexts, previous_rows
+from mvcodec.compress.context import (
+    CLAMP,
+    REACH,
+    SUBLATTICES,
+    context_grid,
+    contexts,
+    padded_activity,
+    phased_contexts,
+    previous_rows,
+    sublattice_level,
+)
 from mvcodec.compress.gaussian import gaussian_bits, laplace_bits, model_grid
 from mvcodec.compress.range_coding import GaussianReader, gaussian_decode, mask_bits, mask_decode
 from mvcodec.compress.steps import dequantize, step_grid
@@ -45,13 +57,15 @@ def decode_mask(t: CodedTensor) -> np.ndarray | None:
 def decode_symbols(
     t: CodedTensor, mask: np.ndarray | None, coarse: np.ndarray | None = None, layers: list | None = None
 ) -> np.ndarray:
-    """The int32 symbols of the kept elements, in C order. A context-modelled tensor (model modes 2 to 4)
+    """The int32 symbols of the kept elements, in C order. A context-modelled tensor (model modes 2 to 5)
     needs the symbols of its coarser tensor (`coarse`, full shape) where it has one, and with a row period
     decodes position by position in its runs of rows (bitstream_spec.md sections 7.2, 7.3); mode 3 needs its
     network's `layers` (arm.layers_of)."""
     if t.model_mode == MODEL_ARM:
         reader = GaussianReader(t.words, t.sym_min, t.sym_max)
         return arm.decode_latent(reader.read, t.shape, coarse, t.row_period, layers).ravel()
+    if t.model_mode == MODEL_PHASED:
+        return _decode_phased(t, coarse)
     if t.model_mode in CONTEXT_MODES:
         return _decode_in_context(t, coarse)
     means, stds = model_grid(t)
@@ -78,11 +92,34 @@ def _decode_in_context(t: CodedTensor, coarse: np.ndarray | None) -> np.ndarray:
     return out.numpy().ravel()
 
 
+def _decode_phased(t: CodedTensor, coarse: np.ndarray | None) -> np.ndarray:
+    """Model mode 5 (section 7.5): row position by row position as mode 2, in each sub-lattice by sub-lattice,
+    each with its spatial levels from the symbols of the sub-lattices before it."""
+    reader = GaussianReader(t.words, t.sym_min, t.sym_max)
+    n, ch, h, w = t.shape
+    period = t.row_period or 1  # without a period every row is at position 0
+    out = torch.zeros((n // period, period, ch, h, w), dtype=torch.int32)  # (run, position in it, ...)
+    c = None if coarse is None else torch.from_numpy(coarse).reshape(n // period, period, *coarse.shape[1:])
+    for r in range(period):
+        base = contexts(out[:, r].shape, None if c is None else c[:, r], out[:, r - 1] if r else None)
+        act = padded_activity(out[:, r])
+        for k, (oi, oj, stride, _) in enumerate(SUBLATTICES):
+            level = sublattice_level(act, k)
+            means, stds = context_grid(t, base[..., oi::stride, oj::stride] + NUM_CONTEXTS * level.long())
+            sym = torch.from_numpy(reader.read(means.ravel(), stds.ravel()).reshape(level.shape))
+            out[:, r, :, oi::stride, oj::stride] = sym
+            act[..., REACH + oi :: stride, REACH + oj :: stride][..., : level.shape[-2], : level.shape[-1]] = (
+                sym.abs().clamp(max=CLAMP).to(torch.uint8)
+            )
+    return out.numpy().ravel()
+
+
 def tensor_contexts(t: CodedTensor, symbols: np.ndarray, coarse: np.ndarray | None) -> np.ndarray:
     """The context of every element of a context-modelled tensor from its full symbols (the encoder's view)."""
     s = torch.from_numpy(np.ascontiguousarray(symbols).reshape(t.shape))
     c = None if coarse is None else torch.from_numpy(np.ascontiguousarray(coarse))
-    return contexts(t.shape, c, previous_rows(s, t.row_period)).numpy()
+    ctx = contexts(t.shape, c, previous_rows(s, t.row_period))
+    return (phased_contexts(ctx, s) if t.model_mode == MODEL_PHASED else ctx).numpy()
 
 
 def values_of(t: CodedTensor, symbols: np.ndarray, mask: np.ndarray | None) -> np.ndarray:

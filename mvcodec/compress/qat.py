@@ -30,15 +30,24 @@ from mvcodec.bitstream.tensor import (
     MODEL_ARM,
     MODEL_CONTEXT,
     MODEL_LAPLACE,
+    MODEL_PHASED,
     NO_REF,
     NUM_CONTEXTS,
     STEP_RANGE,
     STEP_ROW_COLUMN,
     STEP_SCALAR,
+    context_count,
 )
 from mvcodec.compress import arm
 from mvcodec.compress.coding import ExportedTensor, LatentContext, code_symbols, plan_for
-from mvcodec.compress.context import context_laplace_stats, context_stats, contexts, gaussians, previous_rows
+from mvcodec.compress.context import (
+    context_laplace_stats,
+    context_stats,
+    contexts,
+    gaussians,
+    phased_contexts,
+    previous_rows,
+)
 from mvcodec.compress.gaussian import gaussian_bits, group_stats, laplace_bits
 from mvcodec.compress.pruning import prunable
 from mvcodec.compress.steps import step_grid
@@ -65,13 +74,16 @@ def _key(name: str) -> str:
     return name.replace(".", "_")
 
 
-def _row_moments(ctx: torch.Tensor, sym: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
-    """(rows, 3, NUM_CONTEXTS * channels) float64: in each row of the integer values `sym` (float, in lo..hi;
-    shape (rows, channels, h, w)), each group's (context * channels + channel, the contexts `ctx`) count, sum
-    and sum of squares. From one histogram of (row, group, value) where that is small (about two thirds of the time of
-    three weighted bincounts); the sums of integers are exact either way, so the result is the same."""
+def _row_moments(
+    ctx: torch.Tensor, sym: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, count: int = NUM_CONTEXTS
+) -> torch.Tensor:
+    """(rows, 3, count * channels) float64: in each row of the integer values `sym` (float, in lo..hi; shape
+    (rows, channels, h, w)), each group's (context * channels + channel, the contexts `ctx` in 0..count - 1)
+    count, sum and sum of squares. From one histogram of (row, group, value) where that is small (about two
+    thirds of the time of three weighted bincounts); the sums of integers are exact either way, so the result
+    is the same."""
     rows, channels = sym.shape[:2]
-    size, device = NUM_CONTEXTS * channels, sym.device
+    size, device = count * channels, sym.device
     span = int(hi - lo) + 1 if torch.isfinite(hi - lo) else 2**31  # (a diverged training's values: the bincounts)
     bins = rows * size * span
     if bins <= max(4 * sym.numel(), 1 << 16) and bins < 2**31:
@@ -86,6 +98,17 @@ def _row_moments(ctx: torch.Tensor, sym: torch.Tensor, lo: torch.Tensor, hi: tor
     y = sym.flatten().double()
     counts = [torch.bincount(group, w, minlength=rows * size).double().view(rows, size) for w in (None, y, y * y)]
     return torch.stack(counts, dim=1)
+
+
+def _phased(spec) -> bool:
+    return plan_for(spec).model_mode == MODEL_PHASED
+
+
+def _as_stored(spec, mean: torch.Tensor, std: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """float32 Gaussians as the encoder stores them: model mode 5's rounded to bfloat16 (section 7.5)."""
+    if not _phased(spec):
+        return mean, std
+    return mean.to(torch.bfloat16).float(), std.to(torch.bfloat16).float()
 
 
 class CompressibleModel(nn.Module):
@@ -120,7 +143,8 @@ class CompressibleModel(nn.Module):
                     self._init_steps(spec, params[spec.name].detach())
                 elif self._lazy_context(spec):  # per-row statistics of its Gaussians (see update_rows; checkpointed)
                     n, c, device = spec.shape[0], spec.shape[1], params[spec.name].device
-                    stats = torch.zeros(n, 3, NUM_CONTEXTS * c, dtype=torch.float64, device=device)
+                    count = context_count(plan_for(spec).model_mode)
+                    stats = torch.zeros(n, 3, count * c, dtype=torch.float64, device=device)
                     key = _key(spec.name)
                     self.register_buffer(f"rowstats_{key}", stats)
                     self.register_buffer(f"rowrange_{key}", torch.zeros(n, 2, device=device))
@@ -146,9 +170,10 @@ class CompressibleModel(nn.Module):
         self._trains: torch.Tensor | None = None  # the same as a mask over its rows
 
     def _lazy_context(self, spec) -> bool:
-        """Whether a tensor is context-coded under Gaussians (model mode 2) and priced in a batch's rows only,
-        under per-row statistics."""
-        return spec.rows == "frame" and plan_for(spec).model_mode == MODEL_CONTEXT and self.mask(spec.name) is None
+        """Whether a tensor is context-coded under Gaussians (model mode 2 or 5) and priced in a batch's rows
+        only, under per-row statistics."""
+        gaussian = plan_for(spec).model_mode in (MODEL_CONTEXT, MODEL_PHASED)
+        return spec.rows == "frame" and gaussian and self.mask(spec.name) is None
 
     def base_device(self) -> torch.device:
         return next(self.base.parameters()).device
@@ -227,10 +252,14 @@ class CompressibleModel(nn.Module):
                 sym = torch.round(w)
                 c = None if coarse is None else torch.round(coarse)
                 ctx = contexts(w.shape, c, previous_rows(sym, period), w.device)
+                if _phased(spec):
+                    ctx = phased_contexts(ctx, sym)
         y = y + torch.rand(y.shape, generator=self._generator(y.device, salt), device=y.device) - 0.5
         if not lazy:
             with torch.no_grad():
-                mean, std = context_stats(sym, ctx, channels)
+                mean, std = _as_stored(
+                    spec, *context_stats(sym, ctx, channels, context_count(plan_for(spec).model_mode))
+                )
                 lo, hi = sym.min(), sym.max()
         group = ctx * channels + torch.arange(channels, device=y.device).view(1, -1, 1, 1)
         if torch.is_tensor(scale):
@@ -272,7 +301,7 @@ class CompressibleModel(nn.Module):
         count, total, squares = table.sum(dim=0)
         mean = total / count.clamp_min(1)
         var = (squares / count.clamp_min(1) - mean * mean).clamp_min(0)
-        mean, std = gaussians(count, mean, var)
+        mean, std = _as_stored(spec, *gaussians(count, mean, var))
         return mean, std, span[:, 0].min(), span[:, 1].max()
 
     def plan_epoch(self, order: torch.Tensor, batch_size: int) -> None:
@@ -310,9 +339,11 @@ class CompressibleModel(nn.Module):
         self, spec, w: torch.Tensor, coarse: torch.Tensor | None, rows: torch.Tensor, dtype: torch.dtype = torch.long
     ) -> torch.Tensor:
         """The contexts (of `dtype`) of a frame-row tensor's `rows` from the rounded values of its coarser
-        level's rows and of the previous rows (none for the first row of a run)."""
+        level's rows and of the previous rows (none for the first row of a run); model mode 5's also from
+        the rounded values of the rows themselves."""
         prev, c = self._row_neighbours(spec, w, coarse, rows)
-        return contexts((len(rows), *w.shape[1:]), c, prev, w.device, dtype)
+        ctx = contexts((len(rows), *w.shape[1:]), c, prev, w.device, dtype)
+        return phased_contexts(ctx, torch.round(w[rows])) if _phased(spec) else ctx
 
     @torch.no_grad()
     def update_rows(self, spec, params: dict | None = None, rows: torch.Tensor | None = None) -> None:
@@ -332,7 +363,7 @@ class CompressibleModel(nn.Module):
         ctx = self._row_contexts(spec, w, coarse, rows, dtype=torch.uint8)
         sym = torch.round(w[rows])
         low, high = sym.flatten(1).min(dim=1).values, sym.flatten(1).max(dim=1).values
-        table[rows] = _row_moments(ctx, sym, low.min(), high.max())
+        table[rows] = _row_moments(ctx, sym, low.min(), high.max(), context_count(plan_for(spec).model_mode))
         span[rows, 0] = low
         span[rows, 1] = high
         getattr(self, f"rowready_{key}").fill_(True)
@@ -574,7 +605,7 @@ class CompressibleModel(nn.Module):
                 continue
             plan = plan_for(spec)
             mode = plan.model_mode
-            if mode == MODEL_CONTEXT:
+            if mode in (MODEL_CONTEXT, MODEL_PHASED):
                 total = total + self._context_bits(spec, params, rows, 1000 + i)
                 continue
             if mode == MODEL_LAPLACE:

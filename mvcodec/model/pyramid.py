@@ -152,6 +152,7 @@ class MVPyramidArchitecture(Architecture):
     train_defaults = {"lr": 1e-2, "loss": "mse-yuv", "motion_weight": 0.0, "latent_proxy": "noise"}
     lr_scales = {Role.LATENT: 30.0}
     presets = PYRAMID_PRESETS
+    phased_latents = False  # the latent grids coded in model_mode 5 rather than 2 (without an entropy-model network)
     # one frame a pass: four frames' full-resolution layers (22 MB each at 320x180) outgrow the CPU's cache
     # and decode 30% slower (BENCHMARKS.md, issue 14, experiment 26)
     cpu_decode_batch = 1
@@ -179,6 +180,7 @@ class MVPyramidArchitecture(Architecture):
                     "frame" if kind == "frame_grids" else None,
                     f"{kind}.{level + 1}" if level + 1 < cfg.levels else None,
                     arm,
+                    phased=self.phased_latents and not arm,
                 )
                 for level in reversed(levels)
             ]

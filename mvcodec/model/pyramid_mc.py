@@ -149,6 +149,9 @@ class MVPyramidMCArchitecture(MVPyramidArchitecture):
     # the latents at 15x the learning rate, half MV-Pyramid's 30x: a residual moves every later frame of its chain
     # (BENCHMARKS.md, issue 14, experiment 28: +0.4 dB average BD-PSNR at 320x180, +1.9 dB on the small cut)
     lr_scales = {Role.LATENT: 15.0}
+    # the latent grids' contexts refined by their decoded neighbours (model_mode 5): BENCHMARKS.md, issue 14,
+    # experiment 29
+    phased_latents = True
     # `medium` (5 + 45 epochs, the default) takes 209-218 s a point at 320x180 x 16 frames x 4 views on a 2-core
     # CPU, inside the issue's budget (experiments 26-28)
     presets = PYRAMID_MC_PRESETS

@@ -39,8 +39,9 @@ from mvcodec.train.optim import RowAdam
 # 2: every phase checkpoints the CompressibleModel (keys model/base.*), with its arch; 3: row-lazy Adam state;
 # 4: per-row statistics of the batch-row-priced latents; 5: TrainConfig.latent_proxy; 6: those statistics of the
 # rounded latents; 7: TrainConfig.price_frames; 8: MV-Pyramid-MC's motion priced under a Laplace (model_mode 4),
-# without per-row statistics; 9: TrainConfig.rate_warmup, and MV-Pyramid-MC's latents at 15x the learning rate
-CHECKPOINT_VERSION = 9
+# without per-row statistics; 9: TrainConfig.rate_warmup, and MV-Pyramid-MC's latents at 15x the learning rate;
+# 10: MV-Pyramid-MC's latent grids priced in model_mode 5's 36 contexts
+CHECKPOINT_VERSION = 10
 
 LEGACY_ARCH = "mv-mginr"  # the network of the checkpoints written before they named theirs
 
