@@ -38,17 +38,17 @@ def _fit_qat(fit: int, qat: int) -> tuple[Phase, ...]:
     return (Phase("fit", fit), Phase("qat", qat, lr=1.0))
 
 
-# The pyramid architectures': a 10% fit, then QAT at the fit's learning rate; each preset doubles the one
-# before. `medium` fits the rate-distortion issue's budget at 320x180 x 16 frames x 4 views on a 2-core CPU
-# (at most 1.5x MV-MGINR's medium, about 250 s a point): BENCHMARKS.md, issue 14, experiments 24-26.
+# MV-Pyramid's: a 10% fit, then QAT at the fit's learning rate; each preset doubles the one before. `medium`
+# fits the rate-distortion issue's budget at 320x180 x 16 frames x 4 views on a 2-core CPU (at most 1.5x
+# MV-MGINR's medium, about 250 s a point): BENCHMARKS.md, issue 14, experiments 24-26.
 PYRAMID_PRESETS = {
     "fast": _fit_qat(5, 45),
     "medium": _fit_qat(10, 90),
     "paper": _fit_qat(20, 180),
     "slow": _fit_qat(40, 360),
 }
-# MV-Pyramid-MC's, the default's: `medium` spends the issue's budget (329-367 s a point at 320x180, experiment
-# 30), the others half, twice and four times its epochs (the issue's time sweep)
+# MV-Pyramid-MC's, the default's: `medium` spends the issue's budget (316-367 s a point at 320x180, experiment
+# 30), the others about half, twice and four times its epochs (the issue's time sweep)
 PYRAMID_MC_PRESETS = {
     "fast": _fit_qat(4, 32),
     "medium": _fit_qat(7, 63),

@@ -110,7 +110,11 @@ def tensor_kbits(path: Path) -> dict[str, float]:
 @click.option("--hidden", type=int, help="Synthesis width (default: the sizing's).")
 @click.option("--frame-skip", default=0, show_default=True, help="First level with view-and-frame grids.")
 @click.option("--lr", type=float, help="Learning rate (default: the architecture's).")
-@click.option("--latent-lr", type=float, help="The latents' learning rate as a multiple of --lr (default: 30).")
+@click.option(
+    "--latent-lr",
+    type=float,
+    help="The latents' learning rate as a multiple of --lr (default: the architecture's, 30 or 15).",
+)
 @click.option("--flow-level", type=int, help="MV-Pyramid-MC with its motion fields at this level's grid size.")
 @click.option("--arm", "arm_hidden", default=0, help="Code the grids with an entropy-model network this wide.")
 @click.option("--frame-channels", type=int, help="View-and-frame channels a level (0: none; after --channels).")

@@ -152,7 +152,7 @@ class MVPyramidMCArchitecture(MVPyramidArchitecture):
     # the latent grids' contexts refined by their decoded neighbours (model_mode 5): BENCHMARKS.md, issue 14,
     # experiment 29
     phased_latents = True
-    # `medium` (7 + 63 epochs, the default) takes 329-367 s a point at 320x180 x 16 frames x 4 views on a 2-core
+    # `medium` (7 + 63 epochs, the default) takes 316-367 s a point at 320x180 x 16 frames x 4 views on a 2-core
     # CPU, inside the issue's budget of 1.5x 250 s (experiment 30; 5 + 45 took 212-228 s)
     presets = PYRAMID_MC_PRESETS
 
