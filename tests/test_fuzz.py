@@ -55,6 +55,24 @@ def mutate(data: bytes, rng: random.Random) -> bytes:
     return bytes(out)
 
 
+def first_frame_outcomes(data: bytes, seed: int, count: int) -> set:
+    """Decode frame 0 of `count` mutants of a stream: the set of outcomes ("decoded" or a StreamError's exit
+    code), each error's message checked to be one line; anything else raised propagates."""
+    from mvcodec.decoder import Decoder
+    from mvcodec.errors import StreamError
+
+    rng, outcomes = random.Random(seed), set()
+    for _ in range(count):
+        try:
+            with Decoder(io.BytesIO(mutate(data, rng))) as dec:
+                list(dec.frames(frames=[0]))
+            outcomes.add("decoded")
+        except StreamError as e:
+            assert "\n" not in str(e)
+            outcomes.add(e.exit_code)
+    return outcomes
+
+
 def run_cases(count: int, seed: int) -> dict:
     """Decode `count` mutants; tally outcomes and collect anything that is not a clean result."""
     import resource

@@ -12,6 +12,7 @@ negative streams are damaged copies of the first one, each with the exit code mv
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -21,6 +22,7 @@ import tempfile
 import zlib
 from fractions import Fraction
 from pathlib import Path
+from unittest import mock
 
 import click
 import cv2
@@ -224,19 +226,12 @@ def make_stream(case: Case, out: Path, work: Path) -> None:
         cfg = dataclasses.replace(cfg, **case.config)
         if case.ablation:
             cfg = ablate(cfg, case.ablation)
-        arch_type = type(by_name(case.arch))
-        phased = arch_type.__dict__.get("phased_latents")  # (the class's own, restored after)
+        phased = contextlib.nullcontext()
         if case.phased is not None:
-            arch_type.phased_latents = case.phased
-        try:
+            phased = mock.patch.object(type(by_name(case.arch)), "phased_latents", case.phased)
+        with phased:
             trained = run_phases(sub, cfg, rec, torch.device("cpu"), prefix=None, progress=False, log=lambda *_: None)
             tensors, digest = code_model(trained, case.coding)
-        finally:
-            if case.phased is not None:
-                if phased is None:
-                    del arch_type.phased_latents
-                else:
-                    arch_type.phased_latents = phased
         segments.append(SegmentData(SegmentHeader(k, first, count), cfg, tensors, digest))
     seq = SequenceHeader(
         tuple(source.view_names),

@@ -38,13 +38,6 @@ def context_count(mode: int) -> int:
     return PHASED_CONTEXTS if mode == MODEL_PHASED else NUM_CONTEXTS
 
 
-def to_bfloat16(values: np.ndarray) -> np.ndarray:
-    """float32 values rounded to the nearest bfloat16 (ties to even), as float32 (finite inputs)."""
-    bits = np.ascontiguousarray(values, np.float32).view(np.uint32).astype(np.uint64)
-    bits = (bits + 0x7FFF + ((bits >> 16) & 1)) & 0xFFFF0000
-    return bits.astype(np.uint32).view(np.float32)
-
-
 def arm_layer_shapes(hidden: int) -> list[tuple[int, ...]]:
     """The shapes of model_mode 3's six network tensors (weight, bias of each of three layers), in order."""
     i, o = ARM_INPUTS, ARM_OUTPUTS

@@ -31,10 +31,16 @@ from mvcodec.bitstream.tensor import (
     STEPS_BFLOAT16,
     CodedTensor,
     context_count,
-    to_bfloat16,
 )
 from mvcodec.compress import arm
-from mvcodec.compress.context import coding_order, context_grid, context_laplace_stats, context_stats, phased_order
+from mvcodec.compress.context import (
+    coding_order,
+    context_grid,
+    context_laplace_stats,
+    context_stats,
+    phased_order,
+    stored_gaussians,
+)
 from mvcodec.compress.decoding import element_steps, tensor_contexts, values_of
 from mvcodec.compress.gaussian import group_stats, model_grid
 from mvcodec.compress.range_coding import gaussian_encode, mask_encode
@@ -141,9 +147,8 @@ def code_symbols(
         stats = context_laplace_stats if plan.model_mode == MODEL_LAPLACE else context_stats
         y = torch.from_numpy(symbols.astype(np.float64))
         mean, std = stats(y, torch.from_numpy(ctx), shape[1], context_count(plan.model_mode))
+        mean, std = stored_gaussians(plan.model_mode, mean, std)  # (mode 5: bfloat16)
         t.means, t.stds = mean.numpy(), std.numpy()
-        if plan.model_mode == MODEL_PHASED:  # stored as bfloat16 (the nearest to a std >= 0.1 is >= 0.1)
-            t.means, t.stds = to_bfloat16(t.means), to_bfloat16(t.stds)
     elif plan.model_mode == MODEL_ARM:
         if mask is not None or context is None or context.arm_layers is None:
             raise ValueError(f"{spec.name}: model mode 3 needs its context, its network and no pruning")

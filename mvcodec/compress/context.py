@@ -26,7 +26,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from mvcodec.bitstream.tensor import NUM_CONTEXTS, PHASED_CONTEXTS, CodedTensor
+from mvcodec.bitstream.tensor import MODEL_PHASED, NUM_CONTEXTS, PHASED_CONTEXTS, CodedTensor
 from mvcodec.compress.gaussian import MIN_STD
 
 CLAMP = 2
@@ -116,6 +116,13 @@ def sublattice_level(act: torch.Tensor, k: int) -> torch.Tensor:
     return m.add_(1)
 
 
+def record_sublattice(act: torch.Tensor, k: int, sym: torch.Tensor) -> None:
+    """Write the activity of sub-lattice k's decoded symbols `sym` (its elements' shape) into the padded
+    activity `act` (padded_activity), for the sub-lattices after it."""
+    oi, oj, stride, _ = SUBLATTICES[k]
+    act[..., REACH + oi :: stride, REACH + oj :: stride][..., : sym.shape[-2], : sym.shape[-1]] = _level(sym)
+
+
 def spatial_levels(s: torch.Tensor) -> torch.Tensor:
     """The spatial level (uint8, s's shape) of every element of s (..., H, W), all of its symbols known (the
     encoder's and training's view): what the decoder finds at each sub-lattice's turn."""
@@ -195,6 +202,14 @@ def context_laplace_stats(
     dev = torch.bincount(group, (y - mean[group]).abs(), minlength=len(n)) / n.clamp_min(1)
     scale = torch.where(n > 0, dev.clamp_min(MIN_STD), torch.ones_like(dev))
     return mean.float(), scale.float()
+
+
+def stored_gaussians(mode: int, mean: torch.Tensor, std: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """float32 (means, stds) as a tensor of model `mode` stores them: mode 5's rounded to the nearest bfloat16
+    (ties to even; the nearest to a std of at least 0.1 is at least 0.1), the others' as they are."""
+    if mode != MODEL_PHASED:
+        return mean, std
+    return mean.to(torch.bfloat16).float(), std.to(torch.bfloat16).float()
 
 
 def gaussians(n: torch.Tensor, mean: torch.Tensor, var: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

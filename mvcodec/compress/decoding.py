@@ -25,14 +25,13 @@ from mvcodec.bitstream.tensor import (
 )
 from mvcodec.compress import arm
 from mvcodec.compress.context import (
-    CLAMP,
-    REACH,
     SUBLATTICES,
     context_grid,
     contexts,
     padded_activity,
     phased_contexts,
     previous_rows,
+    record_sublattice,
     sublattice_level,
 )
 from mvcodec.compress.gaussian import gaussian_bits, laplace_bits, model_grid
@@ -108,9 +107,7 @@ def _decode_phased(t: CodedTensor, coarse: np.ndarray | None) -> np.ndarray:
             means, stds = context_grid(t, base[..., oi::stride, oj::stride] + NUM_CONTEXTS * level.long())
             sym = torch.from_numpy(reader.read(means.ravel(), stds.ravel()).reshape(level.shape))
             out[:, r, :, oi::stride, oj::stride] = sym
-            act[..., REACH + oi :: stride, REACH + oj :: stride][..., : level.shape[-2], : level.shape[-1]] = (
-                sym.abs().clamp(max=CLAMP).to(torch.uint8)
-            )
+            record_sublattice(act, k, sym)
     return out.numpy().ravel()
 
 

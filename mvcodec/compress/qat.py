@@ -47,6 +47,7 @@ from mvcodec.compress.context import (
     gaussians,
     phased_contexts,
     previous_rows,
+    stored_gaussians,
 )
 from mvcodec.compress.gaussian import gaussian_bits, group_stats, laplace_bits
 from mvcodec.compress.pruning import prunable
@@ -105,10 +106,8 @@ def _phased(spec) -> bool:
 
 
 def _as_stored(spec, mean: torch.Tensor, std: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """float32 Gaussians as the encoder stores them: model mode 5's rounded to bfloat16 (section 7.5)."""
-    if not _phased(spec):
-        return mean, std
-    return mean.to(torch.bfloat16).float(), std.to(torch.bfloat16).float()
+    """float32 Gaussians as the encoder stores them (model mode 5's in bfloat16)."""
+    return stored_gaussians(plan_for(spec).model_mode, mean, std)
 
 
 class CompressibleModel(nn.Module):
@@ -336,14 +335,22 @@ class CompressibleModel(nn.Module):
         return prev, None if coarse is None else torch.round(coarse[rows])
 
     def _row_contexts(
-        self, spec, w: torch.Tensor, coarse: torch.Tensor | None, rows: torch.Tensor, dtype: torch.dtype = torch.long
+        self,
+        spec,
+        w: torch.Tensor,
+        coarse: torch.Tensor | None,
+        rows: torch.Tensor,
+        dtype: torch.dtype = torch.long,
+        sym: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """The contexts (of `dtype`) of a frame-row tensor's `rows` from the rounded values of its coarser
         level's rows and of the previous rows (none for the first row of a run); model mode 5's also from
-        the rounded values of the rows themselves."""
+        the rounded values of the rows themselves (`sym`, where the caller has them)."""
         prev, c = self._row_neighbours(spec, w, coarse, rows)
         ctx = contexts((len(rows), *w.shape[1:]), c, prev, w.device, dtype)
-        return phased_contexts(ctx, torch.round(w[rows])) if _phased(spec) else ctx
+        if not _phased(spec):
+            return ctx
+        return phased_contexts(ctx, torch.round(w[rows]) if sym is None else sym)
 
     @torch.no_grad()
     def update_rows(self, spec, params: dict | None = None, rows: torch.Tensor | None = None) -> None:
@@ -360,8 +367,8 @@ class CompressibleModel(nn.Module):
         table, span = getattr(self, f"rowstats_{key}"), getattr(self, f"rowrange_{key}")
         if rows is None:
             rows = torch.arange(spec.shape[0], device=w.device)
-        ctx = self._row_contexts(spec, w, coarse, rows, dtype=torch.uint8)
         sym = torch.round(w[rows])
+        ctx = self._row_contexts(spec, w, coarse, rows, dtype=torch.uint8, sym=sym)
         low, high = sym.flatten(1).min(dim=1).values, sym.flatten(1).max(dim=1).values
         table[rows] = _row_moments(ctx, sym, low.min(), high.max(), context_count(plan_for(spec).model_mode))
         span[rows, 0] = low
