@@ -14,7 +14,7 @@ import pytest
 from helpers import run_tool, tool
 
 from mvcodec.bitstream import read_index, read_segment_tensors
-from mvcodec.bitstream.tensor import MODEL_ARM, MODEL_CONTEXT, MODEL_LAPLACE, MODEL_PHASED
+from mvcodec.bitstream.tensor import MODEL_ARM, MODEL_CONTEXT, MODEL_LAPLACE, MODEL_PHASED, MODEL_PREDICTED
 from mvcodec.decoder import Decoder
 from mvcodec.io.output import output_name
 from mvcodec.io.raw import frame_bytes_of
@@ -39,6 +39,11 @@ def test_there_are_conformance_streams():
             "c14_pyramid_mc_phased",
             2,
             {"flows": MODEL_LAPLACE, "view_grids.0": MODEL_PHASED, "frame_grids.0": MODEL_PHASED},
+        ),
+        (
+            "c15_pyramid_mc_motion",
+            2,
+            {"flows": MODEL_PREDICTED, "view_grids.0": MODEL_PHASED, "frame_grids.0": MODEL_PHASED},
         ),
     ],
 )

@@ -145,8 +145,8 @@ def test_phased_fields_are_checked_and_an_unknown_mode_needs_a_newer_decoder():
     with pytest.raises(InvalidStream, match="model parameter pairs"):
         CodedTensor.parse(t.to_bytes())
     t = CodedTensor.parse(good.to_bytes())
-    t.model_mode = 6
-    with pytest.raises(UnknownCriticalChunk, match="mode 6 is not known to this decoder: the stream needs a newer"):
+    t.model_mode = 7
+    with pytest.raises(UnknownCriticalChunk, match="mode 7 is not known to this decoder: the stream needs a newer"):
         CodedTensor.parse(t.to_bytes())
 
 

@@ -171,15 +171,18 @@ def test_a_started_batch_is_reused_only_for_the_same_frames():
     assert model.priced_rows().tolist() == [2, 3]
 
 
-def test_the_motion_is_priced_under_the_laplace_distributions_the_encoder_stores(monkeypatch):
-    """MV-Pyramid-MC's motion fields are coded under a Laplace per context (model_mode 4, section 7.4); the
-    rate term prices a batch's rows under the locations and scales, and in the symbol range, that
-    export_tensors writes."""
-    from mvcodec.bitstream.tensor import MODEL_LAPLACE
+@pytest.mark.parametrize("phased", [True, False], ids=["mode6", "mode4"])
+def test_the_motion_is_priced_under_the_laplace_distributions_the_encoder_stores(monkeypatch, phased):
+    """MV-Pyramid-MC's motion fields are coded under a Laplace per context (model_mode 6, section 7.6: located
+    at the median of the decoded neighbours; before experiment 31 model_mode 4, section 7.4); the rate term
+    prices a batch's rows under the locations and scales, and in the symbol range, that export_tensors
+    writes."""
+    from mvcodec.bitstream.tensor import MODEL_LAPLACE, MODEL_PREDICTED
     from mvcodec.compress import qat
-    from mvcodec.compress.context import context_grid
-    from mvcodec.compress.decoding import segment_symbols, tensor_contexts
+    from mvcodec.compress.decoding import segment_symbols, tensor_models
+    from mvcodec.model.pyramid_mc import MVPyramidMCArchitecture
 
+    monkeypatch.setattr(MVPyramidMCArchitecture, "motion_phased", phased)
     net, cfg = _random_mc(frames=5)
     model = CompressibleModel(net, cfg, quantise=True).train()
     model.plan_epoch(torch.arange(cfg.views * cfg.frames), 2)
@@ -192,14 +195,14 @@ def test_the_motion_is_priced_under_the_laplace_distributions_the_encoder_stores
     ((loc, scale, lo, hi),) = priced
     tensors = [e.tensor for e in qat.export_tensors(model)]
     (t,) = [t for t in tensors if t.name == "flows"]
-    assert t.model_mode == MODEL_LAPLACE
+    assert t.model_mode == (MODEL_PREDICTED if phased else MODEL_LAPLACE)
     symbols = dict(zip([t.name for t in tensors], segment_symbols(tensors), strict=True))
-    locs, scales = (
-        torch.from_numpy(np.ascontiguousarray(a)) for a in context_grid(t, tensor_contexts(t, symbols["flows"], None))
-    )
+    locs, scales = (torch.from_numpy(np.ascontiguousarray(a)) for a in tensor_models(t, symbols["flows"], None))
     pick = model.priced_rows()
     assert torch.equal(loc, locs[pick]) and torch.equal(scale, scales[pick])
     assert (int(lo), int(hi)) == (t.sym_min, t.sym_max)
+    if phased:  # the locations follow the neighbours
+        assert len(torch.unique(locs)) > 36 * 2
 
 
 def test_runs_are_consecutive_frames_of_one_view():

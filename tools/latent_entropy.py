@@ -2,13 +2,16 @@
 (mode 2; mode 4: a Laplace per context; mode 5: 36 contexts with decoded neighbours), its ideal bits under
 the stored models, and under models fitted to its own symbols (the side information not counted):
 
-- `refit`: the tensor's own mode's contexts, a Gaussian per context and channel fitted to the symbols;
+- `refit`: the tensor's own mode's contexts, a Gaussian per context and channel fitted to the symbols (modes
+  4 and 6: a Laplace, mode 6's fitted to the symbols less their predictions);
 - `checkerboard`: anchors (i + j even) as mode 2, the others also by the activity of their 4 anchor
   neighbours (a two-pass spatial context a decoder can run in parallel): 36 contexts;
 - `causal`: mode 2's contexts times the activity of the left, upper-left, upper and upper-right neighbours
   (what a symbol-by-symbol decoder could use): 27 contexts;
 - `phased`: model mode 5's 36 contexts (mode 2's refined by decoded neighbours in seven sub-lattices,
   bitstream_spec.md section 7.5);
+- `predicted`: model mode 6's 12 contexts (without a coarser level's) and a Laplace per context located at
+  the median of the decoded neighbours (bitstream_spec.md section 7.6);
 - `first_apart`: mode 2's contexts, those of the first row of each run (a view's frame 0: MV-Pyramid-MC's
   intra latents, where the previous-frame context is always 0) kept apart from the other rows': 18 contexts;
 - `laplace`: mode 2's contexts, a discretised Laplace per context (median, mean absolute deviation);
@@ -31,9 +34,9 @@ import numpy as np
 import torch
 
 from mvcodec.bitstream import read_index, read_segment_tensors
-from mvcodec.bitstream.tensor import CONTEXT_MODES, MODEL_CONTEXT, MODEL_PHASED, NO_REF
+from mvcodec.bitstream.tensor import CONTEXT_MODES, LAPLACE_MODES, MODEL_CONTEXT, MODEL_PHASED, MODEL_PREDICTED, NO_REF
 from mvcodec.compress.context import CLAMP, NUM_CONTEXTS, context_stats
-from mvcodec.compress.decoding import decode_segment, ideal_bits, tensor_contexts
+from mvcodec.compress.decoding import decode_segment, ideal_bits, tensor_contexts, tensor_predictions
 from mvcodec.compress.gaussian import gaussian_bits
 
 
@@ -91,6 +94,10 @@ def first_rows(shape: tuple[int, ...], period: int) -> np.ndarray:
 
 def tensor_rows(t, symbols: np.ndarray, coarse: np.ndarray | None) -> dict:
     own = tensor_contexts(t, symbols, coarse)  # the tensor's own mode's (mode 5: 36)
+    own_pred = tensor_predictions(t, symbols)
+    as_predicted = replace(t, model_mode=MODEL_PREDICTED)
+    pred = tensor_predictions(as_predicted, symbols)
+    predicted_ctx = tensor_contexts(as_predicted, symbols, None)
     ctx = tensor_contexts(replace(t, model_mode=MODEL_CONTEXT), symbols, coarse)  # mode 2's, for the others
     channels = t.shape[1]
     activity = np.minimum(np.abs(symbols), CLAMP).astype(np.int64)
@@ -102,13 +109,20 @@ def tensor_rows(t, symbols: np.ndarray, coarse: np.ndarray | None) -> dict:
         "name": t.name,
         "shape": list(t.shape),
         "stored": ideal_bits(t, symbols, coarse) / 8e3,
-        "refit": gaussian_fit_bits(symbols, own, channels) / 8e3,
+        "refit": (
+            laplace_bits(symbols - (0 if own_pred is None else own_pred), own)
+            if t.model_mode in LAPLACE_MODES
+            else gaussian_fit_bits(symbols, own, channels)
+        )
+        / 8e3,
         "checkerboard": gaussian_fit_bits(symbols, np.where(anchor, ctx, NUM_CONTEXTS + 3 * ctx + around), channels)
         / 8e3,
         "causal": gaussian_fit_bits(symbols, 3 * ctx + causal, channels) / 8e3,
         "phased": gaussian_fit_bits(
             symbols, tensor_contexts(replace(t, model_mode=MODEL_PHASED), symbols, coarse), channels
         )
+        / 8e3,
+        "predicted": laplace_bits(symbols - pred, predicted_ctx * channels + np.arange(channels).reshape(1, -1, 1, 1))
         / 8e3,
         "first_apart": gaussian_fit_bits(
             symbols, ctx + NUM_CONTEXTS * first_rows(symbols.shape, t.row_period), channels
@@ -119,7 +133,7 @@ def tensor_rows(t, symbols: np.ndarray, coarse: np.ndarray | None) -> dict:
     }
 
 
-COLUMNS = ("stored", "refit", "checkerboard", "causal", "phased", "first_apart", "laplace", "histogram")
+COLUMNS = ("stored", "refit", "checkerboard", "causal", "phased", "predicted", "first_apart", "laplace", "histogram")
 
 
 @click.command()

@@ -70,7 +70,9 @@ class Case:
     coding: str = "pipeline"  # pipeline (mvenc's: pruning, learned bfloat16 steps, QAT), uniform8, tools
     arch: str = "mv-mginr"  # another registered architecture is trained and coded as mvenc does (pipeline)
     config: dict = dataclasses.field(default_factory=dict)  # its sizing's config with these fields replaced
-    phased: bool | None = None  # a pyramid's latent grids in model_mode 5 (True) or 2 (False); None: as mvenc
+    # class attributes of the architecture overridden while the stream is made (mvenc's coding of an earlier
+    # version: e.g. phased_latents False for latent grids in model_mode 2, motion_phased False for motion in 4)
+    arch_attrs: dict = dataclasses.field(default_factory=dict)
 
 
 CASES = [
@@ -114,7 +116,8 @@ CASES = [
         frames=4,
         pix_fmt="yuv420p10le",
         arch="mv-pyramid-mc",
-        phased=False,  # its latent grids in model_mode 2, as mvenc coded them before experiment 29
+        # its latent grids in model_mode 2, its motion in 4, as mvenc coded them before experiments 29 and 31
+        arch_attrs={"phased_latents": False, "motion_phased": False},
     ),
     Case(
         "c13_pyramid_mc_arm",
@@ -122,6 +125,7 @@ CASES = [
         "the grid size of level 2",
         arch="mv-pyramid-mc",
         config={"arm_hidden": 8, "flow_level": 2},
+        arch_attrs={"motion_phased": False},  # its motion in model_mode 4, as before experiment 31
     ),
     Case(
         "c14_pyramid_mc_phased",
@@ -129,6 +133,18 @@ CASES = [
         "(contexts refined by decoded neighbours, seven sub-lattices), 3 frames, 4 views",
         frames=3,
         views=4,
+        arch="mv-pyramid-mc",
+        arch_attrs={"motion_phased": False},  # its motion in model_mode 4, as before experiment 31
+    ),
+    Case(
+        "c15_pyramid_mc_motion",
+        "MV-Pyramid-MC as mvenc codes it since BENCHMARKS.md's experiment 31: motion fields in model_mode 6 "
+        "(Laplace distributions located at the median of the decoded neighbours), 5 frames, 2 views at 128x72 "
+        "(8x5 motion cells)",
+        frames=5,
+        width=128,
+        height=72,
+        params=48_000,
         arch="mv-pyramid-mc",
     ),
 ]
@@ -226,10 +242,9 @@ def make_stream(case: Case, out: Path, work: Path) -> None:
         cfg = dataclasses.replace(cfg, **case.config)
         if case.ablation:
             cfg = ablate(cfg, case.ablation)
-        phased = contextlib.nullcontext()
-        if case.phased is not None:
-            phased = mock.patch.object(type(by_name(case.arch)), "phased_latents", case.phased)
-        with phased:
+        with contextlib.ExitStack() as attrs:
+            for name, value in case.arch_attrs.items():
+                attrs.enter_context(mock.patch.object(type(by_name(case.arch)), name, value))
             trained = run_phases(sub, cfg, rec, torch.device("cpu"), prefix=None, progress=False, log=lambda *_: None)
             tensors, digest = code_model(trained, case.coding)
         segments.append(SegmentData(SegmentHeader(k, first, count), cfg, tensors, digest))

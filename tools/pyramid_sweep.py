@@ -40,12 +40,14 @@ def variant(
     arm_hidden: int = 0,
     frame_channels: int | None = None,
     motion_gaussian: bool = False,
+    motion_mode4: bool = False,
 ) -> str:
     """Register MV-Pyramid (MV-Pyramid-MC with its motion at `flow_level` where one is given) with
     `channels` view and view-and-frame channels a level, width `hidden` (None: as its sizing gives),
     view-and-frame grids from level `frame_skip`, the latents' learning rate scaled by `latent_lr`
     (None: as it is) and, with `motion_gaussian`, its motion coded under Gaussians (model_mode 2) rather than
-    Laplace distributions; its name."""
+    Laplace distributions, with `motion_mode4` under model_mode 4 (before experiment 31) rather than 6; its
+    name."""
 
     mc = flow_level is not None
 
@@ -66,12 +68,14 @@ def variant(
                 ("arm", arm_hidden or None),
                 ("fc", frame_channels),
                 ("g", "m" if motion_gaussian else None),
+                ("mm", 4 if motion_mode4 else None),
             )
             if v is not None
         )
         if latent_lr is not None:  # else its base's
             lr_scales = {Role.LATENT: latent_lr}
         motion_laplace = not motion_gaussian
+        motion_phased = not motion_mode4
 
         def size_for(self, shape, params):
             base = super().size_for(shape, params).to_dict()
@@ -122,19 +126,23 @@ def tensor_kbits(path: Path) -> dict[str, float]:
 @click.option("--batch-size", type=int, help="Frames a step (default: the preset's).")
 @click.option("--price-frames", is_flag=True, default=None, help="A chain's rate term prices the batch's frames alone.")
 @click.option("--motion-gaussian", is_flag=True, help="MV-Pyramid-MC's motion under Gaussians (before exp. 25).")
+@click.option("--motion-mode4", is_flag=True, help="MV-Pyramid-MC's motion in model_mode 4 (before exp. 31).")
 @click.option("--seed", type=int, help="Seed of initialisation and batch order (default: the recipe's).")
 @click.option("--rate-warmup", type=float, help="Fraction of QAT's steps over which the rate weight rises from 0.")
 @click.option("--keep", type=click.Path(file_okay=False), help="Keep the streams here (q<N>.mvinr).")
 def main(
     inputs, fps, frames, epochs, qat_epochs, quality, preset, channels, hidden, frame_skip, lr, latent_lr, flow_level,
-    arm_hidden, frame_channels, latent_proxy, batch_size, price_frames, motion_gaussian, seed, rate_warmup, keep,
+    arm_hidden, frame_channels, latent_proxy, batch_size, price_frames, motion_gaussian, motion_mode4, seed,
+    rate_warmup, keep,
 ):  # fmt: skip
     knobs = (channels, hidden, frame_skip or None, latent_lr, flow_level, arm_hidden or None, frame_channels)
     changed = any(k is not None for k in knobs)
-    if motion_gaussian and flow_level is None:
-        raise click.BadParameter("only MV-Pyramid-MC has motion: give --flow-level", param_hint="--motion-gaussian")
+    for flag, given in (("--motion-gaussian", motion_gaussian), ("--motion-mode4", motion_mode4)):
+        if given and flow_level is None:
+            raise click.BadParameter("only MV-Pyramid-MC has motion: give --flow-level", param_hint=flag)
+    motion = (motion_gaussian, motion_mode4)
     name = (
-        variant(channels, hidden, frame_skip, latent_lr, flow_level, arm_hidden, frame_channels, motion_gaussian)
+        variant(channels, hidden, frame_skip, latent_lr, flow_level, arm_hidden, frame_channels, *motion)
         if changed
         else "mv-pyramid"
     )

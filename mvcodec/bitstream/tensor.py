@@ -20,22 +20,27 @@ STD_RANGE = (2.0**-16, 2.0**21)
 CODING_FLOAT32, CODING_QUANTISED = 0, 1
 STEP_SCALAR, STEP_PER_AXIS, STEP_ROW_COLUMN = 0, 1, 2
 MASK_NONE, MASK_BERNOULLI = 0, 1
-MODEL_SCALAR, MODEL_PER_AXIS, MODEL_CONTEXT, MODEL_ARM, MODEL_LAPLACE, MODEL_PHASED = 0, 1, 2, 3, 4, 5
-MODEL_MODES = (MODEL_SCALAR, MODEL_PER_AXIS, MODEL_CONTEXT, MODEL_ARM, MODEL_LAPLACE, MODEL_PHASED)
+MODEL_SCALAR, MODEL_PER_AXIS, MODEL_CONTEXT, MODEL_ARM, MODEL_LAPLACE, MODEL_PHASED, MODEL_PREDICTED = range(7)
+MODEL_MODES = (MODEL_SCALAR, MODEL_PER_AXIS, MODEL_CONTEXT, MODEL_ARM, MODEL_LAPLACE, MODEL_PHASED, MODEL_PREDICTED)
 # the latent-grid modes: a coarse_ref and a row_period (mode 4: mode 2's contexts, each a Laplace; mode 5: mode
-# 2's contexts refined by the decoded neighbours in the same row, decoded in phases)
-LATENT_MODES = (MODEL_CONTEXT, MODEL_ARM, MODEL_LAPLACE, MODEL_PHASED)
-CONTEXT_MODES = (MODEL_CONTEXT, MODEL_LAPLACE, MODEL_PHASED)  # a distribution per context and channel (7.2)
+# 2's contexts refined by the decoded neighbours in the same row, decoded in phases; mode 6: mode 5's order and
+# contexts, each a Laplace located at the median of the decoded neighbours)
+LATENT_MODES = (MODEL_CONTEXT, MODEL_ARM, MODEL_LAPLACE, MODEL_PHASED, MODEL_PREDICTED)
+# a distribution per context and channel (7.2)
+CONTEXT_MODES = (MODEL_CONTEXT, MODEL_LAPLACE, MODEL_PHASED, MODEL_PREDICTED)
+PHASED_MODES = (MODEL_PHASED, MODEL_PREDICTED)  # decoded in sub-lattices, their models stored as bfloat16
+LAPLACE_MODES = (MODEL_LAPLACE, MODEL_PREDICTED)  # Laplace distributions (location, scale) in place of Gaussians
 NUM_CONTEXTS = 9  # model_mode 2: Gaussians per channel, one per context (mvcodec/compress/context.py)
 PHASED_CONTEXTS = 36  # model_mode 5: mode 2's 9, times 4 neighbour classes (s in 0..3, section 7.5)
+PREDICTED_CONTEXTS = 12  # model_mode 6: the previous row's 3 classes, times the 4 neighbour classes (section 7.6)
 NO_REF = 0xFFFF  # model_mode 2: no coarser tensor
 STEPS_FLOAT32, STEPS_BFLOAT16 = 0, 1
 ARM_INPUTS, ARM_OUTPUTS, ARM_MAX_HIDDEN = 14, 2, 32  # model_mode 3's network (section 7.3)
 
 
 def context_count(mode: int) -> int:
-    """The contexts of a context mode (2, 4 or 5): Gaussians (Laplace distributions) per channel."""
-    return PHASED_CONTEXTS if mode == MODEL_PHASED else NUM_CONTEXTS
+    """The contexts of a context mode (2, 4, 5 or 6): Gaussians (Laplace distributions) per channel."""
+    return {MODEL_PHASED: PHASED_CONTEXTS, MODEL_PREDICTED: PREDICTED_CONTEXTS}.get(mode, NUM_CONTEXTS)
 
 
 def arm_layer_shapes(hidden: int) -> list[tuple[int, ...]]:
@@ -80,7 +85,7 @@ class CodedTensor:
     row_period: int = 0  # model_mode 2: rows n with n % row_period != 0 have row n - 1 as context (0: none do)
     arm_ref: int = NO_REF  # model_mode 3: index in the segment of the first of the entropy model's six tensors
     means: np.ndarray | None = None  # float32 Gaussian means, one per model
-    stds: np.ndarray | None = None  # float32 Gaussian standard deviations (model_mode 5: bfloat16 values)
+    stds: np.ndarray | None = None  # float32 Gaussian standard deviations (model_modes 5, 6: bfloat16 values)
     words: np.ndarray | None = None  # uint32 range-coded symbols
 
     @property
@@ -139,7 +144,7 @@ class CodedTensor:
         if self.model_mode == MODEL_ARM:
             w.u16(self.arm_ref)
         w.u32(len(self.means))
-        if self.model_mode == MODEL_PHASED:  # bfloat16 (section 7.5)
+        if self.model_mode in PHASED_MODES:  # bfloat16 (sections 7.5, 7.6)
             w.array(bfloat16_bits(self.means), "<u2")
             w.array(bfloat16_bits(self.stds), "<u2")
         else:
@@ -197,12 +202,13 @@ class CodedTensor:
             r.check(t.mask_mode == MASK_NONE, "context model on a pruned tensor")
             t.coarse_ref, t.row_period = r.u16(), r.u32()
             r.check(t.row_period == 0 or shape[0] % t.row_period == 0, f"row period {t.row_period} of {shape[0]} rows")
+            r.check(t.model_mode != MODEL_PREDICTED or t.coarse_ref == NO_REF, "model mode 6 with a coarser tensor")
         if t.model_mode == MODEL_ARM:
             t.arm_ref = r.u16()
             r.check(t.arm_ref != NO_REF, "an autoregressive model without its network")
         n = r.u32()
         r.check(n == t.model_count(), f"{n} model parameter pairs where the mode implies another count")
-        if t.model_mode == MODEL_PHASED:
+        if t.model_mode in PHASED_MODES:
             t.means, t.stds = (from_bfloat16_bits(r.array("<u2", n)) for _ in range(2))
         else:
             t.means, t.stds = r.array("<f4", n), r.array("<f4", n)

@@ -16,6 +16,7 @@ import torch
 from mvcodec.bitstream.tensor import (
     CODING_FLOAT32,
     CONTEXT_MODES,
+    LAPLACE_MODES,
     MASK_BERNOULLI,
     MAX_SYMBOL,
     MODEL_ARM,
@@ -23,8 +24,10 @@ from mvcodec.bitstream.tensor import (
     MODEL_LAPLACE,
     MODEL_PER_AXIS,
     MODEL_PHASED,
+    MODEL_PREDICTED,
     MODEL_SCALAR,
     NO_REF,
+    PHASED_MODES,
     STEP_PER_AXIS,
     STEP_ROW_COLUMN,
     STEP_SCALAR,
@@ -41,7 +44,7 @@ from mvcodec.compress.context import (
     phased_order,
     stored_gaussians,
 )
-from mvcodec.compress.decoding import element_steps, tensor_contexts, values_of
+from mvcodec.compress.decoding import element_steps, tensor_contexts, tensor_predictions, values_of
 from mvcodec.compress.gaussian import group_stats, model_grid
 from mvcodec.compress.range_coding import gaussian_encode, mask_encode
 from mvcodec.model.base import ParamSpec, Role
@@ -81,9 +84,12 @@ def plan_for(spec: ParamSpec) -> CodingPlan:
     if spec.role is Role.CONV_WEIGHT:
         return CodingPlan(STEP_ROW_COLUMN, 0, MODEL_SCALAR, 0)
     if spec.role is Role.LATENT:
-        context = (
-            MODEL_ARM if spec.arm else MODEL_LAPLACE if spec.laplace else MODEL_PHASED if spec.phased else MODEL_CONTEXT
-        )
+        if spec.arm:
+            context = MODEL_ARM
+        elif spec.laplace:
+            context = MODEL_PREDICTED if spec.phased else MODEL_LAPLACE
+        else:
+            context = MODEL_PHASED if spec.phased else MODEL_CONTEXT
         mode = context if len(spec.shape) == 4 else MODEL_PER_AXIS
         return CodingPlan(STEP_SCALAR, 0, mode, 1)
     return CodingPlan(STEP_PER_AXIS, 1, MODEL_PER_AXIS, 1)
@@ -141,13 +147,16 @@ def code_symbols(
     elif plan.model_mode in CONTEXT_MODES:
         if mask is not None or context is None:
             raise ValueError(f"{spec.name}: model mode {plan.model_mode} needs its context and no pruning")
+        if plan.model_mode == MODEL_PREDICTED and context.coarse_ref != NO_REF:
+            raise ValueError(f"{spec.name}: model mode 6 codes a tensor without a coarser one")
         t.model_mode, t.model_axis = plan.model_mode, 1
         t.coarse_ref, t.row_period = context.coarse_ref, context.row_period
         ctx = tensor_contexts(t, symbols, context.coarse_symbols)
-        stats = context_laplace_stats if plan.model_mode == MODEL_LAPLACE else context_stats
-        y = torch.from_numpy(symbols.astype(np.float64))
+        pred = tensor_predictions(t, symbols)  # (mode 6: its distributions fitted to the symbols less these)
+        stats = context_laplace_stats if plan.model_mode in LAPLACE_MODES else context_stats
+        y = torch.from_numpy(symbols.astype(np.float64) - (0 if pred is None else pred))
         mean, std = stats(y, torch.from_numpy(ctx), shape[1], context_count(plan.model_mode))
-        mean, std = stored_gaussians(plan.model_mode, mean, std)  # (mode 5: bfloat16)
+        mean, std = stored_gaussians(plan.model_mode, mean, std)  # (modes 5, 6: bfloat16)
         t.means, t.stds = mean.numpy(), std.numpy()
     elif plan.model_mode == MODEL_ARM:
         if mask is not None or context is None or context.arm_layers is None:
@@ -166,8 +175,8 @@ def code_symbols(
     if t.model_mode == MODEL_ARM:
         coded, means, stds = arm.coded_gaussians(symbols, context.coarse_symbols, t.row_period, context.arm_layers)
     elif t.model_mode in CONTEXT_MODES:
-        means, stds = context_grid(t, ctx)
-        if t.model_mode == MODEL_PHASED:  # the decoder's order (spec section 7.5)
+        means, stds = context_grid(t, ctx, pred)
+        if t.model_mode in PHASED_MODES:  # the decoder's order (spec sections 7.5, 7.6)
             order = phased_order(shape, t.row_period)
             coded, means, stds = symbols.ravel()[order], means.ravel()[order], stds.ravel()[order]
         elif (order := coding_order(shape, t.row_period)) is not None:  # the decoder's order (spec section 7.2)
@@ -176,7 +185,8 @@ def code_symbols(
         means, stds = model_grid(t)
     if mask is not None:
         means, stds = means[mask], stds[mask]
-    t.words = gaussian_encode(coded, t.sym_min, t.sym_max, means.ravel(), stds.ravel(), t.model_mode == MODEL_LAPLACE)
+    laplace = t.model_mode in LAPLACE_MODES
+    t.words = gaussian_encode(coded, t.sym_min, t.sym_max, means.ravel(), stds.ravel(), laplace)
     return ExportedTensor(t, values_of(t, kept, mask))
 
 

@@ -19,6 +19,12 @@ the centres of those squares, ...), and a symbol outside the first has context k
 min(|S|, 2) over four neighbours in earlier sub-lattices. A decoder decodes a sub-lattice of all the rows of a
 row position at once: seven steps where a symbol-by-symbol causal context would take a wavefront per
 diagonal, for most of the rate such a context saves (BENCHMARKS.md, issue 14, experiment 29).
+
+Model mode 6 (section 7.6), for tensors without a coarser level, keeps mode 5's order, takes as contexts
+b + 3 s (12: the previous row's activity b and the neighbours' class s), and codes each symbol under a
+Laplace distribution located at its context's location plus a prediction: the median of the same four
+neighbours' values (0 in the first sub-lattice). A motion field is smooth where things move, so a
+neighbour's vector predicts a cell's far better than 0 does (BENCHMARKS.md, issue 14, experiment 31).
 """
 
 from __future__ import annotations
@@ -26,11 +32,20 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from mvcodec.bitstream.tensor import MODEL_PHASED, NUM_CONTEXTS, PHASED_CONTEXTS, CodedTensor
+from mvcodec.bitstream.tensor import (
+    MODEL_PHASED,
+    MODEL_PREDICTED,
+    NUM_CONTEXTS,
+    PHASED_CONTEXTS,
+    PHASED_MODES,
+    PREDICTED_CONTEXTS,
+    CodedTensor,
+)
 from mvcodec.compress.gaussian import MIN_STD
 
 CLAMP = 2
 assert (CLAMP + 1) ** 2 == NUM_CONTEXTS and NUM_CONTEXTS * (CLAMP + 2) == PHASED_CONTEXTS
+assert (CLAMP + 1) * (CLAMP + 2) == PREDICTED_CONTEXTS
 
 _DIAG2 = ((-2, -2), (-2, 2), (2, -2), (2, 2))
 _AXIS2 = ((-2, 0), (0, -2), (0, 2), (2, 0))
@@ -123,6 +138,48 @@ def record_sublattice(act: torch.Tensor, k: int, sym: torch.Tensor) -> None:
     act[..., REACH + oi :: stride, REACH + oj :: stride][..., : sym.shape[-2], : sym.shape[-1]] = _level(sym)
 
 
+def padded_values(s: torch.Tensor) -> torch.Tensor:
+    """s with a border of REACH zeros around the last two axes (a neighbour outside the grid predicts 0)."""
+    h, w = s.shape[-2:]
+    out = torch.zeros((*s.shape[:-2], h + 2 * REACH, w + 2 * REACH), dtype=s.dtype, device=s.device)
+    out[..., REACH : REACH + h, REACH : REACH + w] = s
+    return out
+
+
+def sublattice_prediction(vals: torch.Tensor, k: int) -> torch.Tensor:
+    """Model mode 6's prediction (vals' dtype) of every element of sub-lattice k from the padded values `vals`
+    (padded_values) of its earlier sub-lattices: 0 in sub-lattice 0, else the median of its four neighbours,
+    the mean of the middle two truncated toward zero (their sum less the largest and the smallest, halved)."""
+    oi, oj, stride, around = SUBLATTICES[k]
+    h, w = vals.shape[-2] - 2 * REACH, vals.shape[-1] - 2 * REACH
+    hk, wk = max(-(-(h - oi) // stride), 0), max(-(-(w - oj) // stride), 0)
+    if not around or not hk or not wk:
+        return torch.zeros((*vals.shape[:-2], hk, wk), dtype=vals.dtype, device=vals.device)
+    parts = []
+    for di, dj in around:
+        i0, j0 = REACH + oi + di, REACH + oj + dj
+        parts.append(vals[..., i0 : i0 + stride * (hk - 1) + 1 : stride, j0 : j0 + stride * (wk - 1) + 1 : stride])
+    v = torch.stack(parts)
+    middle = v.sum(dim=0) - v.amax(dim=0) - v.amin(dim=0)
+    return torch.div(middle, 2, rounding_mode="trunc")
+
+
+def record_values(vals: torch.Tensor, k: int, sym: torch.Tensor) -> None:
+    """Write sub-lattice k's decoded symbols `sym` into the padded values `vals` (padded_values)."""
+    oi, oj, stride, _ = SUBLATTICES[k]
+    vals[..., REACH + oi :: stride, REACH + oj :: stride][..., : sym.shape[-2], : sym.shape[-1]] = sym
+
+
+def predictions(s: torch.Tensor) -> torch.Tensor:
+    """Model mode 6's prediction (s's dtype and shape) of every element of s (..., H, W), all of its symbols
+    known (the encoder's and training's view): what the decoder finds at each sub-lattice's turn."""
+    vals = padded_values(s)
+    out = torch.empty_like(s)
+    for k, (oi, oj, stride, _) in enumerate(SUBLATTICES):
+        out[..., oi::stride, oj::stride] = sublattice_prediction(vals, k)
+    return out
+
+
 def spatial_levels(s: torch.Tensor) -> torch.Tensor:
     """The spatial level (uint8, s's shape) of every element of s (..., H, W), all of its symbols known (the
     encoder's and training's view): what the decoder finds at each sub-lattice's turn."""
@@ -133,9 +190,19 @@ def spatial_levels(s: torch.Tensor) -> torch.Tensor:
     return out
 
 
-def phased_contexts(ctx: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
-    """Model mode 5's contexts (ctx's dtype) from mode 2's `ctx` and the symbols s of the same elements."""
-    return ctx + NUM_CONTEXTS * spatial_levels(s).to(ctx.dtype)
+def sublattice_contexts(mode: int, ctx: torch.Tensor, level: torch.Tensor) -> torch.Tensor:
+    """Model mode 5's or 6's contexts (ctx's dtype) from mode 2's `ctx` and the spatial levels of the same
+    elements: mode 5's ctx + 9 level; mode 6's (no coarser tensor: ctx is 3 b) b + 3 level."""
+    level = level.to(ctx.dtype)
+    if mode == MODEL_PREDICTED:
+        return ctx // (CLAMP + 1) + (CLAMP + 1) * level
+    return ctx + NUM_CONTEXTS * level
+
+
+def phased_contexts(ctx: torch.Tensor, s: torch.Tensor, mode: int = MODEL_PHASED) -> torch.Tensor:
+    """Model mode 5's (or 6's) contexts (ctx's dtype) from mode 2's `ctx` and the symbols s of the same
+    elements."""
+    return sublattice_contexts(mode, ctx, spatial_levels(s))
 
 
 def phased_order(shape: tuple[int, ...], period: int) -> np.ndarray:
@@ -205,9 +272,9 @@ def context_laplace_stats(
 
 
 def stored_gaussians(mode: int, mean: torch.Tensor, std: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """float32 (means, stds) as a tensor of model `mode` stores them: mode 5's rounded to the nearest bfloat16
-    (ties to even; the nearest to a std of at least 0.1 is at least 0.1), the others' as they are."""
-    if mode != MODEL_PHASED:
+    """float32 (means, stds) as a tensor of model `mode` stores them: modes 5 and 6's rounded to the nearest
+    bfloat16 (ties to even; the nearest to a std of at least 0.1 is at least 0.1), the others' as they are."""
+    if mode not in PHASED_MODES:
         return mean, std
     return mean.to(torch.bfloat16).float(), std.to(torch.bfloat16).float()
 
@@ -219,10 +286,18 @@ def gaussians(n: torch.Tensor, mean: torch.Tensor, var: torch.Tensor) -> tuple[t
     return mean.float(), torch.where(n > 0, std, torch.ones_like(std)).float()
 
 
-def context_grid(t: CodedTensor, ctx: torch.Tensor | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def context_grid(
+    t: CodedTensor, ctx: torch.Tensor | np.ndarray, pred: torch.Tensor | np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """(means, stds) of each element's Gaussian as stored (float32), from its context: Gaussian
-    ctx * C + c for channel c."""
+    ctx * C + c for channel c; model mode 6's Laplace locations plus each element's prediction `pred`
+    (predictions), added in float32."""
     ctx = np.asarray(ctx)
     channels = t.shape[1]
     index = ctx * channels + np.arange(channels).reshape(1, channels, 1, 1)
-    return t.means[index], t.stds[index]
+    means, stds = t.means[index], t.stds[index]
+    if t.model_mode == MODEL_PREDICTED:
+        if pred is None:
+            raise ValueError(f"{t.name}: model mode 6's locations need the symbols' predictions")
+        means = means + np.asarray(pred, dtype=np.float32)
+    return means, stds

@@ -14,13 +14,14 @@ import torch
 from mvcodec.bitstream.tensor import (
     CODING_FLOAT32,
     CONTEXT_MODES,
+    LAPLACE_MODES,
     LATENT_MODES,
     MASK_BERNOULLI,
     MODEL_ARM,
     MODEL_LAPLACE,
-    MODEL_PHASED,
+    MODEL_PREDICTED,
     NO_REF,
-    NUM_CONTEXTS,
+    PHASED_MODES,
     CodedTensor,
 )
 from mvcodec.compress import arm
@@ -29,10 +30,15 @@ from mvcodec.compress.context import (
     context_grid,
     contexts,
     padded_activity,
+    padded_values,
     phased_contexts,
+    predictions,
     previous_rows,
     record_sublattice,
+    record_values,
+    sublattice_contexts,
     sublattice_level,
+    sublattice_prediction,
 )
 from mvcodec.compress.gaussian import gaussian_bits, laplace_bits, model_grid
 from mvcodec.compress.range_coding import GaussianReader, gaussian_decode, mask_bits, mask_decode
@@ -63,7 +69,7 @@ def decode_symbols(
     if t.model_mode == MODEL_ARM:
         reader = GaussianReader(t.words, t.sym_min, t.sym_max)
         return arm.decode_latent(reader.read, t.shape, coarse, t.row_period, layers).ravel()
-    if t.model_mode == MODEL_PHASED:
+    if t.model_mode in PHASED_MODES:
         return _decode_phased(t, coarse)
     if t.model_mode in CONTEXT_MODES:
         return _decode_in_context(t, coarse)
@@ -92,9 +98,11 @@ def _decode_in_context(t: CodedTensor, coarse: np.ndarray | None) -> np.ndarray:
 
 
 def _decode_phased(t: CodedTensor, coarse: np.ndarray | None) -> np.ndarray:
-    """Model mode 5 (section 7.5): row position by row position as mode 2, in each sub-lattice by sub-lattice,
-    each with its spatial levels from the symbols of the sub-lattices before it."""
-    reader = GaussianReader(t.words, t.sym_min, t.sym_max)
+    """Model modes 5 and 6 (sections 7.5, 7.6): row position by row position as mode 2, in each sub-lattice by
+    sub-lattice, each with its spatial levels (mode 6: and its predictions) from the symbols of the
+    sub-lattices before it."""
+    predicted = t.model_mode == MODEL_PREDICTED
+    reader = GaussianReader(t.words, t.sym_min, t.sym_max, laplace=predicted)
     n, ch, h, w = t.shape
     period = t.row_period or 1  # without a period every row is at position 0
     out = torch.zeros((n // period, period, ch, h, w), dtype=torch.int32)  # (run, position in it, ...)
@@ -102,12 +110,17 @@ def _decode_phased(t: CodedTensor, coarse: np.ndarray | None) -> np.ndarray:
     for r in range(period):
         base = contexts(out[:, r].shape, None if c is None else c[:, r], out[:, r - 1] if r else None)
         act = padded_activity(out[:, r])
+        vals = padded_values(out[:, r]) if predicted else None
         for k, (oi, oj, stride, _) in enumerate(SUBLATTICES):
             level = sublattice_level(act, k)
-            means, stds = context_grid(t, base[..., oi::stride, oj::stride] + NUM_CONTEXTS * level.long())
+            pred = sublattice_prediction(vals, k) if predicted else None
+            ctx = sublattice_contexts(t.model_mode, base[..., oi::stride, oj::stride], level)
+            means, stds = context_grid(t, ctx, pred)
             sym = torch.from_numpy(reader.read(means.ravel(), stds.ravel()).reshape(level.shape))
             out[:, r, :, oi::stride, oj::stride] = sym
             record_sublattice(act, k, sym)
+            if predicted:
+                record_values(vals, k, sym)
     return out.numpy().ravel()
 
 
@@ -116,7 +129,21 @@ def tensor_contexts(t: CodedTensor, symbols: np.ndarray, coarse: np.ndarray | No
     s = torch.from_numpy(np.ascontiguousarray(symbols).reshape(t.shape))
     c = None if coarse is None else torch.from_numpy(np.ascontiguousarray(coarse))
     ctx = contexts(t.shape, c, previous_rows(s, t.row_period))
-    return (phased_contexts(ctx, s) if t.model_mode == MODEL_PHASED else ctx).numpy()
+    return (phased_contexts(ctx, s, t.model_mode) if t.model_mode in PHASED_MODES else ctx).numpy()
+
+
+def tensor_predictions(t: CodedTensor, symbols: np.ndarray) -> np.ndarray | None:
+    """Model mode 6's prediction of every element from its full symbols (the encoder's view); None for the
+    other modes."""
+    if t.model_mode != MODEL_PREDICTED:
+        return None
+    return predictions(torch.from_numpy(np.ascontiguousarray(symbols, np.int32).reshape(t.shape))).numpy()
+
+
+def tensor_models(t: CodedTensor, symbols: np.ndarray, coarse: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """(means, stds) of every element of a context-modelled tensor as stored (its shape), from its full symbols:
+    the distribution of its context, at its prediction in model mode 6."""
+    return context_grid(t, tensor_contexts(t, symbols, coarse), tensor_predictions(t, symbols))
 
 
 def values_of(t: CodedTensor, symbols: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
@@ -223,13 +250,13 @@ def ideal_bits(
             raise ValueError(f"{t.name}: its Gaussians need the network of tensor {t.arm_ref}")
         symbols, *grid = arm.coded_gaussians(symbols.reshape(t.shape), coarse, t.row_period, layers)
     elif t.model_mode in CONTEXT_MODES:
-        grid = context_grid(t, tensor_contexts(t, symbols, coarse))
+        grid = tensor_models(t, symbols, coarse)
     else:
         grid = model_grid(t)
     means, stds = (torch.from_numpy(np.ascontiguousarray(a, np.float64)) for a in grid)
     keep = None if mask is None else torch.from_numpy(mask)
     y = torch.from_numpy(symbols.astype(np.float64))
-    if t.model_mode == MODEL_LAPLACE:  # (never pruned)
+    if t.model_mode in LAPLACE_MODES:  # (never pruned)
         return float(laplace_bits(y, means, stds, t.sym_min, t.sym_max))
     bits = float(gaussian_bits(y, means, stds, t.sym_min, t.sym_max, keep))
     return bits + (mask_bits(mask, t.p_keep) if mask is not None else 0.0)

@@ -25,12 +25,13 @@ from torch import nn
 from torch.func import functional_call
 
 from mvcodec.bitstream.tensor import (
+    LAPLACE_MODES,
     LATENT_MODES,
     MAX_SYMBOL,
     MODEL_ARM,
     MODEL_CONTEXT,
-    MODEL_LAPLACE,
     MODEL_PHASED,
+    MODEL_PREDICTED,
     NO_REF,
     NUM_CONTEXTS,
     STEP_RANGE,
@@ -46,6 +47,7 @@ from mvcodec.compress.context import (
     contexts,
     gaussians,
     phased_contexts,
+    predictions,
     previous_rows,
     stored_gaussians,
 )
@@ -266,30 +268,38 @@ class CompressibleModel(nn.Module):
         return scale * gaussian_bits(y, mean[group], std[group], lo, hi)
 
     def _laplace_bits(self, spec, params: dict, rows: torch.Tensor | None, salt: int) -> torch.Tensor:
-        """Rate of a model_mode 4 latent (unit step): the relaxed symbols under the Laplace distribution of
-        their context, those the encoder would store now (context_laplace_stats of the whole tensor's rounded
-        values, not differentiated: a small tensor, the motion fields, so no per-row statistics). A
-        frame-row tensor with `rows` is priced in those of them the batch prices (priced_rows), scaled to
-        all, as _context_bits does."""
+        """Rate of a model_mode 4 or 6 latent (unit step): the relaxed symbols under the Laplace distribution of
+        their context (mode 6: located at its location plus their prediction from the rounded neighbours),
+        those the encoder would store now (context_laplace_stats of the whole tensor's rounded values, less
+        their predictions in mode 6; not differentiated: a small tensor, the motion fields, so no per-row
+        statistics). A frame-row tensor with `rows` is priced in those of them the batch prices
+        (priced_rows), scaled to all, as _context_bits does."""
         w, period, channels = params[spec.name], self._row_period(spec), spec.shape[1]
+        mode = plan_for(spec).model_mode
         with torch.no_grad():
             sym = torch.round(w.detach())
             coarse = torch.round(params[spec.coarse].detach()) if spec.coarse else None
             ctx = contexts(w.shape, coarse, previous_rows(sym, period), w.device)
-            loc, scale = context_laplace_stats(sym, ctx, channels)
+            pred = None
+            if mode == MODEL_PREDICTED:
+                ctx, pred = phased_contexts(ctx, sym, mode), predictions(sym)
+            loc, scale = context_laplace_stats(sym if pred is None else sym - pred, ctx, channels, context_count(mode))
+            loc, scale = stored_gaussians(mode, loc, scale)
             lo = sym.min()
             hi = torch.maximum(sym.max(), lo + 1)  # the coder's alphabet has two symbols at least
         weight: torch.Tensor | float = 1.0
         if rows is not None and spec.rows == "frame":
             y, rows, weight = self._priced_values(spec, w, rows)
             ctx = ctx[rows]
+            pred = None if pred is None else pred[rows]
         else:
             y = w
         y = y + torch.rand(y.shape, generator=self._generator(y.device, salt), device=y.device) - 0.5
         group = ctx * channels + torch.arange(channels, device=y.device).view(1, -1, 1, 1)
+        loc = loc[group] if pred is None else loc[group] + pred
         if torch.is_tensor(weight):
-            return laplace_bits(y, loc[group], scale[group], lo, hi, weight=weight)
-        return weight * laplace_bits(y, loc[group], scale[group], lo, hi)
+            return laplace_bits(y, loc, scale[group], lo, hi, weight=weight)
+        return weight * laplace_bits(y, loc, scale[group], lo, hi)
 
     def row_gaussians(self, spec) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """A batch-row-priced latent's Gaussians (float32 means and stds, index context * C + channel) and
@@ -615,7 +625,7 @@ class CompressibleModel(nn.Module):
             if mode in (MODEL_CONTEXT, MODEL_PHASED):
                 total = total + self._context_bits(spec, params, rows, 1000 + i)
                 continue
-            if mode == MODEL_LAPLACE:
+            if mode in LAPLACE_MODES:
                 total = total + self._laplace_bits(spec, params, rows, 1000 + i)
                 continue
             if mode == MODEL_ARM:  # one network for every such tensor: rounded once

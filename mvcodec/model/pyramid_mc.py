@@ -15,8 +15,9 @@ normalised coordinates (2 (j + 1/2) / w - 1 + 2 mx / W, 2 (i + 1/2) / h - 1 + 2 
 pixels, W x H the frame size (torch grid_sample, align_corners=False). The view grids and the synthesis
 are MV-Pyramid's. The encoder starts the motion fields from optical flow between the source's frames
 (DIS, OpenCV) and trains them with everything else; they are coded as latents, context by the previous
-frame's motion, each context under a Laplace distribution (model_mode 4: mostly zero with a heavy tail,
-which a Gaussian prices badly; BENCHMARKS.md, issue 14, experiment 25).
+frame's motion and by the decoded neighbours in the same frame, each context under a Laplace distribution
+located at the median of those neighbours (model_mode 6: mostly zero with a heavy tail, which a Gaussian
+prices badly, and smooth where things move; BENCHMARKS.md, issue 14, experiments 25 and 31).
 """
 
 from __future__ import annotations
@@ -143,6 +144,9 @@ class MVPyramidMCArchitecture(MVPyramidArchitecture):
     # the motion fields coded under a Laplace per context (model_mode 4): mostly 0, with a heavy tail where
     # things move, which a Gaussian prices 34-45% too high (BENCHMARKS.md, issue 14, experiment 25)
     motion_laplace = True
+    # ... and in model_mode 6 rather than 4: decoded in mode 5's sub-lattices, each symbol's Laplace distribution
+    # located at the median of its decoded neighbours (BENCHMARKS.md, issue 14, experiment 31)
+    motion_phased = True
     # Quant-Noise's mix, as before experiment 23 (BENCHMARKS.md, issue 14): the noise proxy was neutral here;
     # the rate term prices a batch's own frames, not the chain it reads (experiment 25: the same RD, 20% less time)
     train_defaults = {**MVPyramidArchitecture.train_defaults, "latent_proxy": "mixed", "price_frames": True}
@@ -163,7 +167,14 @@ class MVPyramidMCArchitecture(MVPyramidArchitecture):
         out = super().layout(cfg)
         first_frame = next(i for i, p in enumerate(out) if p.name.startswith("frame_grids"))
         shape = (cfg.views * cfg.frames, 2, *cfg.grid_size(cfg.flow_level))
-        flows = ParamSpec("flows", shape, Role.LATENT, "frame", laplace=self.motion_laplace)
+        flows = ParamSpec(
+            "flows",
+            shape,
+            Role.LATENT,
+            "frame",
+            laplace=self.motion_laplace,
+            phased=self.motion_laplace and self.motion_phased,
+        )
         return out[:first_frame] + [flows] + out[first_frame:]
 
     def param_split(self, cfg: PyramidMCConfig) -> dict[str, int]:
