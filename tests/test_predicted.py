@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from test_context import _sparse_symbols, _spec_contexts
+from test_context import _spec_contexts
 from test_phased import TABLE, _spec_order, _sublattice
 
 from mvcodec.bitstream.tensor import MODEL_LAPLACE, MODEL_PREDICTED, NO_REF, CodedTensor
