@@ -159,3 +159,24 @@ def test_damaged_predicted_streams_fail_cleanly():
     data = (Path(__file__).parent / "conformance" / "c15_pyramid_mc_motion" / "stream.mvinr").read_bytes()
     outcomes = first_frame_outcomes(data, 7, 200)
     assert len(outcomes) >= 3, outcomes
+
+
+def test_extreme_predicted_parameters_decode_or_fail_cleanly():
+    """A hostile mode 6 tensor: locations at +-2^21, the narrowest scale, the widest alphabet, predictions
+    from neighbours near the alphabet's ends: it decodes to symbols in the alphabet, or is an invalid stream."""
+    from mvcodec.errors import StreamError
+
+    rng = np.random.default_rng(15)
+    s = _motion(rng, (4, 2, 6, 10))
+    t = CodedTensor.parse(_coded("flows", s, LatentContext(NO_REF, None, 2)).tensor.to_bytes())
+    t.sym_min, t.sym_max = -(2**20), 2**20
+    t.means = np.where(np.arange(len(t.means)) % 2, 2.0**21, -(2.0**21)).astype(np.float32)
+    t.stds = np.full(len(t.stds), 2.0**-16, np.float32)
+    for words in (t.words, rng.integers(0, 2**32, 64, dtype=np.uint32), np.zeros(1, np.uint32)):
+        t.words = words
+        hostile = CodedTensor.parse(t.to_bytes())
+        try:
+            (symbols,) = segment_symbols([hostile])
+        except StreamError:
+            continue
+        assert symbols.shape == s.shape and np.abs(symbols).max() <= 2**20

@@ -1,5 +1,6 @@
 """How much rate a better entropy model could save on a stream's context-coded latents: for each such tensor
-(mode 2; mode 4: a Laplace per context; mode 5: 36 contexts with decoded neighbours), its ideal bits under
+(mode 2; mode 4: a Laplace per context; mode 5: 36 contexts with decoded neighbours; mode 6: 12, each Laplace
+located at the neighbours' median), its ideal bits under
 the stored models, and under models fitted to its own symbols (the side information not counted):
 
 - `refit`: the tensor's own mode's contexts, a Gaussian per context and channel fitted to the symbols (modes
@@ -100,6 +101,7 @@ def tensor_rows(t, symbols: np.ndarray, coarse: np.ndarray | None) -> dict:
     predicted_ctx = tensor_contexts(as_predicted, symbols, None)
     ctx = tensor_contexts(replace(t, model_mode=MODEL_CONTEXT), symbols, coarse)  # mode 2's, for the others
     channels = t.shape[1]
+    by_channel = np.arange(channels).reshape(1, -1, 1, 1)
     activity = np.minimum(np.abs(symbols), CLAMP).astype(np.int64)
     h, w = symbols.shape[-2:]
     anchor = (np.add.outer(np.arange(h), np.arange(w)) % 2) == 0
@@ -110,7 +112,7 @@ def tensor_rows(t, symbols: np.ndarray, coarse: np.ndarray | None) -> dict:
         "shape": list(t.shape),
         "stored": ideal_bits(t, symbols, coarse) / 8e3,
         "refit": (
-            laplace_bits(symbols - (0 if own_pred is None else own_pred), own)
+            laplace_bits(symbols - (0 if own_pred is None else own_pred), own * channels + by_channel)
             if t.model_mode in LAPLACE_MODES
             else gaussian_fit_bits(symbols, own, channels)
         )
@@ -122,8 +124,7 @@ def tensor_rows(t, symbols: np.ndarray, coarse: np.ndarray | None) -> dict:
             symbols, tensor_contexts(replace(t, model_mode=MODEL_PHASED), symbols, coarse), channels
         )
         / 8e3,
-        "predicted": laplace_bits(symbols - pred, predicted_ctx * channels + np.arange(channels).reshape(1, -1, 1, 1))
-        / 8e3,
+        "predicted": laplace_bits(symbols - pred, predicted_ctx * channels + by_channel) / 8e3,
         "first_apart": gaussian_fit_bits(
             symbols, ctx + NUM_CONTEXTS * first_rows(symbols.shape, t.row_period), channels
         )
@@ -154,7 +155,7 @@ def main(stream, segment, json_out):
         coarse = decoded.symbols[t.coarse_ref] if t.coarse_ref != NO_REF else None
         rows.append(tensor_rows(t, decoded.symbols[i], coarse))
     if not rows:
-        raise click.ClickException("no context-coded tensor (model mode 2, 4 or 5) in this segment")
+        raise click.ClickException("no context-coded tensor (model mode 2, 4, 5 or 6) in this segment")
     total = {"name": "total", "shape": [], **{k: sum(r[k] for r in rows) for k in COLUMNS}}
     click.echo("| tensor | shape | " + " | ".join(COLUMNS) + " |")
     click.echo("|---|---|" + "---|" * len(COLUMNS))

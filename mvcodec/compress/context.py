@@ -160,7 +160,7 @@ def sublattice_prediction(vals: torch.Tensor, k: int) -> torch.Tensor:
         i0, j0 = REACH + oi + di, REACH + oj + dj
         parts.append(vals[..., i0 : i0 + stride * (hk - 1) + 1 : stride, j0 : j0 + stride * (wk - 1) + 1 : stride])
     v = torch.stack(parts)
-    middle = v.sum(dim=0) - v.amax(dim=0) - v.amin(dim=0)
+    middle = v.sum(dim=0, dtype=vals.dtype) - v.amax(dim=0) - v.amin(dim=0)
     return torch.div(middle, 2, rounding_mode="trunc")
 
 

@@ -62,7 +62,7 @@ def decode_mask(t: CodedTensor) -> np.ndarray | None:
 def decode_symbols(
     t: CodedTensor, mask: np.ndarray | None, coarse: np.ndarray | None = None, layers: list | None = None
 ) -> np.ndarray:
-    """The int32 symbols of the kept elements, in C order. A context-modelled tensor (model modes 2 to 5)
+    """The int32 symbols of the kept elements, in C order. A context-modelled tensor (model modes 2 to 6)
     needs the symbols of its coarser tensor (`coarse`, full shape) where it has one, and with a row period
     decodes position by position in its runs of rows (bitstream_spec.md sections 7.2, 7.3); mode 3 needs its
     network's `layers` (arm.layers_of)."""

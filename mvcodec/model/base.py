@@ -57,7 +57,9 @@ class ParamSpec:
     coarse: str | None = None  # a latent's coarser level (half its height and width, earlier in the layout)
     arm: str | None = None  # a latent coded by an entropy-model network (model_mode 3): its first tensor's name
     laplace: bool = False  # a latent coded under a Laplace per context (model_mode 4) rather than a Gaussian
-    phased: bool = False  # a latent whose contexts add its decoded neighbours, decoded in phases (model_mode 5)
+    # a latent whose contexts add its decoded neighbours, decoded in phases (model_mode 5; with laplace,
+    # model_mode 6: each Laplace also located at the neighbours' median)
+    phased: bool = False
 
     @property
     def numel(self) -> int:

@@ -41,7 +41,8 @@ from mvcodec.train.optim import RowAdam
 # rounded latents; 7: TrainConfig.price_frames; 8: MV-Pyramid-MC's motion priced under a Laplace (model_mode 4),
 # without per-row statistics; 9: TrainConfig.rate_warmup, and MV-Pyramid-MC's latents at 15x the learning rate;
 # 10: MV-Pyramid-MC's latent grids priced in model_mode 5's 36 contexts
-CHECKPOINT_VERSION = 10
+# 11: MV-Pyramid-MC's motion priced in model_mode 6 (located at the neighbours' median)
+CHECKPOINT_VERSION = 11
 
 LEGACY_ARCH = "mv-mginr"  # the network of the checkpoints written before they named theirs
 
