@@ -8,9 +8,10 @@ import pytest
 import torch
 from test_context import _spec_contexts
 from test_phased import TABLE, _spec_order, _sublattice
+from test_phased import _coded as _phased_coded
 
 from mvcodec.bitstream.tensor import MODEL_LAPLACE, MODEL_PREDICTED, NO_REF, CodedTensor
-from mvcodec.compress.coding import CodingPlan, LatentContext, code_symbols
+from mvcodec.compress.coding import CodingPlan, LatentContext
 from mvcodec.compress.context import (
     REACH,
     context_laplace_stats,
@@ -27,7 +28,6 @@ from mvcodec.compress.decoding import (
 )
 from mvcodec.compress.range_coding import gaussian_encode
 from mvcodec.errors import InvalidStream
-from mvcodec.model.base import ParamSpec, Role
 
 PREDICTED = CodingPlan(0, 0, MODEL_PREDICTED, 1)
 
@@ -68,9 +68,7 @@ def _motion(rng, shape, blobs=0.3, scale=12) -> np.ndarray:
 
 
 def _coded(name, symbols, context, plan=PREDICTED):
-    return code_symbols(
-        ParamSpec(name, symbols.shape, Role.LATENT), symbols, np.ones(1, np.float32), None, plan, context=context
-    )
+    return _phased_coded(name, symbols, context, plan)
 
 
 def test_the_prediction_is_the_median_of_four_truncated_toward_zero():
