@@ -301,6 +301,8 @@ def test_latent_proxy_is_a_checked_training_option():
     assert recipe("fast", arch="mv-mginr").train.latent_proxy == "mixed"  # the paper's Quant-Noise
     assert recipe("fast", arch="mv-pyramid").train.latent_proxy == "noise"  # BENCHMARKS.md, experiment 23
     assert recipe("fast", arch="mv-pyramid-mc").train.latent_proxy == "mixed"  # the noise proxy was neutral there
+    ramps = {a: recipe("fast", arch=a).train.noise_ramp for a in ("mv-mginr", "mv-pyramid", "mv-pyramid-mc")}
+    assert ramps == {"mv-mginr": 0.75, "mv-pyramid": 0.75, "mv-pyramid-mc": 0.5}  # experiment 33
     epochs = {a: [p.epochs for p in recipe("medium", arch=a).phases] for a in ("mv-pyramid", "mv-pyramid-mc")}
     # a 1% fit runs away on the small cut (experiment 23); medium spends the time budget (experiment 30)
     assert epochs == {"mv-pyramid": [10, 90], "mv-pyramid-mc": [7, 63]}

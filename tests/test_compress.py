@@ -89,6 +89,13 @@ def test_fit_hands_the_latent_proxy_to_the_model():
         assert q.latent_noise is (proxy == "noise")
 
 
+def test_fit_hands_the_noise_ramp_to_the_model():
+    _, model, data = tiny()
+    q = CompressibleModel(model, model.cfg, quantise=True)
+    fit(q, data, train_config("fast", epochs=1, lr=2e-4, rate_weight=1 / 8, noise_ramp=0.5), progress=False)
+    assert q.noise_ramp == 0.5
+
+
 def test_fit_hands_price_frames_to_the_model():
     _, model, data = tiny()
     q = CompressibleModel(model, model.cfg, quantise=True)
@@ -168,6 +175,12 @@ def test_quant_noise_rate_rises_linearly_to_one():
         q.set_step(step, 100)
         rates.append(q.noise_rate)
     assert rates[0] < rates[1] < rates[2] < rates[3] == 1.0 == rates[4]
+    q.noise_ramp = 0.5  # TrainConfig.noise_ramp: every value rounded from half of the steps on
+    q.set_step(49, 100)
+    assert q.noise_rate < 1.0
+    q.set_step(50, 100)
+    assert q.noise_rate == 1.0
+    q.noise_ramp = 0.75
     q.train()
     q.set_step(0, 100)
     soft = q.effective_params()

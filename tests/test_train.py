@@ -112,6 +112,8 @@ def test_the_rate_weight_warms_up_linearly_when_asked_and_is_whole_otherwise():
     assert {rate_weight_at(s, 100, train_config("fast", rate_weight=0.5)) for s in range(100)} == {0.5}
     with pytest.raises(InputError, match="rate_warmup"):
         train_config("fast", rate_warmup=1.5)
+    with pytest.raises(InputError, match="noise_ramp must be above 0 and at most 1, got 0"):
+        train_config("fast", noise_ramp=0.0)
 
 
 def test_presets_set_every_phase_and_configs_check_their_values():

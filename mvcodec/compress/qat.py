@@ -4,9 +4,9 @@ Every parameter tensor has learned log-domain steps laid out as its coding plan 
 per output row times a step per input column, step[i, j] = exp(a_i) * exp(b_j); grids and embeddings a
 step per channel; biases one step). During training, Quant-Noise replaces a random fraction of the weights
 by their quantised values (straight-through rounding, so the steps get LSQ gradients); the fraction rises
-linearly to 1. With the latent proxy "noise" (TrainConfig.latent_proxy), a latent not picked is seen as
-y + U(-1/2, 1/2) instead of y, the relaxation its rate term prices. Evaluation always uses the quantised
-network.
+linearly to 1 over TrainConfig.noise_ramp of the steps. With the latent proxy "noise" (TrainConfig.latent_proxy),
+a latent not picked is seen as y + U(-1/2, 1/2) instead of y, the relaxation its rate term prices.
+Evaluation always uses the quantised network.
 
 Rate: symbols y = w / step are relaxed to y + U(-1/2, 1/2); each group (see coding.plan_for) has a
 Gaussian whose mean and standard deviation are computed from its current symbols at every step (as
@@ -59,7 +59,6 @@ from mvcodec.model.registry import arch_of
 
 ARM_STEP = 2.0**-8  # the step of the entropy-model network's weights (bitstream_spec.md section 7.3)
 INIT_LEVELS = 63  # initial steps: the largest weight of a row or channel is 63 steps (7-bit symbols)
-NOISE_RAMP = 0.75  # the Quant-Noise rate reaches 1 after this fraction of the QAT steps
 NOISE_START = 0.1
 
 
@@ -153,6 +152,7 @@ class CompressibleModel(nn.Module):
         self.arm_names = {spec.name for spec in self.layout if spec.role is Role.ARM}
         self.noise_rate = 1.0
         self.latent_noise = False  # Quant-Noise's unrounded latents replaced by y + U(-1/2, 1/2)
+        self.noise_ramp = 0.75  # Quant-Noise's rate reaches 1 after this fraction of the steps (TrainConfig's)
         self.noise_seed = 0
         self.step_index = 0
         self.plain = not quantise and not self.masks()  # the network runs on its own parameters
@@ -432,7 +432,7 @@ class CompressibleModel(nn.Module):
     def set_step(self, step: int, total: int) -> None:
         """Called by the training loop before every optimiser step: the Quant-Noise rate and noise seed."""
         self.step_index = step
-        ramp = max(1.0, NOISE_RAMP * total)
+        ramp = max(1.0, self.noise_ramp * total)
         self.noise_rate = min(1.0, NOISE_START + (1 - NOISE_START) * step / ramp)
 
     def _generator(self, device: torch.device, salt: int) -> torch.Generator:

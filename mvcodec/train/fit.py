@@ -41,8 +41,8 @@ from mvcodec.train.optim import RowAdam
 # rounded latents; 7: TrainConfig.price_frames; 8: MV-Pyramid-MC's motion priced under a Laplace (model_mode 4),
 # without per-row statistics; 9: TrainConfig.rate_warmup, and MV-Pyramid-MC's latents at 15x the learning rate;
 # 10: MV-Pyramid-MC's latent grids priced in model_mode 5's 36 contexts
-# 11: MV-Pyramid-MC's motion priced in model_mode 6 (located at the neighbours' median)
-CHECKPOINT_VERSION = 11
+# 11: MV-Pyramid-MC's motion priced in model_mode 6 (located at the neighbours' median); 12: TrainConfig.noise_ramp
+CHECKPOINT_VERSION = 12
 
 LEGACY_ARCH = "mv-mginr"  # the network of the checkpoints written before they named theirs
 
@@ -71,6 +71,7 @@ class TrainConfig:
     chain_window: int | None = None  # a chain's frames trained behind each batch frame (None: all; see qat.py)
     price_frames: bool = False  # a chain's rate term prices the batch's frames alone (see qat.py)
     latent_proxy: str = "mixed"  # QAT: what the synthesis sees of a latent not yet rounded (see qat.py)
+    noise_ramp: float = 0.75  # QAT: fraction of the steps after which Quant-Noise rounds every value (see qat.py)
 
     def __post_init__(self) -> None:
         if self.epochs < 0:
@@ -83,6 +84,8 @@ class TrainConfig:
             raise InputError(f"--loss: unknown loss '{self.loss}'; use one of {', '.join(LOSSES)}")
         if not 0.0 <= self.rate_warmup <= 1.0:
             raise InputError(f"rate_warmup must be 0 to 1, got {self.rate_warmup}")
+        if not 0.0 < self.noise_ramp <= 1.0:
+            raise InputError(f"noise_ramp must be above 0 and at most 1, got {self.noise_ramp}")
         if self.chain_window is not None and self.chain_window < 0:
             raise InputError(f"chain_window must be 0 or more (or None: the whole chain), got {self.chain_window}")
         if self.latent_proxy not in LATENT_PROXIES:
@@ -372,6 +375,7 @@ def fit(
     model.chain_window = tcfg.chain_window
     model.price_frames = tcfg.price_frames
     model.latent_noise = tcfg.latent_proxy == "noise"
+    model.noise_ramp = tcfg.noise_ramp
     model.plan_epoch(state.perm, tcfg.batch_size)
     bar = Progress(total_steps, label, "steps", enabled=progress)
     bar.done = state.epoch * steps_per_epoch + state.step_in_epoch
