@@ -41,13 +41,14 @@ def variant(
     frame_channels: int | None = None,
     motion_gaussian: bool = False,
     motion_mode4: bool = False,
+    levels: int | None = None,
 ) -> str:
     """Register MV-Pyramid (MV-Pyramid-MC with its motion at `flow_level` where one is given) with
     `channels` view and view-and-frame channels a level, width `hidden` (None: as its sizing gives),
     view-and-frame grids from level `frame_skip`, the latents' learning rate scaled by `latent_lr`
     (None: as it is) and, with `motion_gaussian`, its motion coded under Gaussians (model_mode 2) rather than
-    Laplace distributions, with `motion_mode4` under model_mode 4 (before experiment 31) rather than 6; its
-    name."""
+    Laplace distributions, with `motion_mode4` under model_mode 4 (before experiment 31) rather than 6, with
+    `levels` levels (None: the sizing's); its name."""
 
     mc = flow_level is not None
 
@@ -69,6 +70,7 @@ def variant(
                 ("fc", frame_channels),
                 ("g", "m" if motion_gaussian else None),
                 ("mm", 4 if motion_mode4 else None),
+                ("l", levels),
             )
             if v is not None
         )
@@ -85,6 +87,8 @@ def variant(
                 base["frame_channels"] = frame_channels
             if hidden is not None:
                 base["hidden"] = hidden
+            if levels is not None:
+                base["levels"] = levels
             if mc:
                 base["flow_level"] = flow_level
             base["arm_hidden"] = arm_hidden
@@ -127,23 +131,24 @@ def tensor_kbits(path: Path) -> dict[str, float]:
 @click.option("--price-frames", is_flag=True, default=None, help="A chain's rate term prices the batch's frames alone.")
 @click.option("--motion-gaussian", is_flag=True, help="MV-Pyramid-MC's motion under Gaussians (before exp. 25).")
 @click.option("--motion-mode4", is_flag=True, help="MV-Pyramid-MC's motion in model_mode 4 (before exp. 31).")
+@click.option("--levels", type=int, help="Levels of the pyramid (default: the sizing's).")
 @click.option("--seed", type=int, help="Seed of initialisation and batch order (default: the recipe's).")
 @click.option("--rate-warmup", type=float, help="Fraction of QAT's steps over which the rate weight rises from 0.")
 @click.option("--noise-ramp", type=float, help="Fraction of QAT after which Quant-Noise rounds every value.")
 @click.option("--keep", type=click.Path(file_okay=False), help="Keep the streams here (q<N>.mvinr).")
 def main(
     inputs, fps, frames, epochs, qat_epochs, quality, preset, channels, hidden, frame_skip, lr, latent_lr, flow_level,
-    arm_hidden, frame_channels, latent_proxy, batch_size, price_frames, motion_gaussian, motion_mode4, seed,
+    arm_hidden, frame_channels, latent_proxy, batch_size, price_frames, motion_gaussian, motion_mode4, levels, seed,
     rate_warmup, noise_ramp, keep,
 ):  # fmt: skip
-    knobs = (channels, hidden, frame_skip or None, latent_lr, flow_level, arm_hidden or None, frame_channels)
+    knobs = (channels, hidden, frame_skip or None, latent_lr, flow_level, arm_hidden or None, frame_channels, levels)
     changed = any(k is not None for k in knobs)
     for flag, given in (("--motion-gaussian", motion_gaussian), ("--motion-mode4", motion_mode4)):
         if given and flow_level is None:
             raise click.BadParameter("only MV-Pyramid-MC has motion: give --flow-level", param_hint=flag)
     motion = (motion_gaussian, motion_mode4)
     name = (
-        variant(channels, hidden, frame_skip, latent_lr, flow_level, arm_hidden, frame_channels, *motion)
+        variant(channels, hidden, frame_skip, latent_lr, flow_level, arm_hidden, frame_channels, *motion, levels)
         if changed
         else "mv-pyramid"
     )
