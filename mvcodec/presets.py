@@ -62,9 +62,9 @@ DEFAULT_PRESETS = PYRAMID_MC_PRESETS  # its table
 # Seconds each of its presets' encode of the bundled sample took (README's first command: 4 views x 8 frames
 # at 160x96, 10-bit, -q 4) on a 2-core CPU with nothing else running, its bits per pixel and PSNR-YUV:
 # BENCHMARKS.md, "Presets on the bundled sample" (tools/preset_times.py).
-SAMPLE_SECONDS = {"fast": 30.4, "medium": 56.8, "paper": 121.9, "slow": 242.1}
-SAMPLE_BPP = {"fast": 0.44, "medium": 0.39, "paper": 0.36, "slow": 0.36}
-SAMPLE_PSNR = {"fast": 34.7, "medium": 35.1, "paper": 35.5, "slow": 35.7}
+SAMPLE_SECONDS = {"fast": 33.4, "medium": 65.9, "paper": 139.1, "slow": 247.5}
+SAMPLE_BPP = {"fast": 0.46, "medium": 0.40, "paper": 0.37, "slow": 0.36}
+SAMPLE_PSNR = {"fast": 35.0, "medium": 35.2, "paper": 35.6, "slow": 35.9}
 
 
 def phases_for(
@@ -94,7 +94,7 @@ def preset_help() -> str:
         return " + ".join(str(p.epochs) for p in phases)
 
     parts = [
-        f"{name} ({epochs(phases)}; {SAMPLE_SECONDS[name]:.0f} s, {SAMPLE_BPP[name]} bpp, {SAMPLE_PSNR[name]} dB)"
+        f"{name} ({epochs(phases)}; {SAMPLE_SECONDS[name]:.0f} s, {SAMPLE_BPP[name]:.2f} bpp, {SAMPLE_PSNR[name]:.1f} dB)"
         for name, phases in DEFAULT_PRESETS.items()
     ]
     return (
