@@ -93,10 +93,10 @@ def preset_help() -> str:
     def epochs(phases: tuple[Phase, ...]) -> str:
         return " + ".join(str(p.epochs) for p in phases)
 
-    parts = [
-        f"{name} ({epochs(phases)}; {SAMPLE_SECONDS[name]:.0f} s, {SAMPLE_BPP[name]:.2f} bpp, {SAMPLE_PSNR[name]:.1f} dB)"
-        for name, phases in DEFAULT_PRESETS.items()
-    ]
+    def figures(name: str) -> str:
+        return f"{SAMPLE_SECONDS[name]:.0f} s, {SAMPLE_BPP[name]:.2f} bpp, {SAMPLE_PSNR[name]:.1f} dB"
+
+    parts = [f"{name} ({epochs(phases)}; {figures(name)})" for name, phases in DEFAULT_PRESETS.items()]
     return (
         f"Training schedule, fastest to slowest, epochs of fit + QAT of the default architecture ({DEFAULT_ARCH}; "
         "encode time, bits per pixel and PSNR-YUV of the bundled sample at -q 4 on a 2-core CPU; time grows with "
