@@ -60,6 +60,7 @@ from mvcodec.model.registry import arch_of
 ARM_STEP = 2.0**-8  # the step of the entropy-model network's weights (bitstream_spec.md section 7.3)
 INIT_LEVELS = 63  # initial steps: the largest weight of a row or channel is 63 steps (7-bit symbols)
 NOISE_START = 0.1
+NOISE_RAMP = 0.75  # the default fraction of the steps after which Quant-Noise rounds every value
 
 
 def round_ste(x: torch.Tensor) -> torch.Tensor:
@@ -152,7 +153,7 @@ class CompressibleModel(nn.Module):
         self.arm_names = {spec.name for spec in self.layout if spec.role is Role.ARM}
         self.noise_rate = 1.0
         self.latent_noise = False  # Quant-Noise's unrounded latents replaced by y + U(-1/2, 1/2)
-        self.noise_ramp = 0.75  # Quant-Noise's rate reaches 1 after this fraction of the steps (TrainConfig's)
+        self.noise_ramp = NOISE_RAMP  # Quant-Noise's rate reaches 1 after this fraction of the steps (TrainConfig's)
         self.noise_seed = 0
         self.step_index = 0
         self.plain = not quantise and not self.masks()  # the network runs on its own parameters

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mvcodec.color import ColorSpec, rgb_to_planes, yuv420_to_rgb
-from mvcodec.compress.qat import CompressibleModel
+from mvcodec.compress.qat import NOISE_RAMP, CompressibleModel
 from mvcodec.errors import InputError
 from mvcodec.fsutil import atomic_write
 from mvcodec.io import MultiViewSource, Planes
@@ -71,7 +71,7 @@ class TrainConfig:
     chain_window: int | None = None  # a chain's frames trained behind each batch frame (None: all; see qat.py)
     price_frames: bool = False  # a chain's rate term prices the batch's frames alone (see qat.py)
     latent_proxy: str = "mixed"  # QAT: what the synthesis sees of a latent not yet rounded (see qat.py)
-    noise_ramp: float = 0.75  # QAT: fraction of the steps after which Quant-Noise rounds every value (see qat.py)
+    noise_ramp: float = NOISE_RAMP  # QAT: fraction of the steps after which Quant-Noise rounds every value (see qat.py)
 
     def __post_init__(self) -> None:
         if self.epochs < 0:
