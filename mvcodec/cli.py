@@ -16,7 +16,7 @@ from mvcodec import __version__
 from mvcodec.errors import InputError
 from mvcodec.fsutil import write_json
 from mvcodec.io.formats import parse_fps, parse_size
-from mvcodec.presets import DEFAULT_ARCH, DEFAULT_PRESET, PRESETS, preset_help
+from mvcodec.presets import DEFAULT_ARCH, DEFAULT_PRESET, LOSSES, PRESETS, preset_help
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -140,6 +140,13 @@ def open_cli_source(inputs, size, pix_fmt, fps, frames, seek, views, filters=Non
 @click.option("--epochs", type=int, help="Override the preset's fitting epochs.")
 @click.option("--batch-size", type=int, help="Frames per training step (default 2).")
 @click.option("--lr", type=float, help="Peak learning rate (default: the architecture's, 1e-2; mv-mginr 2e-3).")
+@click.option(
+    "--loss",
+    type=click.Choice(LOSSES),
+    help="Training loss (default: the architecture's): psnr-yuv, the frames' mean PSNR-YUV 6:1:1 as the RD tables "
+    "measure it (mv-pyramid-mc's); mse-yuv, the MSE of YUV 6:1:1, which gives luma more of the rate (mv-pyramid's); "
+    "l1-ssim, motion-aware L1 + SSIM on RGB (mv-mginr's).",
+)
 @click.option("--no-motion-mask", is_flag=True, help="mv-mginr: train with plain L1 + SSIM (the paper's ablation).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--compile", "compile_", is_flag=True, help="Use torch.compile for training (CUDA).")
@@ -204,6 +211,7 @@ def mvenc(
     epochs,
     batch_size,
     lr,
+    loss,
     no_motion_mask,
     device,
     compile_,
@@ -250,6 +258,7 @@ def mvenc(
         compile=compile_ or None,
         precision=precision,
         motion_weight=0.0 if no_motion_mask else None,
+        loss=loss,
     )
     opts = encoder.EncodeOptions(
         rec,

@@ -19,6 +19,8 @@ class Phase:
 
 
 PHASE_NAMES = ("fit", "prune", "qat")
+# the training losses (mvcodec/train/loss.py), named here for the command line
+LOSSES = ("l1-ssim", "mse-yuv", "psnr-yuv")
 
 
 def _phases(fit: int, prune: int, qat: int) -> tuple[Phase, ...]:
@@ -62,9 +64,9 @@ DEFAULT_PRESETS = PYRAMID_MC_PRESETS  # its table
 # Seconds each of its presets' encode of the bundled sample took (README's first command: 4 views x 8 frames
 # at 160x96, 10-bit, -q 4) on a 2-core CPU with nothing else running, its bits per pixel and PSNR-YUV:
 # BENCHMARKS.md, "Presets on the bundled sample" (tools/preset_times.py).
-SAMPLE_SECONDS = {"fast": 33.4, "medium": 65.9, "paper": 139.1, "slow": 247.5}
-SAMPLE_BPP = {"fast": 0.46, "medium": 0.40, "paper": 0.37, "slow": 0.36}
-SAMPLE_PSNR = {"fast": 35.0, "medium": 35.2, "paper": 35.6, "slow": 35.9}
+SAMPLE_SECONDS = {"fast": 34.1, "medium": 57.1, "paper": 123.2, "slow": 267.7}
+SAMPLE_BPP = {"fast": 0.45, "medium": 0.42, "paper": 0.39, "slow": 0.42}
+SAMPLE_PSNR = {"fast": 35.7, "medium": 36.5, "paper": 36.9, "slow": 37.4}
 
 
 def phases_for(

@@ -31,7 +31,9 @@ def _one_line(result, code=2):
     return lines[0]
 
 
-@pytest.mark.parametrize("option", [["-q", "9"], ["--preset", "ultrafast"], ["--arch", "nope"], ["--lr", "-1"]])
+@pytest.mark.parametrize(
+    "option", [["-q", "9"], ["--preset", "ultrafast"], ["--arch", "nope"], ["--lr", "-1"], ["--loss", "mse"]]
+)
 def test_dry_run_rejects_what_the_real_run_rejects(option):
     line = _one_line(run_tool("mvenc", *SAMPLE_FILES[:2], "out.mvinr", "--dry-run", *option))
     assert line.startswith("mvenc: error: ")
@@ -239,5 +241,5 @@ def test_presets_are_listed_fastest_to_slowest_with_their_measured_times():
     times = list(SAMPLE_SECONDS.values())
     assert times == sorted(times)
     text = " ".join(run_tool("mvenc", "--help").stdout.split())
-    assert "fastest to slowest" in text and "fast (4 + 32; 33 s, 0.46 bpp, 35.0 dB)" in text
+    assert "fastest to slowest" in text and "fast (4 + 32; 34 s, 0.45 bpp, 35.7 dB)" in text
     assert "mv-mginr: fit + fine-tuning after pruning + QAT, fast 30 + 3 + 7" in text

@@ -37,6 +37,7 @@ def test_mvenc_writes_segments_and_reports_the_decoded_quality(tmp_path):
     r = run_tool("mvenc", *args, "--segment-frames", "2", "--stats", tmp_path / "s.json")
     assert r.returncode == 0, r.stderr
     assert "bpp" in r.stdout and "kbps" in r.stdout and "segment 2/2" in r.stdout
+    assert "loss psnr-yuv" in r.stdout  # the default architecture's
     stats = json.loads((tmp_path / "s.json").read_text())
     for key in ("bytes", "bpp", "kbps", "psnr_y", "psnr_yuv", "ssim", "per_view", "encode_seconds"):
         assert key in stats
@@ -53,6 +54,15 @@ def test_mvenc_writes_segments_and_reports_the_decoded_quality(tmp_path):
     per_view = [mean_quality([frame_quality(src.read(v, t), dec.read(v, t), 10) for t in range(3)]) for v in range(2)]
     assert np.isclose(mean_quality(per_view)["psnr_yuv"], stats["psnr_yuv"], rtol=0, atol=1e-9)
     assert [round(q["psnr_y"], 9) for q in per_view] == [round(q["psnr_y"], 9) for q in stats["per_view"]]
+
+
+def test_the_loss_is_the_architectures_unless_given():
+    from mvcodec.encoder import recipe
+
+    assert recipe("fast").train.loss == "psnr-yuv"
+    assert recipe("fast", arch="mv-pyramid").train.loss == "mse-yuv"
+    assert recipe("fast", arch="mv-mginr").train.loss == "l1-ssim"
+    assert recipe("fast", loss="mse-yuv").train.loss == "mse-yuv"
 
 
 def test_devices_are_named_as_torch_names_them():

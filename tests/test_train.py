@@ -12,6 +12,7 @@ import pytest
 import torch
 from helpers import SAMPLE_FILES, run_tool, train_config
 
+from mvcodec.color import ColorSpec, rgb_to_yuv420
 from mvcodec.compress.qat import CompressibleModel
 from mvcodec.errors import InputError
 from mvcodec.io import MultiViewSource, Planes, VideoFormat, open_source, pix_fmt
@@ -27,7 +28,7 @@ from mvcodec.train.fit import (
     rate_weight_at,
     read_checkpoint,
 )
-from mvcodec.train.loss import motion_aware_loss
+from mvcodec.train.loss import motion_aware_loss, yuv_mse_loss, yuv_psnr_loss
 from mvcodec.train.motion import motion_masks, view_masks
 
 
@@ -94,6 +95,32 @@ def test_loss_weights_l1_by_motion():
     mask[..., :8] = 1
     assert motion_aware_loss(pred, target, mask) > base
     assert float(motion_aware_loss(target, target, mask)) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_the_psnr_loss_has_the_gradient_of_the_frames_mean_psnr_yuv_and_the_value_of_the_mse():
+    torch.manual_seed(0)
+    color, peak = ColorSpec(), 255.0
+    planes = (torch.randint(0, 256, (3, 8, 12)), torch.randint(0, 256, (3, 4, 6)), torch.randint(0, 256, (3, 4, 6)))
+    pred = torch.rand(3, 3, 8, 12, requires_grad=True)
+    loss = yuv_psnr_loss(pred, planes, 8, color)
+    mse = yuv_mse_loss(pred, planes, 8, color)
+    assert float(loss.detach()) == pytest.approx(float(mse.detach()))
+
+    def mean_psnr_yuv(x):  # as the metric: each frame's (6 PSNR_Y + PSNR_U + PSNR_V) / 8, then the mean
+        psnrs = [
+            10 * torch.log10(peak**2 / (p - t.float()).square().flatten(1).mean(dim=1))
+            for p, t in zip(rgb_to_yuv420(x, 8, color), planes, strict=True)
+        ]
+        return ((6 * psnrs[0] + psnrs[1] + psnrs[2]) / 8).mean()
+
+    (grad,) = torch.autograd.grad(loss, pred)
+    (metric,) = torch.autograd.grad(mean_psnr_yuv(pred), pred)
+    # d loss = -MSE * ln(10) / 10 * d PSNR: descending the loss climbs the metric, frames and planes as it weighs them
+    torch.testing.assert_close(grad, -float(mse.detach()) * np.log(10) / 10 * metric, rtol=1e-4, atol=1e-9)
+    (plain,) = torch.autograd.grad(yuv_mse_loss(pred, planes, 8, color), pred)
+    assert not torch.allclose(grad, plain, rtol=0.05)  # not the MSE's: the errors here differ by frame and plane
+    (scaled,) = torch.autograd.grad(yuv_psnr_loss(pred, planes, 8, color, scale=3e-2), pred)
+    torch.testing.assert_close(scaled, -3e-2 * np.log(10) / 10 * metric, rtol=1e-4, atol=1e-9)  # fit's epoch scale
 
 
 def test_learning_rate_warms_up_then_decays():

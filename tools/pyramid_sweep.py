@@ -28,6 +28,7 @@ from mvcodec.model import register
 from mvcodec.model.base import Role
 from mvcodec.model.pyramid import MVPyramidArchitecture, PyramidConfig
 from mvcodec.model.pyramid_mc import MVPyramidMCArchitecture, PyramidMCConfig
+from mvcodec.presets import LOSSES
 from mvcodec.train.fit import LATENT_PROXIES
 
 
@@ -135,11 +136,12 @@ def tensor_kbits(path: Path) -> dict[str, float]:
 @click.option("--seed", type=int, help="Seed of initialisation and batch order (default: the recipe's).")
 @click.option("--rate-warmup", type=float, help="Fraction of QAT's steps over which the rate weight rises from 0.")
 @click.option("--noise-ramp", type=float, help="Fraction of QAT after which Quant-Noise rounds every value.")
+@click.option("--loss", type=click.Choice(LOSSES), help="Training loss (default: the architecture's).")
 @click.option("--keep", type=click.Path(file_okay=False), help="Keep the streams here (q<N>.mvinr).")
 def main(
     inputs, fps, frames, epochs, qat_epochs, quality, preset, channels, hidden, frame_skip, lr, latent_lr, flow_level,
     arm_hidden, frame_channels, latent_proxy, batch_size, price_frames, motion_gaussian, motion_mode4, levels, seed,
-    rate_warmup, noise_ramp, keep,
+    rate_warmup, noise_ramp, loss, keep,
 ):  # fmt: skip
     knobs = (channels, hidden, frame_skip or None, latent_lr, flow_level, arm_hidden or None, frame_channels, levels)
     changed = any(k is not None for k in knobs)
@@ -154,7 +156,7 @@ def main(
     )
     # None: the recipe's
     train = {"lr": lr, "latent_proxy": latent_proxy, "batch_size": batch_size, "price_frames": price_frames}
-    train |= {"seed": seed, "rate_warmup": rate_warmup, "noise_ramp": noise_ramp}
+    train |= {"seed": seed, "rate_warmup": rate_warmup, "noise_ramp": noise_ramp, "loss": loss}
     source = open_source(list(inputs), fps=parse_fps(fps), frames=frames)
     with TemporaryDirectory() as tmp:
         for q in (int(x) for x in quality.split(",")):
@@ -162,7 +164,8 @@ def main(
             opts = EncodeOptions(rec, arch=name, quality=q, progress=False)
             r = encode(source, Path(tmp) / f"q{q}.mvinr", opts, log=lambda *_: None)
             row = {"arch": name, "q": q, "bpp": r.bpp, "psnr_yuv": r.quality["psnr_yuv"], "params": r.params}
-            extra = (("seed", seed), ("rate_warmup", rate_warmup), ("noise_ramp", noise_ramp))
+            row |= {k: r.quality[k] for k in ("psnr_y", "psnr_u", "psnr_v") if k in r.quality}
+            extra = (("seed", seed), ("rate_warmup", rate_warmup), ("noise_ramp", noise_ramp), ("loss", loss))
             row |= {k: v for k, v in extra if v is not None}
             row |= {"macs_per_pixel": r.macs_per_pixel, "encode_seconds": r.encode_seconds}
             click.echo(json.dumps({**row, "kbit": tensor_kbits(Path(tmp) / f"q{q}.mvinr")}))

@@ -155,6 +155,10 @@ class MVPyramidMCArchitecture(MVPyramidArchitecture):
         "latent_proxy": "mixed",
         "price_frames": True,
         "noise_ramp": 0.5,
+        # trained on the frames' mean PSNR-YUV, the figure the RD tables report, rather than the MSE of YUV 6:1:1, which
+        # weighed chroma 3-4 times less than the metric does at 320x180 (BENCHMARKS.md, issue 14, experiment 35: +1.2
+        # dB BD-PSNR on both caliscope sessions; PSNR-Y -0.3 dB, chroma +5 dB)
+        "loss": "psnr-yuv",
     }
     # the latents at 15x the learning rate, half MV-Pyramid's 30x: a residual moves every later frame of its chain
     # (BENCHMARKS.md, issue 14, experiment 28: +0.4 dB average BD-PSNR at 320x180, +1.9 dB on the small cut)

@@ -32,8 +32,9 @@ from mvcodec.fsutil import atomic_write
 from mvcodec.io import MultiViewSource, Planes
 from mvcodec.metrics import frame_quality, mean_quality
 from mvcodec.model.registry import arch_of, by_name
+from mvcodec.presets import LOSSES
 from mvcodec.progress import Progress
-from mvcodec.train.loss import LOSSES, motion_aware_loss, yuv_mse_loss
+from mvcodec.train.loss import motion_aware_loss, yuv_mse_loss, yuv_psnr_loss
 from mvcodec.train.optim import RowAdam
 
 # 2: every phase checkpoints the CompressibleModel (keys model/base.*), with its arch; 3: row-lazy Adam state;
@@ -41,8 +42,9 @@ from mvcodec.train.optim import RowAdam
 # rounded latents; 7: TrainConfig.price_frames; 8: MV-Pyramid-MC's motion priced under a Laplace (model_mode 4),
 # without per-row statistics; 9: TrainConfig.rate_warmup, and MV-Pyramid-MC's latents at 15x the learning rate;
 # 10: MV-Pyramid-MC's latent grids priced in model_mode 5's 36 contexts
-# 11: MV-Pyramid-MC's motion priced in model_mode 6 (located at the neighbours' median); 12: TrainConfig.noise_ramp
-CHECKPOINT_VERSION = 12
+# 11: MV-Pyramid-MC's motion priced in model_mode 6 (located at the neighbours' median); 12: TrainConfig.noise_ramp;
+# 13: the psnr-yuv loss's scale and the epoch's distortion so far
+CHECKPOINT_VERSION = 13
 
 LEGACY_ARCH = "mv-mginr"  # the network of the checkpoints written before they named theirs
 
@@ -66,7 +68,7 @@ class TrainConfig:
     rate_weight: float = 0.0  # QAT stage: weight of the rate term (bits per pixel) in the loss, 1 / lambda
     rate_warmup: float = 0.0  # fraction of the phase's steps over which the rate weight rises linearly from 0
     step_lr: float = 0.0  # QAT stage: learning rate of the quantisation steps (0: lr)
-    loss: str = "l1-ssim"  # or "mse-yuv": the MSE of YUV 4:2:0, 6:1:1 (no motion mask)
+    loss: str = "l1-ssim"  # "mse-yuv": the MSE of YUV 4:2:0, 6:1:1; "psnr-yuv": the frames' mean PSNR-YUV (loss.py)
     batch_order: str = "random"  # or "runs": a batch is consecutive frames of one view (see batch_order)
     chain_window: int | None = None  # a chain's frames trained behind each batch frame (None: all; see qat.py)
     price_frames: bool = False  # a chain's rate term prices the batch's frames alone (see qat.py)
@@ -226,6 +228,10 @@ class FitState:
     perm: torch.Tensor
     rng_state: torch.Tensor
     seconds: float = 0.0
+    # the psnr-yuv loss's scale: the previous epoch's mean distortion (None in a phase's first epoch: each
+    # batch's own), and this epoch's sum of it so far
+    loss_scale: float | None = None
+    distortion_sum: float = 0.0
 
 
 def save_checkpoint(
@@ -253,6 +259,8 @@ def save_checkpoint(
         "epoch": state.epoch,
         "step_in_epoch": state.step_in_epoch,
         "seconds": state.seconds,
+        "loss_scale": state.loss_scale,
+        "distortion_sum": state.distortion_sum,
         "fingerprint": fingerprint,
         "tag": tag or {},
     }
@@ -319,6 +327,8 @@ def _restore(ckpt: Checkpoint, model: CompressibleModel, opt: RowAdam, tcfg: Tra
         torch.from_numpy(arrays["perm"]).to(device),
         torch.from_numpy(arrays["rng"]),
         meta["seconds"],
+        meta["loss_scale"],
+        meta["distortion_sum"],
     )
 
 
@@ -381,6 +391,7 @@ def fit(
     bar.done = state.epoch * steps_per_epoch + state.step_in_epoch
     loss_sum = torch.zeros((), device=device)
     mse_sum = torch.zeros((), device=device)
+    distortion_sum = torch.tensor(state.distortion_sum, device=device)
     last_loss = float("nan")
     shown = {"loss": "-", "rgb_psnr": "-"}
     started = time.monotonic() - state.seconds
@@ -389,6 +400,7 @@ def fit(
 
     def snapshot() -> None:
         state.seconds = time.monotonic() - started
+        state.distortion_sum = float(distortion_sum)
         save_checkpoint(checkpoint.path, model, opt, tcfg, state, fingerprint, checkpoint.tag)
 
     with _DeferredInterrupt() as interrupt, _cudnn_benchmark(cuda):
@@ -414,7 +426,12 @@ def fit(
                 rows = model.start_batch(view, frame)
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
                     pred = forward(view, frame)
-                if tcfg.loss == "mse-yuv":
+                if tcfg.loss == "psnr-yuv":
+                    loss = yuv_psnr_loss(
+                        pred.float(), store.yuv(view, frame), store.bit_depth, store.color, scale=state.loss_scale
+                    )
+                    distortion_sum += loss.detach()
+                elif tcfg.loss == "mse-yuv":
                     loss = yuv_mse_loss(pred.float(), store.yuv(view, frame), store.bit_depth, store.color)
                 else:
                     loss = motion_aware_loss(pred.float(), target, mask, tcfg.alpha, tcfg.motion_weight)
@@ -436,6 +453,9 @@ def fit(
                     bar.close()
                     raise KeyboardInterrupt
             last_loss = float(loss_sum) / steps_per_epoch  # host syncs: once per epoch
+            if tcfg.loss == "psnr-yuv":
+                state.loss_scale = float(distortion_sum) / steps_per_epoch
+                distortion_sum.zero_()
             mse = float(mse_sum) / steps_per_epoch
             shown = {"loss": f"{last_loss:.4f}", "rgb_psnr": f"{-10 * math.log10(max(mse, 1e-12)):.2f}"}
             loss_sum.zero_()

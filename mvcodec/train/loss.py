@@ -1,5 +1,7 @@
-"""Training losses: MV-MGINR's motion-aware alpha * motion-weighted L1 + (1 - alpha) * (1 - SSIM) on RGB, and
-the mean squared error on YUV 4:2:0 weighted 6:1:1 as PSNR-YUV weighs the planes."""
+"""Training losses (named in mvcodec.presets.LOSSES): MV-MGINR's motion-aware alpha * motion-weighted L1 +
+(1 - alpha) * (1 - SSIM) on RGB; the mean squared error on YUV 4:2:0 weighted 6:1:1 ("mse-yuv"); and the loss
+whose gradient is that of the frames' mean PSNR-YUV, each frame's (6 PSNR_Y + PSNR_U + PSNR_V) / 8, the figure
+the RD tables report ("psnr-yuv")."""
 
 from __future__ import annotations
 
@@ -7,8 +9,6 @@ import torch
 
 from mvcodec.color import ColorSpec, rgb_to_yuv420
 from mvcodec.metrics import ssim
-
-LOSSES = ("l1-ssim", "mse-yuv")
 
 
 def motion_aware_loss(
@@ -36,3 +36,29 @@ def yuv_mse_loss(
         for p, t in zip(rgb_to_yuv420(pred, bit_depth, color), planes, strict=True)
     ]
     return (6 * errs[0] + errs[1] + errs[2]) / 8
+
+
+def yuv_psnr_loss(
+    pred: torch.Tensor,
+    planes: tuple[torch.Tensor, ...],
+    bit_depth: int,
+    color: ColorSpec,
+    scale: float | None = None,
+    eps: float = 1e-10,
+) -> torch.Tensor:
+    """The loss whose gradient is that of the batch frames' mean PSNR-YUV, each frame's (6 PSNR_Y + PSNR_U +
+    PSNR_V) / 8 as the metric averages them, times -scale * 10 / ln(10): each frame's and plane's squared error
+    weighted by the inverse of its own mean (a plane or frame reproduced well gains more dB for the same
+    squared error). With `scale` the typical yuv_mse_loss (fit passes the previous epoch's mean; None: the
+    batch's own), the gradient is yuv_mse_loss's where every error is that typical one, so the rate term's
+    weight keeps its meaning. Its value is yuv_mse_loss's."""
+    peak = float((1 << bit_depth) - 1)
+    errs = [
+        ((p - t.float()) / peak).square().flatten(1).mean(dim=1)
+        for p, t in zip(rgb_to_yuv420(pred, bit_depth, color), planes, strict=True)
+    ]
+    mse = (6 * errs[0].mean() + errs[1].mean() + errs[2].mean()) / 8
+    logs = [e.clamp_min(eps).log() for e in errs]
+    log_mse = ((6 * logs[0] + logs[1] + logs[2]) / 8).mean()
+    weight = mse.detach() if scale is None else scale
+    return mse.detach() + weight * (log_mse - log_mse.detach())
