@@ -145,7 +145,7 @@ def open_cli_source(inputs, size, pix_fmt, fps, frames, seek, views, filters=Non
     type=click.Choice(LOSSES),
     help="Training loss (default: the architecture's): psnr-yuv, the frames' mean PSNR-YUV 6:1:1 as the RD tables "
     "measure it (mv-pyramid-mc's); mse-yuv, the MSE of YUV 6:1:1, which gives luma more of the rate (mv-pyramid's); "
-    "l1-ssim, motion-aware L1 + SSIM on RGB (mv-mginr's).",
+    "l1-ssim, L1 + SSIM on RGB (mv-mginr's, its L1 motion-weighted). -q's lambda is set for the architecture's own.",
 )
 @click.option("--no-motion-mask", is_flag=True, help="mv-mginr: train with plain L1 + SSIM (the paper's ablation).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
