@@ -24,17 +24,22 @@ def motion_aware_loss(
     return alpha * err.mean() + (1 - alpha) * (1 - ssim(pred, target, 1.0, reduce=False).mean())
 
 
+def _squared_errors(
+    pred: torch.Tensor, planes: tuple[torch.Tensor, ...], bit_depth: int, color: ColorSpec
+) -> list[torch.Tensor]:
+    """The squared errors of an RGB batch (B, 3, H, W) in [0, 1], converted to YUV 4:2:0 as the decoder converts
+    it (before rounding), against the source planes (B, H, W), (B, H/2, W/2) x 2 in code values: one tensor a
+    plane, in units of the code range squared (so a mean of 1e-3 is 30 dB)."""
+    peak = float((1 << bit_depth) - 1)
+    yuv = rgb_to_yuv420(pred, bit_depth, color)
+    return [((p - t.float()) / peak).square() for p, t in zip(yuv, planes, strict=True)]
+
+
 def yuv_mse_loss(
     pred: torch.Tensor, planes: tuple[torch.Tensor, ...], bit_depth: int, color: ColorSpec
 ) -> torch.Tensor:
-    """(6 MSE_Y + MSE_U + MSE_V) / 8 of an RGB batch (B, 3, H, W) in [0, 1], converted to YUV 4:2:0 as the
-    decoder converts it (before rounding), against the source planes (B, H, W), (B, H/2, W/2) x 2 in code
-    values; in units of the code range squared (so 1e-3 is 30 dB)."""
-    peak = float((1 << bit_depth) - 1)
-    errs = [
-        ((p - t.float()) / peak).square().mean()
-        for p, t in zip(rgb_to_yuv420(pred, bit_depth, color), planes, strict=True)
-    ]
+    """(6 MSE_Y + MSE_U + MSE_V) / 8 of the batch (see _squared_errors)."""
+    errs = [e.mean() for e in _squared_errors(pred, planes, bit_depth, color)]
     return (6 * errs[0] + errs[1] + errs[2]) / 8
 
 
@@ -52,11 +57,7 @@ def yuv_psnr_loss(
     squared error). With `scale` the typical yuv_mse_loss (fit passes the previous epoch's mean; None: the
     batch's own), the gradient is yuv_mse_loss's where every error is that typical one, so the rate term's
     weight keeps its meaning. Its value is yuv_mse_loss's."""
-    peak = float((1 << bit_depth) - 1)
-    errs = [
-        ((p - t.float()) / peak).square().flatten(1).mean(dim=1)
-        for p, t in zip(rgb_to_yuv420(pred, bit_depth, color), planes, strict=True)
-    ]
+    errs = [e.flatten(1).mean(dim=1) for e in _squared_errors(pred, planes, bit_depth, color)]
     mse = (6 * errs[0].mean() + errs[1].mean() + errs[2].mean()) / 8
     logs = [e.clamp_min(eps).log() for e in errs]
     log_mse = ((6 * logs[0] + logs[1] + logs[2]) / 8).mean()
