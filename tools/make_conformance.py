@@ -327,6 +327,18 @@ def make_negatives(valid: Path, out: Path) -> None:
     words[-3] ^= 0x55
     future = CodedTensor.parse(data[tnsr[0][0] + 8 : tnsr[0][0] + 8 + tnsr[0][2]])
     future.model_mode = 9  # an entropy model of a later format
+    # the cases of bitstream_spec.md section 15.1, where two rules could apply and one decides
+    enci = next(c for c in chunks if c[1] == "enci")
+    after_enci = enci[0] + 12 + enci[2]
+    bad_crc_xtra = bytearray(chunk_bytes("XTRA", b"\x00" * 4))
+    bad_crc_xtra[-1] ^= 0xFF
+    bad_crc_zzzz = bytearray(chunk_bytes("zzzz", b"skip me"))
+    bad_crc_zzzz[-1] ^= 0xFF
+    cut = bytearray(data[: big[0] + 8 + big[2] // 2])  # ends inside the largest tensor, whose length is then 2^31
+    struct.pack_into("<I", cut, big[0], 1 << 31)
+    rows = next(c for c in tnsr if CodedTensor.parse(data[c[0] + 8 : c[0] + 8 + c[2]]).step_mode == STEP_ROW_COLUMN)
+    axis = CodedTensor.parse(data[rows[0] + 8 : rows[0] + 8 + rows[2]])
+    axis.step_axis = 1  # a "write 0" field (used by step_mode 1 alone) that is not 0
     cases = {
         "bad_crc": (data[:flip] + bytes([data[flip] ^ 0x01]) + data[flip + 1 :], 6, "CRC mismatch"),
         "truncated": (data[: len(data) * 3 // 5], 5, "truncated"),
@@ -336,6 +348,13 @@ def make_negatives(valid: Path, out: Path) -> None:
         "bad_field": (_refit(data, seqh[0], bytes(seq_payload)), 8, "bit depth 9"),
         "hash_mismatch": (_refit(data, big[0], bytes(words)), 9, "SHA-256"),
         "unknown_model_mode": (_refit(data, tnsr[0][0], future.to_bytes()), 7, "entropy model mode 9"),
+        "short_signature": (SIGNATURE[:5], 5, "ends inside its signature"),
+        "unknown_critical_bad_crc": (data[:after_seqh] + bytes(bad_crc_xtra) + data[after_seqh:], 7, "XTRA"),
+        "huge_length_truncated": (bytes(cut), 8, "length 2147483648 is out of range"),
+        "nonletter_type": (data[: tnsr[0][0] + 4] + b"TN5R" + data[tnsr[0][0] + 8 :], 8, "not 4 ASCII letters"),
+        "second_enci": (data[:after_enci] + data[enci[0] : after_enci] + data[after_enci:], 8, "second encoder"),
+        "nonzero_write0_field": (_refit(data, rows[0], axis.to_bytes()), 8, "step axis 1 is not 0"),
+        "end_chunk_bad_crc": (data[:-1] + bytes([data[-1] ^ 0xFF]), 6, "chunk MEND"),
     }
     out.mkdir(parents=True, exist_ok=True)
     expected = {}
@@ -348,6 +367,10 @@ def make_negatives(valid: Path, out: Path) -> None:
     ok.mkdir(exist_ok=True)
     (ok / "stream.mvinr").write_bytes(data[:after_seqh] + chunk_bytes("zzzz", b"skip me") + data[after_seqh:])
     record_expected(ok, "c01 with an unknown ancillary chunk 'zzzz' after SEQH (decoders skip it)")
+    ok = out.parent / "c16_damaged_ancillary"  # skipped unread: its CRC is not checked (section 15.1)
+    ok.mkdir(exist_ok=True)
+    (ok / "stream.mvinr").write_bytes(data[:after_seqh] + bytes(bad_crc_zzzz) + data[after_seqh:])
+    record_expected(ok, "c01 with an unknown ancillary chunk 'zzzz' whose CRC is wrong (decoders skip it unread)")
     assert zlib.crc32(b"") == 0
 
 

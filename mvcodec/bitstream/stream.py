@@ -145,11 +145,13 @@ def read_index(f: BinaryIO) -> StreamIndex:
                 raise InvalidStream(f"end chunk at byte {ref.offset - 8} comes before the stream is complete")
             if ref.length:
                 raise InvalidStream("end chunk MEND has a payload")
+            read_payload(f, ref)  # its CRC
             break
         if not ref.critical:
             if state == "start":
                 raise InvalidStream(f"chunk {ref.type} comes before the sequence header SEQH")
             if ref.type == "enci":
+                _expect(not any(c.type == "enci" for c in chunks[:-1]), ref, "a second encoder information chunk")
                 info = parse_info(read_payload(f, ref))
             continue
         if ref.type not in KNOWN_CRITICAL:

@@ -176,6 +176,10 @@ class CodedTensor:
         r.check(t.step_mode in (STEP_SCALAR, STEP_PER_AXIS, STEP_ROW_COLUMN), f"step mode {t.step_mode}")
         r.check(t.step_axis < ndim, f"step axis {t.step_axis} of a {ndim}-d tensor")
         r.check(t.step_mode != STEP_ROW_COLUMN or ndim >= 2, "row/column steps on a 1-d tensor")
+        r.check(
+            t.step_mode == STEP_PER_AXIS or t.step_axis == 0,
+            f"step axis {t.step_axis} is not 0 in step mode {t.step_mode}",
+        )
         t.step_format = r.u8()
         r.check(t.step_format in (STEPS_FLOAT32, STEPS_BFLOAT16), f"step format {t.step_format}")
         n = r.u32()
@@ -197,6 +201,9 @@ class CodedTensor:
                 "newer decoder"
             )
         r.check(t.model_axis < ndim, f"entropy model axis {t.model_axis} of a {ndim}-d tensor")
+        r.check(
+            t.model_mode != MODEL_SCALAR or t.model_axis == 0, f"entropy model axis {t.model_axis} is not 0 in mode 0"
+        )
         if t.model_mode in LATENT_MODES:
             r.check(ndim == 4 and t.model_axis == 1, "context model on other than a 4-d tensor by axis 1")
             r.check(t.mask_mode == MASK_NONE, "context model on a pruned tensor")
