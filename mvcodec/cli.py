@@ -26,6 +26,9 @@ def _fail(prog: str, message: str, code: int) -> None:
     sys.exit(code)
 
 
+DEFAULT_MAX_PIXELS = 8192 * 8192  # mvdec --max-pixels
+
+
 def run_cli(command: click.Command, prog: str, args: list[str] | None = None) -> None:
     """Run a click command, turning every expected failure into one line on stderr and an exit code."""
     try:
@@ -437,6 +440,18 @@ def stream_input(stream: str):
     help="Frames per forward pass (default: 4 on a GPU; on the CPU 1 for the pyramid architectures, 4 for mv-mginr).",
 )
 @click.option("--threads", type=int, metavar="N", help="CPU threads (default: all cores).")
+@click.option(
+    "--max-pixels",
+    type=click.IntRange(0),
+    default=DEFAULT_MAX_PIXELS,
+    show_default=True,
+    help="Refuse streams whose frames have more pixels (8192x8192; 0: no limit).",
+)
+@click.option(
+    "--max-memory",
+    metavar="SIZE",
+    help="Refuse to decode what needs more memory, e.g. 4G or 512M (default: the memory available; 0: no limit).",
+)
 @click.option("--md5", is_flag=True, help="Print the MD5 of each output (md5sum format).")
 @click.option(
     "--check-md5",
@@ -448,7 +463,21 @@ def stream_input(stream: str):
 @click.option("--quiet", is_flag=True, help="Print nothing but errors and what --md5 asks for.")
 @click.version_option(__version__, prog_name="mvdec")
 def mvdec(
-    stream, output, y4m, view_list, frame_list, device, precision, batch, threads, md5, check_md5, no_progress, quiet
+    stream,
+    output,
+    y4m,
+    view_list,
+    frame_list,
+    device,
+    precision,
+    batch,
+    threads,
+    max_pixels,
+    max_memory,
+    md5,
+    check_md5,
+    no_progress,
+    quiet,
 ):
     """Decode an .mvinr stream (- reads it from standard input) to YUV 4:2:0 views.
 
@@ -457,13 +486,14 @@ def mvdec(
     import time
 
     from mvcodec.decoder import Decoder
-    from mvcodec.device import pick_device, set_threads
+    from mvcodec.device import available_memory, pick_device, set_threads
     from mvcodec.io.output import ViewOutputs, md5_lines, md5_mismatches, read_md5_file
     from mvcodec.progress import Progress
 
     if output is None and not (md5 or check_md5):
         raise InputError("no output given: add -o DIR (or -o - for stdout), or --md5 to decode and hash only")
     set_threads(threads)
+    memory_limit = parse_bytes(max_memory, "--max-memory") if max_memory is not None else available_memory()
     expected = read_md5_file(check_md5) if check_md5 else None
     info = sys.stderr if output == "-" else sys.stdout
     say = (lambda *a, **k: None) if quiet else click.echo
@@ -477,6 +507,7 @@ def mvdec(
                 f"-o - --y4m: a Y4M stream holds one view; add --views with one of 0-{seq.views - 1}, "
                 "or drop --y4m to write the views' raw frames one view after another"
             )
+        check_limits(dec, frames, max_pixels, memory_limit, max_memory is None)
         names = {v: seq.view_names[v] for v in views}
         with ViewOutputs(output, names, seq.fmt, y4m, seq.color.chroma_siting) as outputs:
             bar = Progress(len(views) * len(frames), "decoding", "frames", enabled=not (no_progress or quiet))
@@ -506,6 +537,45 @@ def mvdec(
             click.echo(f"mvdec: error: {len(bad)} of {len(sums)} outputs do not match {check_md5}", err=True)
             sys.exit(EXIT_MD5_MISMATCH)
         say(f"mvdec: all {len(sums)} outputs match {check_md5}", file=info)
+
+
+UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+
+
+def parse_bytes(text: str, option: str) -> int:
+    """A size in bytes: a number with an optional K, M, G or T (powers of 1024; a trailing B or iB allowed)."""
+    t = text.strip().lower().removesuffix("b").removesuffix("i")
+    unit = t[-1:] if t[-1:] in UNITS else ""
+    try:
+        value = float(t[: len(t) - len(unit)])
+    except ValueError:
+        value = -1.0
+    if not value >= 0:
+        raise InputError(f"{option}: '{text}' is not a size; give bytes with an optional K, M, G or T, e.g. 4G")
+    return int(value * UNITS[unit])
+
+
+def check_limits(dec, frames: list[int], max_pixels: int, max_memory: int | None, available: bool) -> None:
+    """--max-pixels and --max-memory, from the stream's headers before anything is decoded (ResourceLimit)."""
+    from mvcodec.errors import ResourceLimit
+    from mvcodec.info import size_text as gib
+
+    seq = dec.sequence
+    pixels = seq.width * seq.height
+    if max_pixels and pixels > max_pixels:
+        raise ResourceLimit(
+            f"frames of {seq.width}x{seq.height} ({pixels} pixels) are above --max-pixels {max_pixels}; "
+            "raise it (0: no limit) to decode this stream"
+        )
+    needs = dec.needs(frames).memory
+    if max_memory and needs > max_memory:
+        where = f"the {gib(max_memory)} available" if available else f"--max-memory {gib(max_memory)}"
+        batch = max(dec.batch_of(k) for k in range(len(dec.index.segments)))
+        hint = "try --batch 1, or " if batch > 1 else ""
+        raise ResourceLimit(
+            f"decoding needs about {gib(needs)} ({batch} frame{'s' if batch > 1 else ''} of {seq.width}x{seq.height} "
+            f"a pass), more than {where}; {hint}raise --max-memory (0: no limit)"
+        )
 
 
 def mvdec_main() -> None:

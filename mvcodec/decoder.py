@@ -34,6 +34,36 @@ class DecodedFrame:
     planes: Planes
 
 
+# A tensor's decoding holds, besides its float32 values, its int32 symbols and the float32 and binary64 mean
+# and scale of every element's distribution: about this many bytes an element, at the largest tensor.
+DECODE_BYTES_PER_ELEMENT = 40
+
+
+@dataclass(frozen=True)
+class Needs:
+    """What decoding a segment takes, from its headers alone: peak memory beyond the interpreter's own (bytes,
+    an upper bound: the parameters, the largest tensor's decoding, a forward pass of `batch` frames with its
+    colour conversion and output samples) and multiply-accumulates a frame."""
+
+    memory: int
+    macs_per_frame: float
+
+
+def segment_needs(index: StreamIndex, segment: int, batch: int, first: int = 0) -> Needs:
+    """Needs of decoding a segment `batch` frames a pass, from its frame `first` on (MV-Pyramid-MC chains
+    through the frames before it once)."""
+    seg, seq = index.segments[segment], index.sequence
+    cfg = seg.config
+    arch = arch_of(cfg)
+    sizes = [p.numel for p in arch.layout(cfg)]
+    batch = max(1, min(batch, seg.header.frames * seq.views))
+    pixels = seq.width * seq.height
+    floats = arch.decode_floats_per_pixel(cfg, max(2, first + 1))
+    samples = pixels * 3 // 2 * (1 if seq.bit_depth == 8 else 2)
+    memory = 4 * sum(sizes) + DECODE_BYTES_PER_ELEMENT * max(sizes) + batch * (int(4 * floats * pixels) + samples)
+    return Needs(memory, arch.macs_per_pixel(cfg) * pixels)
+
+
 def decode_segment(tensors: list[CodedTensor], segment: int) -> decoding.DecodedSegment:
     """A segment's coded tensors decoded (not yet checked against the hash); InvalidStream where they cannot be."""
     try:
@@ -80,6 +110,26 @@ class Decoder:
     @property
     def sequence(self) -> SequenceHeader:
         return self.index.sequence
+
+    def batch_of(self, segment: int) -> int:
+        """Frames a forward pass: --batch, else 4 on a GPU, on the CPU the architecture's."""
+        if self.batch:
+            return self.batch
+        return 4 if self.device.type == "cuda" else arch_of(self.index.segments[segment].config).cpu_decode_batch
+
+    def needs(self, frames: Sequence[int] | None = None) -> Needs:
+        """The most memory and work a frame that decoding `frames` (all by default) takes, over the segments
+        that hold them; from the headers alone, before anything is decoded."""
+        frames = range(self.sequence.frames) if frames is None else frames
+        first: dict[int, int] = {}
+        for t in frames:
+            k = self.index.segment_of(t)
+            first[k] = min(first.get(k, t), t)
+        needs = [
+            segment_needs(self.index, k, self.batch_of(k), t - self.index.segments[k].frames.start)
+            for k, t in first.items()
+        ]
+        return Needs(max(n.memory for n in needs), max(n.macs_per_frame for n in needs))
 
     def close(self) -> None:
         self._loaded = None
@@ -150,9 +200,7 @@ class Decoder:
             while start < len(pairs):
                 segment = self.index.segment_of(pairs[start][0])
                 span = self.index.segments[segment].frames
-                batch = self.batch or (
-                    4 if self.device.type == "cuda" else arch_of(self.index.segments[segment].config).cpu_decode_batch
-                )
+                batch = self.batch_of(segment)
                 stop = start
                 while stop < len(pairs) and stop - start < batch and pairs[stop][0] in span:
                     stop += 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 import torch
@@ -42,3 +43,19 @@ def cv2_threads() -> None:
     """Apply --threads to OpenCV once the encoder has loaded it."""
     if "cv2" in _threads and "cv2" in sys.modules:
         sys.modules["cv2"].setNumThreads(_threads["cv2"])
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available to a new allocation: Linux's MemAvailable, else the physical memory where the
+    platform reports it, else None."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None

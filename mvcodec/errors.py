@@ -7,6 +7,12 @@ class InputError(Exception):
     exit_code = 2
 
 
+class ResourceLimit(InputError):
+    """A stream that would need more than the decoder's limits allow (mvdec --max-pixels, --max-memory)."""
+
+    exit_code = 2
+
+
 class StreamError(InputError):
     """A .mvinr stream that cannot be decoded; each subclass has its own exit code (bitstream_spec.md)."""
 

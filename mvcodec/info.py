@@ -9,10 +9,17 @@ from mvcodec.bitstream import parameter_hash, read_index, read_segment_tensors
 from mvcodec.bitstream.syntax import CHUNK_OVERHEAD, FILE_HEADER_BYTES
 from mvcodec.bitstream.tensor import CODING_FLOAT32, CodedTensor
 from mvcodec.compress.decoding import segment_ideal_bits
-from mvcodec.decoder import decode_segment
+from mvcodec.decoder import decode_segment, segment_needs
 from mvcodec.io.formats import format_fps
 from mvcodec.metrics import bits_per_pixel, kbps
 from mvcodec.model.registry import arch_of
+
+
+def size_text(n: float) -> str:
+    """A size in bytes for people: GiB, MiB or KiB."""
+    if n >= 2**30:
+        return f"{n / 2**30:.1f} GiB"
+    return f"{n / 2**20:.0f} MiB" if n >= 2**20 else f"{n / 2**10:.0f} KiB"
 
 
 def coded_bits(t: CodedTensor) -> int:
@@ -35,6 +42,7 @@ def stream_report(path: Path) -> dict:
             ideal = segment_ideal_bits(tensors, decoded.symbols, decoded.masks)
             digest = parameter_hash(arrays)
             arch = arch_of(seg.config)
+            needs = segment_needs(index, k, arch.cpu_decode_batch)
             segments.append(
                 {
                     "first_frame": seg.header.first_frame,
@@ -44,6 +52,9 @@ def stream_report(path: Path) -> dict:
                     "model": seg.config.to_dict(),
                     "description": arch.describe(seg.config),
                     "macs_per_pixel": arch.macs_per_pixel(seg.config),
+                    "macs_per_frame": needs.macs_per_frame,
+                    "decode_batch": arch.cpu_decode_batch,
+                    "decode_memory": needs.memory,
                     "params": arch.params(seg.config),
                     "param_split": arch.param_split(seg.config),
                     "param_hash": seg.digest.hex(),
@@ -92,6 +103,7 @@ def stream_report(path: Path) -> dict:
         "segments": segments,
         "encoder_info": index.info,
         "pixels": pixels,
+        "decode_memory": max(s["decode_memory"] for s in segments),
     }
 
 
@@ -121,6 +133,10 @@ def report_lines(r: dict) -> list[str]:
         lines.append(
             f"segment {k}: frames {s['first_frame']}-{s['first_frame'] + s['frames'] - 1}, {s['arch']}, "
             f"{s['params']} params, {s['macs_per_pixel']:.0f} MACs/pixel, {s['description']}"
+        )
+        lines.append(
+            f"  decoding needs about {size_text(s['decode_memory'])} on the CPU ({s['decode_batch']} frame"
+            f"{'s' if s['decode_batch'] > 1 else ''} a pass) and {s['macs_per_frame'] / 1e6:.1f} M MACs a frame"
         )
         lines.append(f"  {'tensor':<22} {'shape':<18} {'symbols':>9} {'coded bits':>11} {'ideal bits':>11}")
         for t in s["tensors"]:

@@ -37,7 +37,10 @@ class HashingWriter:
 class ViewOutputs:
     """The outputs of a decode, as a context manager: with `target` a directory, a file per view (named by
     output_name); "-", the one view on stdout; None, nothing written (hash only). write(view, planes)
-    takes the views given at construction, by index."""
+    takes the views given at construction, by index. Files are written as `.<name>.partial` and take their
+    names only when the context ends without an error; on an error they are removed, so a failed decode
+    leaves no file that looks finished (a killed one leaves the hidden .partial files at most) and an
+    earlier output of the same name stays as it was."""
 
     def __init__(
         self,
@@ -49,7 +52,7 @@ class ViewOutputs:
     ):
         self.target, self.fmt, self.y4m, self.siting = target, fmt, y4m, siting
         self.names = {v: output_name(name, fmt, y4m) for v, name in views.items()}
-        self._files: list[BinaryIO] = []
+        self._files: list[tuple[BinaryIO, Path, Path]] = []  # (file, its partial path, its final path)
         self._writers: dict[int, tuple[HashingWriter, RawWriter | Y4MWriter]] = {}
 
     def __enter__(self) -> ViewOutputs:
@@ -60,15 +63,17 @@ class ViewOutputs:
                 if self.target == "-":
                     f = sys.stdout.buffer
                 elif self.target is not None:
-                    f = open(Path(self.target) / name, "wb")  # noqa: SIM115 (closed in __exit__)
-                    self._files.append(f)
+                    final = Path(self.target) / name
+                    partial = final.with_name(f".{name}.partial")
+                    f = open(partial, "wb")  # noqa: SIM115 (closed in __exit__)
+                    self._files.append((f, partial, final))
                 else:
                     f = None
                 sink = HashingWriter(f)
                 writer = Y4MWriter(sink, self.fmt, siting=self.siting) if self.y4m else RawWriter(sink, self.fmt)
                 self._writers[v] = (sink, writer)
-        except BaseException:
-            self.__exit__()
+        except BaseException as e:
+            self.__exit__(type(e))  # removes what was opened
             raise
         return self
 
@@ -79,10 +84,14 @@ class ViewOutputs:
         """File name -> MD5 (hex) of everything written so far, in view order."""
         return {self.names[v]: sink.md5.hexdigest() for v, (sink, _) in self._writers.items()}
 
-    def __exit__(self, *exc) -> None:
-        for f in self._files:
+    def __exit__(self, exc_type=None, *exc) -> None:
+        files, self._files = self._files, []
+        for f, partial, final in files:
             f.close()
-        self._files = []
+            if exc_type is None:
+                partial.replace(final)
+            else:
+                partial.unlink(missing_ok=True)
 
 
 def read_md5_file(path: Path) -> dict[str, str]:

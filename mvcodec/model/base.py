@@ -26,10 +26,13 @@ from __future__ import annotations
 import enum
 import json
 import math
+import weakref
 from dataclasses import asdict, dataclass, fields
 from typing import TYPE_CHECKING, Any, ClassVar
 
+import torch
 from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
 
 if TYPE_CHECKING:
     from mvcodec.bitstream.syntax import ByteReader, ByteWriter
@@ -104,6 +107,10 @@ class ArchConfig:
         return Shape(self.views, self.frames, self.height, self.width)
 
 
+# the colour conversion of a decoded frame (mvcodec/color.py): RGB, Y'PbPr, YCbCr and their temporaries
+COLOUR_FLOATS_PER_PIXEL = 16
+
+
 class Architecture:
     """Base class of the registered architectures (see the module docstring for the contract)."""
 
@@ -152,6 +159,14 @@ class Architecture:
         """One line on the network's structure (mvinfo, mvenc)."""
         raise NotImplementedError
 
+    def decode_floats_per_pixel(self, cfg: Any, chain: int = 1) -> float:
+        """At most how many float32 values the decoder's forward pass of a frame, its colour conversion
+        included, holds at once per output pixel; `chain`: the frames a motion chain runs through to reach it
+        (architectures with `chain`). mvdec checks its memory budget with it before it decodes anything. By
+        default a trace of the pass on the meta device (shapes, no data; about a second the first time): an
+        architecture may give a closed form, which tests/test_decoder_limits.py holds to the trace."""
+        return trace_floats_per_pixel(self, cfg, chain)
+
     def param_split(self, cfg: Any) -> dict[str, int]:
         """Parameter count by part (default: by role)."""
         split: dict[str, int] = {}
@@ -168,3 +183,42 @@ class Architecture:
         split, total = self.param_split(cfg), self.params(cfg)
         parts = ", ".join(f"{name.replace('_', ' ')} {n / total:.2%}" for name, n in split.items())
         return f"{total} parameters: {parts}"
+
+
+class LiveBytes(TorchDispatchMode):
+    """Follows the bytes of the tensors that operations create while they are alive, and their peak (on the meta
+    device nothing is allocated)."""
+
+    def __init__(self):
+        super().__init__()
+        self.live = self.peak = 0
+
+    def _free(self, n: int) -> None:
+        self.live -= n
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for t in out if isinstance(out, (tuple, list)) else (out,):
+            if isinstance(t, torch.Tensor) and t._base is None:
+                n = t.untyped_storage().nbytes()
+                self.live += n
+                self.peak = max(self.peak, self.live)
+                weakref.finalize(t, self._free, n)
+        return out
+
+
+def trace_floats_per_pixel(arch: Architecture, cfg: Any, chain: int = 1, batch: int = 1) -> float:
+    """The peak float32 values per output pixel a frame's forward pass and its colour conversion (BT.709, 8
+    bits) hold, traced on the meta device; with `chain`, of frame chain - 1 (a chain through that many)."""
+    from mvcodec.color import rgb_to_yuv420  # colour is decoder-side; imported on use
+
+    with torch.device("meta"):
+        model = arch.build(cfg)
+    model.train(False)
+    view = torch.arange(batch) % cfg.views
+    frame = torch.full((batch,), min(chain, cfg.frames) - 1)
+    with torch.inference_mode(), LiveBytes() as live:
+        rgb = model(view, frame)
+        planes = rgb_to_yuv420(rgb, 8)
+        del planes, rgb
+    return live.peak / 4 / (batch * cfg.height * cfg.width)

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mvcodec.model.base import ArchConfig, Architecture, ParamSpec, Role, Shape
+from mvcodec.model.base import COLOUR_FLOATS_PER_PIXEL, ArchConfig, Architecture, ParamSpec, Role, Shape
 
 
 @dataclass(frozen=True)
@@ -243,6 +243,17 @@ class MVMGINRArchitecture(Architecture):
             cells, c_in = cells * s * s, c_out
         macs += cells * 3 * c_in  # the 1x1 head on the padded frame
         return macs / (cfg.height * cfg.width)
+
+    def decode_floats_per_pixel(self, cfg: ModelConfig, chain: int = 1) -> float:
+        # the largest stage: its input, and its conv's output, that plus the grid embedding, the shuffle and
+        # the GELU, two of them at once (over the padded frame, as the head and its sigmoid)
+        cells, c_in = cfg.latent_h * cfg.latent_w, cfg.c1 + cfg.c2
+        peak = 3 * cells * c_in  # the latents: the grids gathered, summed and concatenated
+        for s, c_out in zip(cfg.strides, cfg.widths, strict=True):
+            peak = max(peak, cells * c_in + 3 * cells * s * s * c_out)
+            cells, c_in = cells * s * s, c_out
+        peak = max(peak, cells * (c_in + 6))
+        return peak / (cfg.height * cfg.width) + COLOUR_FLOATS_PER_PIXEL
 
     def describe(self, cfg: ModelConfig) -> str:
         return (

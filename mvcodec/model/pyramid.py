@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mvcodec.bitstream.tensor import ARM_INPUTS, ARM_MAX_HIDDEN, ARM_OUTPUTS, arm_layer_shapes
-from mvcodec.model.base import ArchConfig, Architecture, ParamSpec, Role, Shape
+from mvcodec.model.base import COLOUR_FLOATS_PER_PIXEL, ArchConfig, Architecture, ParamSpec, Role, Shape
 from mvcodec.presets import PYRAMID_PRESETS
 
 MAX_LEVELS = 8
@@ -250,6 +250,11 @@ class MVPyramidArchitecture(Architecture):
         upsampling = 4 * (cfg.in_channels - cfg.view_channels - (cfg.frame_channels if cfg.frame_skip == 0 else 0))
         # (the entropy-model network of arm_hidden runs on the latents while decoding, not per output pixel)
         return upsampling + cfg.in_channels * cfg.hidden + cfg.hidden**2 + 9 * cfg.hidden * 3
+
+    def decode_floats_per_pixel(self, cfg: PyramidConfig, chain: int = 1) -> float:
+        # the levels upsampled, their concatenation and its channels-last copy; then the synthesis: a conv's
+        # input, output and GELU at once; then the colour conversion's planes and temporaries
+        return 3 * max(cfg.in_channels, cfg.hidden) + COLOUR_FLOATS_PER_PIXEL
 
     def describe(self, cfg: PyramidConfig) -> str:
         coarsest = "x".join(map(str, cfg.grid_size(cfg.levels - 1)))
