@@ -507,7 +507,7 @@ def mvdec(
                 f"-o - --y4m: a Y4M stream holds one view; add --views with one of 0-{seq.views - 1}, "
                 "or drop --y4m to write the views' raw frames one view after another"
             )
-        check_limits(dec, frames, max_pixels, memory_limit, max_memory is None)
+        dec.check_limits(frames, max_pixels, memory_limit, max_memory is None)
         names = {v: seq.view_names[v] for v in views}
         with ViewOutputs(output, names, seq.fmt, y4m, seq.color.chroma_siting) as outputs:
             bar = Progress(len(views) * len(frames), "decoding", "frames", enabled=not (no_progress or quiet))
@@ -553,29 +553,6 @@ def parse_bytes(text: str, option: str) -> int:
     if not value >= 0:
         raise InputError(f"{option}: '{text}' is not a size; give bytes with an optional K, M, G or T, e.g. 4G")
     return int(value * UNITS[unit])
-
-
-def check_limits(dec, frames: list[int], max_pixels: int, max_memory: int | None, available: bool) -> None:
-    """--max-pixels and --max-memory, from the stream's headers before anything is decoded (ResourceLimit)."""
-    from mvcodec.errors import ResourceLimit
-    from mvcodec.info import size_text as gib
-
-    seq = dec.sequence
-    pixels = seq.width * seq.height
-    if max_pixels and pixels > max_pixels:
-        raise ResourceLimit(
-            f"frames of {seq.width}x{seq.height} ({pixels} pixels) are above --max-pixels {max_pixels}; "
-            "raise it (0: no limit) to decode this stream"
-        )
-    needs = dec.needs(frames).memory
-    if max_memory and needs > max_memory:
-        where = f"the {gib(max_memory)} available" if available else f"--max-memory {gib(max_memory)}"
-        batch = max(dec.batch_of(k) for k in range(len(dec.index.segments)))
-        hint = "try --batch 1, or " if batch > 1 else ""
-        raise ResourceLimit(
-            f"decoding needs about {gib(needs)} ({batch} frame{'s' if batch > 1 else ''} of {seq.width}x{seq.height} "
-            f"a pass), more than {where}; {hint}raise --max-memory (0: no limit)"
-        )
 
 
 def mvdec_main() -> None:

@@ -20,7 +20,7 @@ from torch import nn
 from mvcodec.bitstream import CodedTensor, SequenceHeader, StreamIndex, parameter_hash, read_index, read_segment_tensors
 from mvcodec.color import rgb_to_planes
 from mvcodec.compress import decoding
-from mvcodec.errors import HashMismatch, InputError, InvalidStream
+from mvcodec.errors import HashMismatch, InputError, InvalidStream, ResourceLimit
 from mvcodec.io.formats import Planes
 from mvcodec.model.registry import arch_of
 
@@ -32,6 +32,13 @@ class DecodedFrame:
     view: int
     frame: int
     planes: Planes
+
+
+def size_text(n: float) -> str:
+    """A size in bytes for people: GiB, MiB or KiB."""
+    if n >= 2**30:
+        return f"{n / 2**30:.1f} GiB"
+    return f"{n / 2**20:.0f} MiB" if n >= 2**20 else f"{n / 2**10:.0f} KiB"
 
 
 # A tensor's decoding holds, besides its float32 values, its int32 symbols and the float32 and binary64 mean
@@ -151,6 +158,28 @@ class Decoder:
                 f"segment {segment}: decoded parameters do not match the stream's SHA-256 (the file is damaged)"
             )
         return arrays
+
+    def check_limits(
+        self, frames: Sequence[int], max_pixels: int, max_memory: int | None, available: bool = False
+    ) -> None:
+        """mvdec's --max-pixels and --max-memory (0 or None: no limit; `available`: the memory limit is what
+        the machine has), from the headers before anything is decoded: ResourceLimit, saying what to change."""
+        seq = self.sequence
+        pixels = seq.width * seq.height
+        if max_pixels and pixels > max_pixels:
+            raise ResourceLimit(
+                f"frames of {seq.width}x{seq.height} ({pixels} pixels) are above --max-pixels {max_pixels}; "
+                "raise it (0: no limit) to decode this stream"
+            )
+        needs = self.needs(frames).memory
+        if max_memory and needs > max_memory:
+            where = f"the {size_text(max_memory)} available" if available else f"--max-memory {size_text(max_memory)}"
+            batch = max(self.batch_of(k) for k in range(len(self.index.segments)))
+            hint = "try --batch 1, or " if batch > 1 else ""
+            raise ResourceLimit(
+                f"decoding needs about {size_text(needs)} ({batch} frame{'s' if batch > 1 else ''} of "
+                f"{seq.width}x{seq.height} a pass), more than {where}; {hint}raise --max-memory (0: no limit)"
+            )
 
     def model(self, segment: int) -> nn.Module:
         """The network of a segment, rebuilt from the stream alone, on the decoder's device."""

@@ -9,17 +9,10 @@ from mvcodec.bitstream import parameter_hash, read_index, read_segment_tensors
 from mvcodec.bitstream.syntax import CHUNK_OVERHEAD, FILE_HEADER_BYTES
 from mvcodec.bitstream.tensor import CODING_FLOAT32, CodedTensor
 from mvcodec.compress.decoding import segment_ideal_bits
-from mvcodec.decoder import decode_segment, segment_needs
+from mvcodec.decoder import decode_segment, segment_needs, size_text
 from mvcodec.io.formats import format_fps
 from mvcodec.metrics import bits_per_pixel, kbps
 from mvcodec.model.registry import arch_of
-
-
-def size_text(n: float) -> str:
-    """A size in bytes for people: GiB, MiB or KiB."""
-    if n >= 2**30:
-        return f"{n / 2**30:.1f} GiB"
-    return f"{n / 2**20:.0f} MiB" if n >= 2**20 else f"{n / 2**10:.0f} KiB"
 
 
 def coded_bits(t: CodedTensor) -> int:

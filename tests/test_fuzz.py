@@ -55,6 +55,68 @@ def mutate(data: bytes, rng: random.Random) -> bytes:
     return bytes(out)
 
 
+SPECIAL = (0, 1, 0x7FFF, 0xFFFF, 0x7FFFFFFF, 0xFFFFFFFF)
+STRUCTURED_STREAMS = [
+    Path(__file__).parent / "conformance" / n / "stream.mvinr" for n in ("c07_coding_tools", "c15_pyramid_mc_motion")
+]
+DONORS = [
+    Path(__file__).parent / "conformance" / n / "stream.mvinr" for n in ("c06_two_segments", "c13_pyramid_mc_arm")
+]
+
+
+def _chunks(data: bytes) -> list[bytes]:
+    """The framed chunks of a stream (after its 12-byte header), each whole: length, type, payload, CRC."""
+    return [data[pos : pos + 12 + length] for pos, length in _chunk_spans(data)]
+
+
+def _framed(ctype: bytes, payload: bytes) -> bytes:
+    return struct.pack("<I", len(payload)) + ctype + payload + struct.pack("<I", zlib.crc32(ctype + payload))
+
+
+def structured_mutate(data: bytes, rng: random.Random, donors: list[bytes]) -> bytes:
+    """One damaged copy that keeps the framing valid, to reach the field checks and the decoder: an integer field
+    (1, 2 or 4 bytes, most often near the start of a payload, where the headers are) set to 0, 1, 0x7FFF,
+    0xFFFF, 0x7FFFFFFF or 0xFFFFFFFF with the CRC fixed; chunks swapped, duplicated, dropped or spliced from
+    another stream; a payload cut or grown with its length and CRC fixed; or a chunk's length field set to a
+    special value."""
+    head, chunks = data[:12], _chunks(data)
+    kind = rng.random()
+    i = rng.randrange(len(chunks))
+    if kind < 0.45:
+        c = chunks[i]
+        payload = bytearray(c[8:-4])
+        if payload:
+            width = rng.choice((1, 2, 4))
+            limit = len(payload) - width if rng.random() < 0.3 else min(len(payload) - width, 64)
+            at = rng.randrange(max(limit, 0) + 1)
+            value = rng.choice(SPECIAL) & ((1 << (8 * width)) - 1)
+            payload[at : at + width] = value.to_bytes(width, "little")[: len(payload) - at]
+        chunks[i] = _framed(c[4:8], bytes(payload))
+    elif kind < 0.55:
+        j = rng.randrange(len(chunks))
+        chunks[i], chunks[j] = chunks[j], chunks[i]
+    elif kind < 0.63:
+        chunks.insert(rng.randrange(len(chunks) + 1), chunks[i])
+    elif kind < 0.71:
+        del chunks[i]
+    elif kind < 0.81:
+        donor = _chunks(rng.choice(donors))
+        chunks[i] = rng.choice(donor)
+    elif kind < 0.93:
+        c = chunks[i]
+        payload = c[8:-4]
+        if rng.random() < 0.5 and payload:
+            payload = payload[: rng.randrange(len(payload))]
+        else:
+            payload += bytes(rng.randrange(256) for _ in range(rng.choice((1, 2, 4, 64))))
+        chunks[i] = _framed(c[4:8], payload)
+    else:
+        c = bytearray(chunks[i])
+        struct.pack_into("<I", c, 0, rng.choice(SPECIAL))
+        chunks[i] = bytes(c)
+    return head + b"".join(chunks)
+
+
 def first_frame_outcomes(data: bytes, seed: int, count: int) -> set:
     """Decode frame 0 of `count` mutants of a stream: the set of outcomes ("decoded" or a StreamError's exit
     code), each error's message checked to be one line; anything else raised propagates."""
@@ -73,14 +135,17 @@ def first_frame_outcomes(data: bytes, seed: int, count: int) -> set:
     return outcomes
 
 
-def run_cases(count: int, seed: int) -> dict:
-    """Decode `count` mutants; tally outcomes and collect anything that is not a clean result."""
+def run_cases(count: int, seed: int, structured: bool = False) -> dict:
+    """Decode `count` mutants (of c07, or `structured`: structure-aware ones of c07 and c15); tally outcomes and
+    collect anything that is not a clean result. A decode goes as mvdec's would: refused (exit code 2) where the
+    headers ask for more than mvdec's default --max-pixels or this process's memory."""
     import resource
     import signal
     import traceback
 
+    from mvcodec.cli import DEFAULT_MAX_PIXELS
     from mvcodec.decoder import Decoder
-    from mvcodec.errors import StreamError
+    from mvcodec.errors import ResourceLimit, StreamError
 
     resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
 
@@ -88,19 +153,22 @@ def run_cases(count: int, seed: int) -> dict:
         raise TimeoutError("decode took too long")
 
     signal.signal(signal.SIGALRM, on_alarm)
-    data = STREAM.read_bytes()
+    bases = [p.read_bytes() for p in (STRUCTURED_STREAMS if structured else [STREAM])]
+    donors = [p.read_bytes() for p in DONORS]
     rng = random.Random(seed)
     outcomes: Counter[str] = Counter()
     failures = []
     for i in range(count):
-        mutant = mutate(data, rng)
+        base = bases[i % len(bases)]
+        mutant = structured_mutate(base, rng, donors) if structured else mutate(base, rng)
         signal.alarm(SECONDS_PER_CASE)
         try:
             with Decoder(io.BytesIO(mutant)) as dec:
+                dec.check_limits(range(dec.sequence.frames), DEFAULT_MAX_PIXELS, MEMORY_LIMIT // 2)
                 for _ in dec.frames():
                     pass
             outcomes["decoded"] += 1
-        except StreamError as e:
+        except (StreamError, ResourceLimit) as e:
             outcomes[f"exit {e.exit_code}"] += 1
         except BaseException as e:  # anything else is a defect, PanicException included
             failures.append({"case": i, "error": repr(e), "trace": traceback.format_exc()[-800:]})
@@ -124,5 +192,20 @@ def test_mutated_and_truncated_streams_fail_cleanly_or_decode():
     assert "thread '<unnamed>' panicked" not in proc.stderr
 
 
+@pytest.mark.slow
+def test_structure_aware_mutants_fail_cleanly_or_decode():
+    count = 1200
+    cmd = [sys.executable, __file__, str(count), "11", "structured"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=15 * 60)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["failed"] == 0, result["failures"]
+    outcomes = result["outcomes"]
+    assert sum(outcomes.values()) == count
+    for code in ("exit 5", "exit 7", "exit 8", "exit 9"):  # framing kept, so CRC errors only via donors' order
+        assert outcomes.get(code, 0) > 0, outcomes
+    assert "thread '<unnamed>' panicked" not in proc.stderr
+
+
 if __name__ == "__main__":
-    print(json.dumps(run_cases(int(sys.argv[1]), int(sys.argv[2]))))
+    print(json.dumps(run_cases(int(sys.argv[1]), int(sys.argv[2]), len(sys.argv) > 3)))
