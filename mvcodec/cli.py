@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -507,7 +508,7 @@ def mvdec(
                 f"-o - --y4m: a Y4M stream holds one view; add --views with one of 0-{seq.views - 1}, "
                 "or drop --y4m to write the views' raw frames one view after another"
             )
-        dec.check_limits(frames, max_pixels, memory_limit, max_memory is None)
+        dec.check_limits(frames, max_pixels, memory_limit, max_memory is None, len(views))
         names = {v: seq.view_names[v] for v in views}
         with ViewOutputs(output, names, seq.fmt, y4m, seq.color.chroma_siting) as outputs:
             bar = Progress(len(views) * len(frames), "decoding", "frames", enabled=not (no_progress or quiet))
@@ -543,16 +544,12 @@ UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 
 
 def parse_bytes(text: str, option: str) -> int:
-    """A size in bytes: a number with an optional K, M, G or T (powers of 1024; a trailing B or iB allowed)."""
-    t = text.strip().lower().removesuffix("b").removesuffix("i")
-    unit = t[-1:] if t[-1:] in UNITS else ""
-    try:
-        value = float(t[: len(t) - len(unit)])
-    except ValueError:
-        value = -1.0
-    if not value >= 0:
+    """A size in bytes: a number with an optional K, M, G or T (powers of 1024; then B or iB allowed), e.g. 4G."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*(?:([kmgt])i?)?b?\s*", text.lower())
+    value = int(float(m.group(1)) * UNITS[m.group(2) or ""]) if m and len(m.group(1)) <= 20 else -1
+    if value < 0 or (value == 0 and float(m.group(1)) != 0):
         raise InputError(f"{option}: '{text}' is not a size; give bytes with an optional K, M, G or T, e.g. 4G")
-    return int(value * UNITS[unit])
+    return value
 
 
 def mvdec_main() -> None:
@@ -562,15 +559,23 @@ def mvdec_main() -> None:
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("stream", metavar="STREAM|-")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON record instead of text.")
+@click.option(
+    "--max-memory",
+    metavar="SIZE",
+    help="Refuse a stream whose parameters need more memory to decode, e.g. 4G (default: the memory available; "
+    "0: no limit).",
+)
 @click.version_option(__version__, prog_name="mvinfo")
-def mvinfo(stream, as_json):
+def mvinfo(stream, as_json, max_memory):
     """Show what is in an .mvinr stream (- reads it from standard input): sequence, rate, model, chunks,
-    per-tensor bits, parameter hash."""
+    per-tensor bits, parameter hash, and what decoding it needs."""
+    from mvcodec.device import available_memory
     from mvcodec.errors import HashMismatch
     from mvcodec.info import report_lines, stream_report
 
+    limit = parse_bytes(max_memory, "--max-memory") if max_memory is not None else available_memory()
     with stream_input(stream) as path:
-        report = stream_report(path)
+        report = stream_report(path, limit, max_memory is None)
     if as_json:
         click.echo(json.dumps(report, indent=2))
     else:

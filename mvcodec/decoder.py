@@ -48,12 +48,20 @@ DECODE_BYTES_PER_ELEMENT = 40
 
 @dataclass(frozen=True)
 class Needs:
-    """What decoding a segment takes, from its headers alone: peak memory beyond the interpreter's own (bytes,
-    an upper bound: the parameters, the largest tensor's decoding, a forward pass of `batch` frames with its
-    colour conversion and output samples) and multiply-accumulates a frame."""
+    """What decoding a segment takes, from its headers alone, in bytes beyond the interpreter's own, each an
+    upper bound: `host`, the parameters' decoding (the float32 values and int32 symbols of every tensor, kept
+    until the segment is decoded, a byte a pruning mask's element, and the largest tensor's distributions), in
+    main memory; `frames`, a forward pass of `batch` frames with its colour conversion and output samples, on
+    the decoding device; and the multiply-accumulates of a frame."""
 
-    memory: int
+    host: int
+    frames: int
     macs_per_frame: float
+
+    @property
+    def memory(self) -> int:
+        """Both, as a decode on the CPU needs them."""
+        return self.host + self.frames
 
 
 def segment_needs(index: StreamIndex, segment: int, batch: int, first: int = 0) -> Needs:
@@ -67,8 +75,8 @@ def segment_needs(index: StreamIndex, segment: int, batch: int, first: int = 0) 
     pixels = seq.width * seq.height
     floats = arch.decode_floats_per_pixel(cfg, max(2, first + 1))
     samples = pixels * 3 // 2 * (1 if seq.bit_depth == 8 else 2)
-    memory = 4 * sum(sizes) + DECODE_BYTES_PER_ELEMENT * max(sizes) + batch * (int(4 * floats * pixels) + samples)
-    return Needs(memory, arch.macs_per_pixel(cfg) * pixels)
+    host = 9 * sum(sizes) + DECODE_BYTES_PER_ELEMENT * max(sizes)
+    return Needs(host, batch * (int(4 * floats * pixels) + samples), arch.macs_per_pixel(cfg) * pixels)
 
 
 def decode_segment(tensors: list[CodedTensor], segment: int) -> decoding.DecodedSegment:
@@ -124,19 +132,27 @@ class Decoder:
             return self.batch
         return 4 if self.device.type == "cuda" else arch_of(self.index.segments[segment].config).cpu_decode_batch
 
-    def needs(self, frames: Sequence[int] | None = None) -> Needs:
-        """The most memory and work a frame that decoding `frames` (all by default) takes, over the segments
-        that hold them; from the headers alone, before anything is decoded."""
+    def pass_frames(self, segment: int, frames: int, views: int) -> int:
+        """Frames a forward pass decodes when `frames` frames of `views` views are asked for in a segment."""
+        return max(1, min(self.batch_of(segment), frames * views))
+
+    def needs(self, frames: Sequence[int] | None = None, views: int | None = None) -> Needs:
+        """The most memory and work a frame that decoding `frames` (all by default) of `views` views (all by
+        default) takes, over the segments that hold them; from the headers alone, before anything is decoded."""
         frames = range(self.sequence.frames) if frames is None else frames
+        views = self.sequence.views if views is None else views
         first: dict[int, int] = {}
+        count: dict[int, int] = {}
         for t in frames:
+            if not 0 <= t < self.sequence.frames:
+                raise InputError(f"frame {t} is not in the stream's 0-{self.sequence.frames - 1}")
             k = self.index.segment_of(t)
-            first[k] = min(first.get(k, t), t)
+            first[k], count[k] = min(first.get(k, t), t), count.get(k, 0) + 1
         needs = [
-            segment_needs(self.index, k, self.batch_of(k), t - self.index.segments[k].frames.start)
+            segment_needs(self.index, k, self.pass_frames(k, count[k], views), t - self.index.segments[k].frames.start)
             for k, t in first.items()
-        ]
-        return Needs(max(n.memory for n in needs), max(n.macs_per_frame for n in needs))
+        ] or [Needs(0, 0, 0.0)]
+        return Needs(*(max(getattr(n, f) for n in needs) for f in ("host", "frames", "macs_per_frame")))
 
     def close(self) -> None:
         self._loaded = None
@@ -160,7 +176,12 @@ class Decoder:
         return arrays
 
     def check_limits(
-        self, frames: Sequence[int], max_pixels: int, max_memory: int | None, available: bool = False
+        self,
+        frames: Sequence[int],
+        max_pixels: int,
+        max_memory: int | None,
+        available: bool = False,
+        views: int | None = None,
     ) -> None:
         """mvdec's --max-pixels and --max-memory (0 or None: no limit; `available`: the memory limit is what
         the machine has), from the headers before anything is decoded: ResourceLimit, saying what to change."""
@@ -171,15 +192,35 @@ class Decoder:
                 f"frames of {seq.width}x{seq.height} ({pixels} pixels) are above --max-pixels {max_pixels}; "
                 "raise it (0: no limit) to decode this stream"
             )
-        needs = self.needs(frames).memory
-        if max_memory and needs > max_memory:
+        needs = self.needs(frames, views)
+        on_gpu = self.device.type == "cuda"
+        memory = needs.host if on_gpu else needs.memory
+        per_segment: dict[int, int] = {}
+        for t in frames:
+            k = self.index.segment_of(t)
+            per_segment[k] = per_segment.get(k, 0) + 1
+        views = seq.views if views is None else views
+        batch = max((self.pass_frames(k, n, views) for k, n in per_segment.items()), default=1)
+        hint = "try --batch 1, or " if batch > 1 else ""
+        if max_memory and memory > max_memory:
             where = f"the {size_text(max_memory)} available" if available else f"--max-memory {size_text(max_memory)}"
-            batch = max(self.batch_of(k) for k in range(len(self.index.segments)))
-            hint = "try --batch 1, or " if batch > 1 else ""
-            raise ResourceLimit(
-                f"decoding needs about {size_text(needs)} ({batch} frame{'s' if batch > 1 else ''} of "
-                f"{seq.width}x{seq.height} a pass), more than {where}; {hint}raise --max-memory (0: no limit)"
+            what = (
+                "its parameters"
+                if on_gpu
+                else f"{batch} frame{'s' if batch > 1 else ''} of {seq.width}x{seq.height} a pass"
             )
+            raise ResourceLimit(
+                f"decoding needs about {size_text(memory)} ({what}), more than {where}; "
+                f"{hint if not on_gpu else ''}raise --max-memory (0: no limit)"
+            )
+        if on_gpu and max_memory is not None and available:  # the forward pass against the GPU's free memory
+            free = torch.cuda.mem_get_info(self.device)[0]
+            if needs.frames > free:
+                raise ResourceLimit(
+                    f"decoding needs about {size_text(needs.frames)} of GPU memory ({batch} frames of "
+                    f"{seq.width}x{seq.height} a pass), more than the {size_text(free)} free on {self.device}; "
+                    f"{hint}use --device cpu"
+                )
 
     def model(self, segment: int) -> nn.Module:
         """The network of a segment, rebuilt from the stream alone, on the decoder's device."""

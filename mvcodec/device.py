@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 
 import torch
 
@@ -46,15 +47,26 @@ def cv2_threads() -> None:
 
 
 def available_memory() -> int | None:
-    """Bytes of memory available to a new allocation: Linux's MemAvailable, else the physical memory where the
-    platform reports it, else None."""
+    """Bytes of main memory available to a new allocation: Linux's MemAvailable, or less where a cgroup (v2, a
+    container's) allows less; else the physical memory where the platform reports it; else None."""
+    found = None
     try:
         with open("/proc/meminfo") as f:
             for line in f:
                 if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
+                    found = int(line.split()[1]) * 1024
     except (OSError, ValueError, IndexError):
         pass
+    try:
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        if limit != "max":
+            used = int(Path("/sys/fs/cgroup/memory.current").read_text())
+            room = max(int(limit) - used, 0)
+            found = room if found is None else min(found, room)
+    except (OSError, ValueError):
+        pass
+    if found is not None:
+        return found
     try:
         return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (AttributeError, ValueError, OSError):

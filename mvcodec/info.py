@@ -10,6 +10,7 @@ from mvcodec.bitstream.syntax import CHUNK_OVERHEAD, FILE_HEADER_BYTES
 from mvcodec.bitstream.tensor import CODING_FLOAT32, CodedTensor
 from mvcodec.compress.decoding import segment_ideal_bits
 from mvcodec.decoder import decode_segment, segment_needs, size_text
+from mvcodec.errors import ResourceLimit
 from mvcodec.io.formats import format_fps
 from mvcodec.metrics import bits_per_pixel, kbps
 from mvcodec.model.registry import arch_of
@@ -22,11 +23,23 @@ def coded_bits(t: CodedTensor) -> int:
     return 32 * (len(t.words) + (len(t.mask_words) if t.mask_words is not None else 0))
 
 
-def stream_report(path: Path) -> dict:
-    """Everything mvinfo shows, as a JSON-ready dict; checks CRCs and the parameter hashes."""
+def stream_report(path: Path, max_memory: int | None = None, available: bool = False) -> dict:
+    """Everything mvinfo shows, as a JSON-ready dict; checks CRCs and the parameter hashes. A segment whose
+    parameters would need more than `max_memory` bytes to decode is refused (ResourceLimit) before any is
+    decoded (`available`: that is the memory the machine has)."""
     with open(path, "rb") as f:
         index = read_index(f)
         seq = index.sequence
+        for k, seg in enumerate(index.segments):
+            host = segment_needs(index, k, 1).host
+            if max_memory and host > max_memory:
+                where = (
+                    f"the {size_text(max_memory)} available" if available else f"--max-memory {size_text(max_memory)}"
+                )
+                raise ResourceLimit(
+                    f"segment {k}'s {arch_of(seg.config).params(seg.config)} parameters need about {size_text(host)} "
+                    f"to decode, more than {where}; raise --max-memory (0: no limit)"
+                )
         segments = []
         for k, seg in enumerate(index.segments):
             tensors = read_segment_tensors(f, seg)

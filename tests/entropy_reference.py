@@ -9,6 +9,7 @@ constriction writes, so that the specification, not a library's behaviour, is wh
 
 from __future__ import annotations
 
+import math
 import struct
 from collections.abc import Callable, Sequence
 
@@ -90,7 +91,7 @@ def exp(x: float) -> float:
     xx = x * x
     c = x - xx * (P1 + xx * (P2 + xx * (P3 + xx * (P4 + xx * P5))))
     y = 1.0 + ((x * c / (2.0 - c) - lo) + hi)
-    return y if k == 0 else y * 2.0**k  # for k < -1022 only subnormal results, which change no frequency
+    return y if k == 0 else math.ldexp(y, k)  # exact but where the result is subnormal, which changes no frequency
 
 
 def _erfc_pos(h: int, x: float) -> float:

@@ -59,15 +59,32 @@ def test_a_decompression_bomb_is_refused_before_anything_is_decoded(tmp_path):
     out = tmp_path / "views"
     r = run_tool("mvdec", path, "-o", out, "--frames", "0", "--no-progress")
     assert r.returncode == 2 and "16384x16384 (268435456 pixels) are above --max-pixels 67108864" in r.stderr
-    r = run_tool("mvdec", path, "-o", out, "--frames", "0", "--max-pixels", "0", "--max-memory", "4G")
+    r = run_tool("mvdec", path, "-o", out, "--frames", "0-3", "--max-pixels", "0", "--max-memory", "4G")
     assert r.returncode == 2, r.stderr
     assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
     assert "more than --max-memory 4.0 GiB; try --batch 1, or raise --max-memory" in r.stderr
-    r = run_tool("mvdec", path, "-o", out, "--max-pixels", "0", "--max-memory", "4G", "--batch", "1")
+    r = run_tool("mvdec", path, "-o", out, "--frames", "0", "--max-pixels", "0", "--max-memory", "4G")
     assert r.returncode == 2 and "GiB (1 frame of 16384x16384 a pass)" in r.stderr and "--batch 1" not in r.stderr
     assert not out.exists() or not any(out.iterdir())  # refused before any output was opened
     with Decoder(path) as dec:
         assert dec.needs([0]).memory > 16384**2 * 4 * 16  # the last block's 16 floats a pixel at least
+
+
+def test_mvinfo_refuses_parameters_beyond_its_memory_limit(tmp_path):
+    path = tmp_path / "bomb.mvinr"
+    path.write_bytes(bomb())
+    r = run_tool("mvinfo", path, "--max-memory", "1M")
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert "segment 0's 122383 parameters need about" in r.stderr and "more than --max-memory 1 MiB" in r.stderr
+    assert run_tool("mvinfo", path).returncode == 0
+
+
+def test_needs_of_a_frame_list():
+    with Decoder(CONFORMANCE / "c06_two_segments" / "stream.mvinr") as dec:
+        assert dec.needs([]).memory == 0
+        assert dec.needs([4]).memory > 0 and dec.needs([0, 4]).memory >= dec.needs([4]).memory
+        with pytest.raises(InputError, match="frame 5 is not in the stream's 0-4"):
+            dec.needs([5])
 
 
 def test_mvinfo_shows_what_decoding_will_need():
@@ -92,13 +109,22 @@ def test_the_memory_needed_grows_with_the_batch_and_the_chain():
 
 
 @pytest.mark.parametrize(
-    "text, expected", [("4G", 4 << 30), ("512M", 512 << 20), ("1.5GiB", 3 << 29), ("100k", 102400), ("0", 0)]
+    "text, expected",
+    [
+        ("4G", 4 << 30),
+        ("512M", 512 << 20),
+        ("1.5GiB", 3 << 29),
+        ("100k", 102400),
+        ("0", 0),
+        ("4GB", 4 << 30),
+        ("10b", 10),
+    ],
 )
 def test_sizes(text, expected):
     assert parse_bytes(text, "--max-memory") == expected
 
 
-@pytest.mark.parametrize("text", ["", "G", "lots", "-1G", "4X"])
+@pytest.mark.parametrize("text", ["", "G", "lots", "-1G", "4X", "inf", "1e400", "0.5", "1ib", "4 G B", "9" * 30])
 def test_bad_sizes_say_what_to_give(text):
     with pytest.raises(InputError, match="is not a size; give bytes with an optional K, M, G or T"):
         parse_bytes(text, "--max-memory")

@@ -194,12 +194,13 @@ class CodedTensor:
             t.mask_words = r.array("<u4", r.u32())
         t.sym_min, t.sym_max = r.i32(), r.i32()
         r.check(-MAX_SYMBOL <= t.sym_min < t.sym_max <= MAX_SYMBOL, f"symbol range {t.sym_min}..{t.sym_max}")
-        t.model_mode, t.model_axis = r.u8(), r.u8()
+        t.model_mode = r.u8()
         if t.model_mode not in MODEL_MODES:
             raise UnknownCriticalChunk(
                 f"chunk {r.ctype}: entropy model mode {t.model_mode} is not known to this decoder: the stream needs a "
                 "newer decoder"
             )
+        t.model_axis = r.u8()
         r.check(t.model_axis < ndim, f"entropy model axis {t.model_axis} of a {ndim}-d tensor")
         r.check(
             t.model_mode != MODEL_SCALAR or t.model_axis == 0, f"entropy model axis {t.model_axis} is not 0 in mode 0"

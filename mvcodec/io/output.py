@@ -86,12 +86,20 @@ class ViewOutputs:
 
     def __exit__(self, exc_type=None, *exc) -> None:
         files, self._files = self._files, []
-        for f, partial, final in files:
-            f.close()
+        try:
+            for f, _, _ in files:
+                f.close()  # every file closed first: a close that fails (a full disk) fails the whole
             if exc_type is None:
-                partial.replace(final)
-            else:
-                partial.unlink(missing_ok=True)
+                for _, partial, final in files:
+                    partial.replace(final)
+        except BaseException:
+            exc_type = OSError
+            raise
+        finally:
+            for f, partial, _ in files:
+                if exc_type is not None:
+                    f.close()
+                    partial.unlink(missing_ok=True)
 
 
 def read_md5_file(path: Path) -> dict[str, str]:

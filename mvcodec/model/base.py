@@ -26,13 +26,11 @@ from __future__ import annotations
 import enum
 import json
 import math
-import weakref
 from dataclasses import asdict, dataclass, fields
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 from torch import nn
-from torch.utils._python_dispatch import TorchDispatchMode
 
 if TYPE_CHECKING:
     from mvcodec.bitstream.syntax import ByteReader, ByteWriter
@@ -185,32 +183,35 @@ class Architecture:
         return f"{total} parameters: {parts}"
 
 
-class LiveBytes(TorchDispatchMode):
-    """Follows the bytes of the tensors that operations create while they are alive, and their peak (on the meta
-    device nothing is allocated)."""
-
-    def __init__(self):
-        super().__init__()
-        self.live = self.peak = 0
-
-    def _free(self, n: int) -> None:
-        self.live -= n
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        out = func(*args, **(kwargs or {}))
-        for t in out if isinstance(out, (tuple, list)) else (out,):
-            if isinstance(t, torch.Tensor) and t._base is None:
-                n = t.untyped_storage().nbytes()
-                self.live += n
-                self.peak = max(self.peak, self.live)
-                weakref.finalize(t, self._free, n)
-        return out
-
-
 def trace_floats_per_pixel(arch: Architecture, cfg: Any, chain: int = 1, batch: int = 1) -> float:
     """The peak float32 values per output pixel a frame's forward pass and its colour conversion (BT.709, 8
     bits) hold, traced on the meta device; with `chain`, of frame chain - 1 (a chain through that many)."""
+    import weakref
+
+    from torch.utils._python_dispatch import TorchDispatchMode
+
     from mvcodec.color import rgb_to_yuv420  # colour is decoder-side; imported on use
+
+    class LiveBytes(TorchDispatchMode):
+        """Follows the bytes of the tensors that operations create while they are alive, and their peak (on the
+        meta device nothing is allocated)."""
+
+        def __init__(self):
+            super().__init__()
+            self.live = self.peak = 0
+
+        def _free(self, n: int) -> None:
+            self.live -= n
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            for t in out if isinstance(out, (tuple, list)) else (out,):
+                if isinstance(t, torch.Tensor) and t._base is None:
+                    n = t.untyped_storage().nbytes()
+                    self.live += n
+                    self.peak = max(self.peak, self.live)
+                    weakref.finalize(t, self._free, n)
+            return out
 
     with torch.device("meta"):
         model = arch.build(cfg)
