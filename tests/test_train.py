@@ -290,6 +290,10 @@ def test_recipes_run_known_phases_in_order_and_old_checkpoints_get_one_line(tmp_
             recipe("fast", arch="mv-pyramid-mc", **given)
     with pytest.raises(InputError, match="--no-motion-mask: mv-pyramid trains without a motion mask"):
         recipe("fast", arch="mv-pyramid", motion_weight=0.0)
+    with pytest.raises(InputError, match="--no-motion-mask: the loss mse-yuv has no motion mask"):
+        recipe("fast", arch="mv-mginr", loss="mse-yuv", motion_weight=0.0)
+    assert recipe("fast", arch="mv-mginr", loss="psnr-yuv").train.motion_weight == 0.0  # no masks computed
+    assert recipe("fast", arch="mv-mginr").train.motion_weight == 1.0
     meta = np.frombuffer(json.dumps({"version": 1}).encode(), dtype=np.uint8)
     np.savez(tmp_path / "old.npz", meta=meta)
     with pytest.raises(InputError, match="a version 1 checkpoint .*: delete it to start afresh"):

@@ -110,6 +110,13 @@ def recipe(
             "drop the option, or add --arch mv-mginr for the motion-aware L1 + SSIM loss"
         )
     fields = {**a.train_defaults, **{k: v for k, v in train.items() if v is not None}}
+    if fields.get("loss", "l1-ssim") != "l1-ssim":  # the motion mask weighs the L1 + SSIM loss alone
+        if train.get("motion_weight") is not None:
+            raise InputError(
+                f"--no-motion-mask: the loss {fields['loss']} has no motion mask (it weighs only l1-ssim, "
+                "mv-mginr's); drop the option"
+            )
+        fields["motion_weight"] = 0.0  # and the masks are not computed
     tcfg = TrainConfig(phases[0].epochs, **fields)
     ccfg = CompressConfig(**{k: v for k, v in (("sparsity", sparsity), ("rate_lambda", rate_lambda)) if v is not None})
     return Recipe(tcfg, phases, ccfg)
