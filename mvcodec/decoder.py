@@ -52,11 +52,12 @@ class Needs:
     upper bound: `host`, the parameters' decoding (the float32 values and int32 symbols of every tensor, kept
     until the segment is decoded, a byte a pruning mask's element, and the largest tensor's distributions), in
     main memory; `frames`, a forward pass of `batch` frames with its colour conversion and output samples, on
-    the decoding device; and the multiply-accumulates of a frame."""
+    the decoding device; the multiply-accumulates of a frame; and the frames a pass (`batch`)."""
 
     host: int
     frames: int
     macs_per_frame: float
+    batch: int = 1
 
     @property
     def memory(self) -> int:
@@ -76,7 +77,7 @@ def segment_needs(index: StreamIndex, segment: int, batch: int, first: int = 0) 
     floats = arch.decode_floats_per_pixel(cfg, max(2, first + 1))
     samples = pixels * 3 // 2 * (1 if seq.bit_depth == 8 else 2)
     host = 9 * sum(sizes) + DECODE_BYTES_PER_ELEMENT * max(sizes)
-    return Needs(host, batch * (int(4 * floats * pixels) + samples), arch.macs_per_pixel(cfg) * pixels)
+    return Needs(host, batch * (int(4 * floats * pixels) + samples), arch.macs_per_pixel(cfg) * pixels, batch)
 
 
 def decode_segment(tensors: list[CodedTensor], segment: int) -> decoding.DecodedSegment:
@@ -152,7 +153,7 @@ class Decoder:
             segment_needs(self.index, k, self.pass_frames(k, count[k], views), t - self.index.segments[k].frames.start)
             for k, t in first.items()
         ] or [Needs(0, 0, 0.0)]
-        return Needs(*(max(getattr(n, f) for n in needs) for f in ("host", "frames", "macs_per_frame")))
+        return Needs(*(max(getattr(n, f) for n in needs) for f in ("host", "frames", "macs_per_frame", "batch")))
 
     def close(self) -> None:
         self._loaded = None
@@ -195,12 +196,7 @@ class Decoder:
         needs = self.needs(frames, views)
         on_gpu = self.device.type == "cuda"
         memory = needs.host if on_gpu else needs.memory
-        per_segment: dict[int, int] = {}
-        for t in frames:
-            k = self.index.segment_of(t)
-            per_segment[k] = per_segment.get(k, 0) + 1
-        views = seq.views if views is None else views
-        batch = max((self.pass_frames(k, n, views) for k, n in per_segment.items()), default=1)
+        batch = needs.batch
         hint = "try --batch 1, or " if batch > 1 else ""
         if max_memory and memory > max_memory:
             where = f"the {size_text(max_memory)} available" if available else f"--max-memory {size_text(max_memory)}"

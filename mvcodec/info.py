@@ -30,8 +30,9 @@ def stream_report(path: Path, max_memory: int | None = None, available: bool = F
     with open(path, "rb") as f:
         index = read_index(f)
         seq = index.sequence
+        needs = [segment_needs(index, k, arch_of(seg.config).cpu_decode_batch) for k, seg in enumerate(index.segments)]
         for k, seg in enumerate(index.segments):
-            host = segment_needs(index, k, 1).host
+            host = needs[k].host
             if max_memory and host > max_memory:
                 where = (
                     f"the {size_text(max_memory)} available" if available else f"--max-memory {size_text(max_memory)}"
@@ -48,7 +49,6 @@ def stream_report(path: Path, max_memory: int | None = None, available: bool = F
             ideal = segment_ideal_bits(tensors, decoded.symbols, decoded.masks)
             digest = parameter_hash(arrays)
             arch = arch_of(seg.config)
-            needs = segment_needs(index, k, arch.cpu_decode_batch)
             segments.append(
                 {
                     "first_frame": seg.header.first_frame,
@@ -58,9 +58,9 @@ def stream_report(path: Path, max_memory: int | None = None, available: bool = F
                     "model": seg.config.to_dict(),
                     "description": arch.describe(seg.config),
                     "macs_per_pixel": arch.macs_per_pixel(seg.config),
-                    "macs_per_frame": needs.macs_per_frame,
+                    "macs_per_frame": needs[k].macs_per_frame,
                     "decode_batch": arch.cpu_decode_batch,
-                    "decode_memory": needs.memory,
+                    "decode_memory": needs[k].memory,
                     "params": arch.params(seg.config),
                     "param_split": arch.param_split(seg.config),
                     "param_hash": seg.digest.hex(),
