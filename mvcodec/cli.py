@@ -440,6 +440,13 @@ def stream_input(stream: str):
     type=click.IntRange(1, 256),
     help="Frames per forward pass (default: 4 on a GPU; on the CPU 1 for the pyramid architectures, 4 for mv-mginr).",
 )
+@click.option(
+    "--band-rows",
+    type=int,
+    metavar="N",
+    help="Synthesise frames N rows at a time (even; default: whole frames where they fit --max-memory, "
+    "else the largest band that does).",
+)
 @click.option("--threads", type=int, metavar="N", help="CPU threads (default: all cores).")
 @click.option(
     "--max-pixels",
@@ -472,6 +479,7 @@ def mvdec(
     device,
     precision,
     batch,
+    band_rows,
     threads,
     max_pixels,
     max_memory,
@@ -499,7 +507,7 @@ def mvdec(
     info = sys.stderr if output == "-" else sys.stdout
     say = (lambda *a, **k: None) if quiet else click.echo
     started = time.monotonic()
-    with stream_input(stream) as path, Decoder(path, pick_device(device), precision, batch) as dec:
+    with stream_input(stream) as path, Decoder(path, pick_device(device), precision, batch, band_rows) as dec:
         seq = dec.sequence
         views = parse_index_list(view_list, seq.views, "views", seq.view_names) if view_list else list(range(seq.views))
         frames = parse_index_list(frame_list, seq.frames, "frames") if frame_list else list(range(seq.frames))

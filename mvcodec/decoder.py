@@ -65,19 +65,25 @@ class Needs:
         return self.host + self.frames
 
 
-def segment_needs(index: StreamIndex, segment: int, batch: int, first: int = 0) -> Needs:
+def segment_needs(index: StreamIndex, segment: int, batch: int, first: int = 0, rows: int | None = None) -> Needs:
     """Needs of decoding a segment `batch` frames a pass, from its frame `first` on (MV-Pyramid-MC chains
-    through the frames before it once)."""
+    through the frames before it once), in bands of `rows` rows (None: whole frames)."""
     seg, seq = index.segments[segment], index.sequence
     cfg = seg.config
     arch = arch_of(cfg)
     sizes = [p.numel for p in arch.layout(cfg)]
     batch = max(1, min(batch, seg.header.frames * seq.views))
     pixels = seq.width * seq.height
-    floats = arch.decode_floats_per_pixel(cfg, max(2, first + 1))
+    rows = seq.height if rows is None or not arch.bands else min(seq.height, rows + BAND_ROWS_ABOVE)
+    floats = arch.band_floats(cfg, rows, max(2, first + 1))
     samples = pixels * 3 // 2 * (1 if seq.bit_depth == 8 else 2)
     host = 9 * sum(sizes) + DECODE_BYTES_PER_ELEMENT * max(sizes)
-    return Needs(host, batch * (int(4 * floats * pixels) + samples), arch.macs_per_pixel(cfg) * pixels, batch)
+    return Needs(host, batch * (int(4 * floats) + samples), arch.macs_per_pixel(cfg) * pixels, batch)
+
+
+# A band's colour conversion with top-left chroma siting reads the row above the band: the band is synthesised
+# from two rows higher (rows come in pairs, as 4:2:0 chroma does).
+BAND_ROWS_ABOVE = 2
 
 
 def decode_segment(tensors: list[CodedTensor], segment: int) -> decoding.DecodedSegment:
@@ -107,6 +113,7 @@ class Decoder:
         device: str | torch.device = "cpu",
         precision: str = "auto",
         batch: int | None = None,
+        rows: int | None = None,
     ):
         if precision not in PRECISIONS:
             raise InputError(f"--precision: use one of {', '.join(PRECISIONS)}")
@@ -121,6 +128,10 @@ class Decoder:
         cuda = self.device.type == "cuda"
         self.fast = cuda and precision in ("auto", "fast")
         self.batch = None if batch is None else max(1, batch)  # None: 4 on a GPU, on the CPU the architecture's
+        if rows is not None and (rows < 2 or rows % 2):
+            raise InputError(f"--band-rows {rows}: give an even number of rows, 2 or more")
+        # rows a band: given, or chosen by check_limits where whole frames do not fit (None: whole frames)
+        self.rows = rows
         self._loaded: tuple[int, nn.Module] | None = None
 
     @property
@@ -137,9 +148,11 @@ class Decoder:
         """Frames a forward pass decodes when `frames` frames of `views` views are asked for in a segment."""
         return max(1, min(self.batch_of(segment), frames * views))
 
-    def needs(self, frames: Sequence[int] | None = None, views: int | None = None) -> Needs:
+    def needs(self, frames: Sequence[int] | None = None, views: int | None = None, rows: int | None = None) -> Needs:
         """The most memory and work a frame that decoding `frames` (all by default) of `views` views (all by
-        default) takes, over the segments that hold them; from the headers alone, before anything is decoded."""
+        default) takes, over the segments that hold them, in bands of `rows` rows (default: the decoder's);
+        from the headers alone, before anything is decoded."""
+        rows = self.rows if rows is None else rows
         frames = range(self.sequence.frames) if frames is None else frames
         views = self.sequence.views if views is None else views
         first: dict[int, int] = {}
@@ -150,7 +163,9 @@ class Decoder:
             k = self.index.segment_of(t)
             first[k], count[k] = min(first.get(k, t), t), count.get(k, 0) + 1
         needs = [
-            segment_needs(self.index, k, self.pass_frames(k, count[k], views), t - self.index.segments[k].frames.start)
+            segment_needs(
+                self.index, k, self.pass_frames(k, count[k], views), t - self.index.segments[k].frames.start, rows
+            )
             for k, t in first.items()
         ] or [Needs(0, 0, 0.0)]
         return Needs(*(max(getattr(n, f) for n in needs) for f in ("host", "frames", "macs_per_frame", "batch")))
@@ -193,8 +208,28 @@ class Decoder:
                 f"frames of {seq.width}x{seq.height} ({pixels} pixels) are above --max-pixels {max_pixels}; "
                 "raise it (0: no limit) to decode this stream"
             )
-        needs = self.needs(frames, views)
         on_gpu = self.device.type == "cuda"
+        free = None
+        if on_gpu and max_memory is not None and available:  # the forward pass against the GPU's free memory
+            free = torch.cuda.mem_get_info(self.device)[0]
+
+        def fits(n: Needs) -> bool:
+            return not (max_memory and (n.host if on_gpu else n.memory) > max_memory) and (
+                free is None or n.frames <= free
+            )
+
+        needs = self.needs(frames, views)
+        bands = f" in bands of {self.rows} rows" if self.rows else ""
+        if not fits(needs) and self.rows is None and self._bands(frames):
+            # the largest band (an even number of rows) that fits, or the smallest one's needs for the message
+            lo, hi = 1, seq.height // 2 - 1  # bands of 2 * lo ... 2 * hi rows
+            if fits(self.needs(frames, views, 2)):
+                while lo < hi:
+                    mid = (lo + hi + 1) // 2
+                    lo, hi = (mid, hi) if fits(self.needs(frames, views, 2 * mid)) else (lo, mid - 1)
+                self.rows = 2 * lo
+                return
+            needs, bands = self.needs(frames, views, 2), " in bands of 2 rows"
         memory = needs.host if on_gpu else needs.memory
         batch = needs.batch
         hint = "try --batch 1, or " if batch > 1 else ""
@@ -203,20 +238,23 @@ class Decoder:
             what = (
                 "its parameters"
                 if on_gpu
-                else f"{batch} frame{'s' if batch > 1 else ''} of {seq.width}x{seq.height} a pass"
+                else f"{batch} frame{'s' if batch > 1 else ''} of {seq.width}x{seq.height} a pass{bands}"
             )
             raise ResourceLimit(
                 f"decoding needs about {size_text(memory)} ({what}), more than {where}; "
                 f"{hint if not on_gpu else ''}raise --max-memory (0: no limit)"
             )
-        if on_gpu and max_memory is not None and available:  # the forward pass against the GPU's free memory
-            free = torch.cuda.mem_get_info(self.device)[0]
-            if needs.frames > free:
-                raise ResourceLimit(
-                    f"decoding needs about {size_text(needs.frames)} of GPU memory ({batch} frames of "
-                    f"{seq.width}x{seq.height} a pass), more than the {size_text(free)} free on {self.device}; "
-                    f"{hint}use --device cpu"
-                )
+        if free is not None and needs.frames > free:
+            raise ResourceLimit(
+                f"decoding needs about {size_text(needs.frames)} of GPU memory ({batch} frames of "
+                f"{seq.width}x{seq.height} a pass{bands}), more than the {size_text(free)} free on {self.device}; "
+                f"{hint}use --device cpu"
+            )
+
+    def _bands(self, frames: Sequence[int]) -> bool:
+        """Whether the networks of the segments that hold `frames` decode in bands."""
+        segments = {self.index.segment_of(t) for t in frames}
+        return bool(segments) and all(arch_of(self.index.segments[k].config).bands for k in segments)
 
     def model(self, segment: int) -> nn.Module:
         """The network of a segment, rebuilt from the stream alone, on the decoder's device."""
@@ -274,7 +312,32 @@ class Decoder:
                 model = self.model(segment)
                 t = torch.tensor([p[0] - span.start for p in chunk], device=self.device)
                 v = torch.tensor([p[1] for p in chunk], device=self.device)
-                rgb = model(v, t)
-                for (ft, fv), planes in zip(chunk, rgb_to_planes(rgb, seq.bit_depth, seq.color), strict=True):
+                arch = arch_of(self.index.segments[segment].config)
+                if arch.band_reference or (self.rows and arch.bands):
+                    decoded = self._banded(model, v, t, self.rows or seq.height)
+                else:
+                    decoded = rgb_to_planes(model(v, t), seq.bit_depth, seq.color)
+                for (ft, fv), planes in zip(chunk, decoded, strict=True):
                     yield DecodedFrame(fv, ft, planes)
                 start = stop
+
+    def _banded(self, model: nn.Module, view: torch.Tensor, frame: torch.Tensor, rows: int) -> list[Planes]:
+        """The frames of a batch synthesised and converted `rows` rows at a time (the network's band path)."""
+        seq = self.sequence
+        h, w = seq.height, seq.width
+        dtype = np.uint8 if seq.bit_depth == 8 else np.uint16
+        out = [
+            Planes(np.empty((h, w), dtype), np.empty((h // 2, w // 2), dtype), np.empty((h // 2, w // 2), dtype))
+            for _ in range(len(view))
+        ]
+        inputs = model.band_input(view, frame)
+        for r0 in range(0, h, rows):
+            r1 = min(h, r0 + rows)
+            above = min(r0, BAND_ROWS_ABOVE) if seq.color.chroma_siting == "top-left" else 0
+            for frame_planes, band in zip(
+                out, rgb_to_planes(model.band(inputs, r0 - above, r1), seq.bit_depth, seq.color), strict=True
+            ):
+                frame_planes.y[r0:r1] = band.y[above:]
+                frame_planes.u[r0 // 2 : r1 // 2] = band.u[above // 2 :]
+                frame_planes.v[r0 // 2 : r1 // 2] = band.v[above // 2 :]
+        return out

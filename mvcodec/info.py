@@ -31,6 +31,11 @@ def stream_report(path: Path, max_memory: int | None = None, available: bool = F
         index = read_index(f)
         seq = index.sequence
         needs = [segment_needs(index, k, arch_of(seg.config).cpu_decode_batch) for k, seg in enumerate(index.segments)]
+        # the least: one frame a pass in bands of two rows, where the network decodes in bands
+        least = [
+            segment_needs(index, k, 1, rows=2 if arch_of(seg.config).bands else None)
+            for k, seg in enumerate(index.segments)
+        ]
         for k, seg in enumerate(index.segments):
             host = needs[k].host
             if max_memory and host > max_memory:
@@ -61,6 +66,7 @@ def stream_report(path: Path, max_memory: int | None = None, available: bool = F
                     "macs_per_frame": needs[k].macs_per_frame,
                     "decode_batch": arch.cpu_decode_batch,
                     "decode_memory": needs[k].memory,
+                    "decode_memory_least": least[k].memory,
                     "params": arch.params(seg.config),
                     "param_split": arch.param_split(seg.config),
                     "param_hash": seg.digest.hex(),
@@ -142,7 +148,8 @@ def report_lines(r: dict) -> list[str]:
         )
         lines.append(
             f"  decoding needs about {size_text(s['decode_memory'])} on the CPU ({s['decode_batch']} frame"
-            f"{'s' if s['decode_batch'] > 1 else ''} a pass) and {s['macs_per_frame'] / 1e6:.1f} M MACs a frame"
+            f"{'s' if s['decode_batch'] > 1 else ''} a pass; at least {size_text(s['decode_memory_least'])}, "
+            f"in bands of rows) and {s['macs_per_frame'] / 1e6:.1f} M MACs a frame"
         )
         lines.append(f"  {'tensor':<22} {'shape':<18} {'symbols':>9} {'coded bits':>11} {'ideal bits':>11}")
         for t in s["tensors"]:

@@ -19,7 +19,7 @@ from mvcodec.compress.coding import quantize_uniform
 from mvcodec.decoder import Decoder, segment_needs
 from mvcodec.errors import InputError
 from mvcodec.model import parameter_layout
-from mvcodec.model.base import trace_floats_per_pixel
+from mvcodec.model.base import trace_band_floats
 from mvcodec.model.mginr import ModelConfig
 from mvcodec.model.registry import arch_of
 
@@ -48,7 +48,7 @@ def test_each_architectures_closed_form_bounds_a_trace_of_its_forward_pass(strea
     arch = arch_of(cfg)
     for chain in (1, 2):
         for batch in (1, 4):
-            traced = trace_floats_per_pixel(arch, cfg, chain, batch)
+            traced = trace_band_floats(arch, cfg, cfg.height, chain, batch) / (cfg.height * cfg.width)
             assert traced <= arch.decode_floats_per_pixel(cfg, chain) <= 3 * traced
 
 
@@ -59,12 +59,17 @@ def test_a_decompression_bomb_is_refused_before_anything_is_decoded(tmp_path):
     out = tmp_path / "views"
     r = run_tool("mvdec", path, "-o", out, "--frames", "0", "--no-progress")
     assert r.returncode == 2 and "16384x16384 (268435456 pixels) are above --max-pixels 67108864" in r.stderr
-    r = run_tool("mvdec", path, "-o", out, "--frames", "0-3", "--max-pixels", "0", "--max-memory", "4G")
+    # in bands the network's memory follows the band, but the frames' output samples (384 MiB each) remain
+    r = run_tool("mvdec", path, "-o", out, "--frames", "0-3", "--max-pixels", "0", "--max-memory", "1G")
     assert r.returncode == 2, r.stderr
     assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
-    assert "more than --max-memory 4.0 GiB; try --batch 1, or raise --max-memory" in r.stderr
-    r = run_tool("mvdec", path, "-o", out, "--frames", "0", "--max-pixels", "0", "--max-memory", "4G")
-    assert r.returncode == 2 and "GiB (1 frame of 16384x16384 a pass)" in r.stderr and "--batch 1" not in r.stderr
+    assert (
+        "(4 frames of 16384x16384 a pass in bands of 2 rows), more than --max-memory 1.0 GiB; try --batch 1, or "
+        in r.stderr
+    )
+    r = run_tool("mvdec", path, "-o", out, "--frames", "0", "--max-pixels", "0", "--max-memory", "256M")
+    assert r.returncode == 2 and "(1 frame of 16384x16384 a pass in bands of 2 rows)" in r.stderr, r.stderr
+    assert "--batch 1" not in r.stderr
     assert not out.exists() or not any(out.iterdir())  # refused before any output was opened
     with Decoder(path) as dec:
         assert dec.needs([0]).memory > 16384**2 * 4 * 16  # the last block's 16 floats a pixel at least
@@ -98,7 +103,9 @@ def test_mvinfo_shows_what_decoding_will_need():
     assert seg["decode_memory"] == needs.memory == report["decode_memory"] and seg["decode_batch"] == 1
     assert seg["macs_per_frame"] == pytest.approx(seg["macs_per_pixel"] * 72 * 128)
     text = run_tool("mvinfo", stream).stdout
-    assert f"decoding needs about {needs.memory / 2**20:.0f} MiB on the CPU (1 frame a pass)" in text
+    least = segment_needs(index, 0, 1, rows=2)
+    assert seg["decode_memory_least"] == least.memory < needs.memory
+    assert f"decoding needs about {needs.memory / 2**20:.0f} MiB on the CPU (1 frame a pass; at least " in text
 
 
 def test_the_memory_needed_grows_with_the_batch_and_the_chain():

@@ -9,6 +9,7 @@ frame against this machine's measured float32 matmul peak, and the process's pea
 
     python tools/decode_bench.py --sizes 160x96,1280x720 --views 4 --frames 16,64 --json bench/decode_cpu.json
     python tools/decode_bench.py --sizes 320x180 --frames 16 --arch mv-mginr
+    python tools/decode_bench.py --sizes 1920x1080 --views 1 --frames 2 --band-rows 0,64,8   # memory by band
 """
 
 from __future__ import annotations
@@ -73,11 +74,11 @@ def make_stream(path: Path, width: int, height: int, views: int, frames: int, ar
     return cfg
 
 
-def child(stream: Path, device: str, precision: str, batch: int | None, frames: int) -> dict:
-    """Decode the first `frames` frames of every view once (after a warm-up frame); runs in its own process
-    for a clean peak memory."""
+def child(stream: Path, device: str, precision: str, batch: int | None, frames: int, rows: int | None = None) -> dict:
+    """Decode the first `frames` frames of every view once (after a warm-up frame), in bands of `rows` rows
+    (None: whole frames); runs in its own process for a clean peak memory."""
     dev = pick_device(device)
-    with Decoder(stream, dev, precision, batch) as dec:
+    with Decoder(stream, dev, precision, batch, rows) as dec:
         dec.model(0)
         next(iter(dec.frames(frames=[0])))
         if dev.type == "cuda":
@@ -107,14 +108,31 @@ def child(stream: Path, device: str, precision: str, batch: int | None, frames: 
 @click.option("--precision", default="auto", show_default=True)
 @click.option("--batch", type=int, help="Frames a forward pass (default: the decoder's).")
 @click.option("--arch", default=DEFAULT, show_default=True, help="The architecture of the streams.")
+@click.option(
+    "--band-rows", default="0", show_default=True, help="Comma-separated band heights to run (0: whole frames)."
+)
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--child-stream", type=click.Path(path_type=Path), hidden=True)
 @click.option("--child-frames", type=int, hidden=True)
-def main(sizes, views, frame_counts, device, precision, batch, arch, json_path, child_stream, child_frames):
+@click.option("--child-rows", type=int, hidden=True)
+def main(
+    sizes,
+    views,
+    frame_counts,
+    device,
+    precision,
+    batch,
+    arch,
+    band_rows,
+    json_path,
+    child_stream,
+    child_frames,
+    child_rows,
+):
     """Each size gets one stream of the largest frame count; each run decodes its first N frames per view,
     so the model is the same and only the number of decoded frames changes."""
     if child_stream:
-        print(json.dumps(child(child_stream, device, precision, batch, child_frames)))
+        print(json.dumps(child(child_stream, device, precision, batch, child_frames, child_rows)))
         return
     dev = pick_device(device)
     peak = matmul_peak(dev)
@@ -125,7 +143,7 @@ def main(sizes, views, frame_counts, device, precision, batch, arch, json_path, 
             counts = sorted(map(int, frame_counts.split(",")))
             stream = Path(tmp) / f"{size}.mvinr"
             cfg = make_stream(stream, width, height, views, counts[-1], arch)
-            for frames in counts:
+            for frames, rows_ in ((f, r) for f in counts for r in map(int, band_rows.split(","))):
                 out = subprocess.run(
                     [
                         sys.executable,
@@ -139,6 +157,7 @@ def main(sizes, views, frame_counts, device, precision, batch, arch, json_path, 
                         *(["--batch", str(batch)] if batch else []),
                         "--child-frames",
                         str(frames),
+                        *(["--child-rows", str(rows_)] if rows_ else []),
                     ],
                     capture_output=True,
                     text=True,
@@ -151,6 +170,7 @@ def main(sizes, views, frame_counts, device, precision, batch, arch, json_path, 
                     size=size,
                     views=views,
                     frames=frames,
+                    band_rows=rows_ or None,
                     params=arch_of(cfg).params(cfg),
                     bytes=stream.stat().st_size,
                     gflops_per_frame=flops / 1e9,
@@ -158,7 +178,8 @@ def main(sizes, views, frame_counts, device, precision, batch, arch, json_path, 
                 )
                 rows.append(r)
                 click.echo(
-                    f"{size} x{frames}: {r['fps']:.1f} frames/s, {r['fps_per_view']:.1f} per view, "
+                    f"{size} x{frames}{f' in bands of {rows_}' if rows_ else ''}: {r['fps']:.1f} frames/s, "
+                    f"{r['fps_per_view']:.1f} per view, "
                     f"floor {r['floor_fps']:.0f} frames/s, peak RSS {r['peak_rss_mib']:.0f} MiB",
                     err=True,
                 )
@@ -170,14 +191,15 @@ def main(sizes, views, frame_counts, device, precision, batch, arch, json_path, 
     }
     click.echo(f"machine: {machine}")
     click.echo(
-        "| size | decoded frames per view | params | GFLOP/frame | decoded frames/s | frames/s per view | "
+        "| size | band rows | decoded frames per view | params | GFLOP/frame | decoded frames/s | frames/s per view | "
         "compute floor (frames/s) | share of floor | peak RSS (MiB) | peak GPU (MiB) | path |"
     )
-    click.echo("|---|---|---|---|---|---|---|---|---|---|---|")
+    click.echo("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         gpu = f"{r['gpu_peak_mib']:.0f}" if r["gpu_peak_mib"] is not None else "-"
         click.echo(
-            f"| {r['size']} | {r['frames']} | {r['params']} | {r['gflops_per_frame']:.3f} | {r['fps']:.1f} | "
+            f"| {r['size']} | {r['band_rows'] or 'whole'} | {r['frames']} | {r['params']} | "
+            f"{r['gflops_per_frame']:.3f} | {r['fps']:.1f} | "
             f"{r['fps_per_view']:.1f} | {r['floor_fps']:.0f} | {100 * r['fps'] / r['floor_fps']:.0f}% | "
             f"{r['peak_rss_mib']:.0f} | {gpu} | {r['path']} |"
         )

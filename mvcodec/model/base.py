@@ -19,6 +19,10 @@ in [0, 1]; its named parameters are exactly the layout's names and shapes. A net
 rows of axis 0, in that order (training hands it a batch's rows alone). An architecture with `chain` set
 predicts along time: frame t of a view reads the frame-row tensors' rows of frames 0..t of that view, and
 with `rows` it is handed all of those.
+
+A network may also have a band path for the decoder: `band_input(view, frame)`, what the batch's frames are
+synthesised from, and `band(inputs, r0, r1)`, their RGB rows r0..r1 (B, 3, r1 - r0, width). The decoder then
+decodes a frame too large for its memory limit band by band (and with `band_reference`, every frame).
 """
 
 from __future__ import annotations
@@ -128,6 +132,10 @@ class Architecture:
     lr_scales: ClassVar[dict[Role, float]] = {}
     chain: ClassVar[bool] = False  # frame t reads the frame-row tensors' rows of frames 0..t (see above)
     cpu_decode_batch: ClassVar[int] = 4  # frames a forward pass of the decoder on the CPU (mvdec --batch)
+    # The network's `band` path (see the module's docstring) is the decoder's reference path, whole frames
+    # included; else the decoder runs `forward` on whole frames and `band` only where they do not fit.
+    band_reference: ClassVar[bool] = False
+    bands: ClassVar[bool] = False  # the network has a band path
 
     def build(self, cfg: Any) -> nn.Module:
         """The network of a config, freshly initialised (seeded by the caller)."""
@@ -158,12 +166,18 @@ class Architecture:
         raise NotImplementedError
 
     def decode_floats_per_pixel(self, cfg: Any, chain: int = 1) -> float:
-        """At most how many float32 values the decoder's forward pass of a frame, its colour conversion
+        """At most how many float32 values the decoder's forward pass of a whole frame, its colour conversion
         included, holds at once per output pixel; `chain`: the frames a motion chain runs through to reach it
         (architectures with `chain`). mvdec checks its memory budget with it before it decodes anything. By
         default a trace of the pass on the meta device (shapes, no data; about a second the first time): an
         architecture may give a closed form, which tests/test_decoder_limits.py holds to the trace."""
-        return trace_floats_per_pixel(self, cfg, chain)
+        return trace_band_floats(self, cfg, cfg.height, chain) / (cfg.height * cfg.width)
+
+    def band_floats(self, cfg: Any, rows: int, chain: int = 1) -> float:
+        """At most how many float32 values the decoder's pass of a band of `rows` output rows of a frame holds
+        at once, its colour conversion included (for a network with a `band` path; else, and for `rows` >=
+        the height, the whole frame's)."""
+        return self.decode_floats_per_pixel(cfg, chain) * cfg.height * cfg.width
 
     def param_split(self, cfg: Any) -> dict[str, int]:
         """Parameter count by part (default: by role)."""
@@ -183,9 +197,10 @@ class Architecture:
         return f"{total} parameters: {parts}"
 
 
-def trace_floats_per_pixel(arch: Architecture, cfg: Any, chain: int = 1, batch: int = 1) -> float:
-    """The peak float32 values per output pixel a frame's forward pass and its colour conversion (BT.709, 8
-    bits) hold, traced on the meta device; with `chain`, of frame chain - 1 (a chain through that many)."""
+def trace_band_floats(arch: Architecture, cfg: Any, rows: int, chain: int = 1, batch: int = 1) -> float:
+    """The peak float32 values a frame's pass of `rows` output rows (a band in the middle of the frame, or the
+    whole frame) and its colour conversion (BT.709, 8 bits) hold, as the decoder runs it, traced on the meta
+    device; with `chain`, of frame chain - 1 (a chain through that many)."""
     import weakref
 
     from torch.utils._python_dispatch import TorchDispatchMode
@@ -193,24 +208,31 @@ def trace_floats_per_pixel(arch: Architecture, cfg: Any, chain: int = 1, batch: 
     from mvcodec.color import rgb_to_yuv420  # colour is decoder-side; imported on use
 
     class LiveBytes(TorchDispatchMode):
-        """Follows the bytes of the tensors that operations create while they are alive, and their peak (on the
-        meta device nothing is allocated)."""
+        """Follows the bytes of the storages that operations create while a tensor holds them, and their peak
+        (on the meta device nothing is allocated; views and in-place results share their input's storage)."""
 
         def __init__(self):
             super().__init__()
             self.live = self.peak = 0
+            self.holders: dict[int, int] = {}  # storage -> tensors holding it
 
-        def _free(self, n: int) -> None:
-            self.live -= n
+        def _release(self, key: int, n: int) -> None:
+            self.holders[key] -= 1
+            if not self.holders[key]:
+                del self.holders[key]
+                self.live -= n
 
         def __torch_dispatch__(self, func, types, args=(), kwargs=None):
             out = func(*args, **(kwargs or {}))
             for t in out if isinstance(out, (tuple, list)) else (out,):
-                if isinstance(t, torch.Tensor) and t._base is None:
-                    n = t.untyped_storage().nbytes()
-                    self.live += n
-                    self.peak = max(self.peak, self.live)
-                    weakref.finalize(t, self._free, n)
+                if isinstance(t, torch.Tensor):
+                    storage = t.untyped_storage()
+                    key, n = storage._cdata, storage.nbytes()
+                    if key not in self.holders:
+                        self.live += n
+                        self.peak = max(self.peak, self.live)
+                    self.holders[key] = self.holders.get(key, 0) + 1
+                    weakref.finalize(t, self._release, key, n)
             return out
 
     with torch.device("meta"):
@@ -218,8 +240,13 @@ def trace_floats_per_pixel(arch: Architecture, cfg: Any, chain: int = 1, batch: 
     model.train(False)
     view = torch.arange(batch) % cfg.views
     frame = torch.full((batch,), min(chain, cfg.frames) - 1)
+    rows = min(rows, cfg.height)
     with torch.inference_mode(), LiveBytes() as live:
-        rgb = model(view, frame)
+        if rows < cfg.height or arch.band_reference:
+            r0 = (cfg.height - rows) // 2 // 2 * 2
+            rgb = model.band(model.band_input(view, frame), r0, r0 + rows)
+        else:
+            rgb = model(view, frame)
         planes = rgb_to_yuv420(rgb, 8)
         del planes, rgb
-    return live.peak / 4 / (batch * cfg.height * cfg.width)
+    return live.peak / 4 / batch

@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mvcodec.model import bands
 from mvcodec.model.base import COLOUR_FLOATS_PER_PIXEL, ArchConfig, Architecture, ParamSpec, Role, Shape
 
 
@@ -77,6 +78,18 @@ class ModelConfig(ArchConfig):
     @property
     def params(self) -> int:
         return sum(self.param_split().values())
+
+
+def band_rows(cfg: ModelConfig, r0: int, r1: int) -> list[tuple[int, int]]:
+    """The rows (lo, hi) of each block's input (then the head's) that output rows r0..r1 need: the block's
+    conv output rows are those its PixelShuffle spreads over the rows after it, with the conv's halo."""
+    need = [(r0, r1)]
+    size = cfg.padded_h
+    for s in reversed(cfg.strides):
+        size //= s
+        a, b = need[0]
+        need.insert(0, bands.halo(a // s, -(-b // s), size, cfg.kernel))
+    return need
 
 
 def parameter_layout(cfg: ModelConfig) -> list[ParamSpec]:
@@ -163,6 +176,27 @@ class MVMGINR(nn.Module):
         rgb = torch.sigmoid(self.head(x))
         return rgb[..., : self.cfg.height, : self.cfg.width]
 
+    def band_input(self, view: torch.Tensor, frame: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """What `band` synthesises rows from: the batch's input latents and views."""
+        return self.latents(view, frame), view
+
+    def band(self, inputs: tuple[torch.Tensor, torch.Tensor], r0: int, r1: int) -> torch.Tensor:
+        """RGB rows r0..r1 (B, 3, r1 - r0, width) of the frames of `band_input`, each block run on the rows its
+        successors need: within rounding of `forward`'s (PyTorch's convolutions sum by the input's size), the
+        decoder's path where a whole frame does not fit its memory limit."""
+        x, view = inputs
+        need = band_rows(self.cfg, r0, r1)
+        x = x[..., need[0][0] : need[0][1], :]
+        size = self.cfg.latent_h
+        for block, (a, b) in zip(self.blocks, need[1:], strict=True):
+            s = block.stride
+            c0, c1 = a // s, -(-b // s)
+            bias = block.ge[view].flatten(1)[:, :, None, None]
+            y = F.pixel_shuffle(bands.conv_rows(x, block.conv, c0, c1, size) + bias.to(x.dtype), s)
+            x = F.gelu(y[..., a - c0 * s : b - c0 * s, :])
+            size *= s
+        return torch.sigmoid(self.head(x))[..., : self.cfg.width]
+
 
 MAX_BLOCKS = 16
 MAX_WIDTH = 4096
@@ -173,6 +207,7 @@ class MVMGINRArchitecture(Architecture):
     """MV-MGINR in the stream: architecture id 0, coded in the ARCH chunk (bitstream_spec.md, section 6)."""
 
     id, name, config_type = 0, "mv-mginr", ModelConfig
+    bands = True  # within rounding of the whole frame's (bitstream_spec.md section 14)
 
     def build(self, cfg: ModelConfig) -> MVMGINR:
         return MVMGINR(cfg)
@@ -254,6 +289,21 @@ class MVMGINRArchitecture(Architecture):
             cells, c_in = cells * s * s, c_out
         peak = max(peak, cells * (c_in + 6))
         return peak / (cfg.height * cfg.width) + COLOUR_FLOATS_PER_PIXEL
+
+    def band_floats(self, cfg: ModelConfig, rows: int, chain: int = 1) -> float:
+        if rows >= cfg.height:
+            return super().band_floats(cfg, rows, chain)
+        # as the whole frame's, over the rows each stage computes for a band in the middle of the frame (its
+        # input also copied with the conv's zero rows); the latents are gathered whole
+        r0 = (cfg.height - rows) // 2
+        need = band_rows(cfg, r0, r0 + rows)
+        width, c_in = cfg.latent_w, cfg.c1 + cfg.c2
+        peak = 3 * cfg.latent_h * width * c_in
+        for s, c_out, (lo, hi), (a, b) in zip(cfg.strides, cfg.widths, need, need[1:], strict=False):
+            conv_rows = -(-b // s) - a // s
+            peak = max(peak, 2 * (hi - lo + cfg.kernel) * width * c_in + 3 * conv_rows * width * s * s * c_out)
+            width, c_in = width * s, c_out
+        return max(peak, rows * width * (c_in + 6)) + COLOUR_FLOATS_PER_PIXEL * rows * cfg.width
 
     def describe(self, cfg: ModelConfig) -> str:
         return (

@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mvcodec.bitstream.tensor import ARM_INPUTS, ARM_MAX_HIDDEN, ARM_OUTPUTS, arm_layer_shapes
+from mvcodec.model import bands
 from mvcodec.model.base import COLOUR_FLOATS_PER_PIXEL, ArchConfig, Architecture, ParamSpec, Role, Shape
 from mvcodec.presets import PYRAMID_PRESETS
 
@@ -136,6 +137,37 @@ class MVPyramid(nn.Module):
         x = F.gelu(self.synth[1](x))
         return torch.sigmoid(self.synth[2](x))
 
+    def band_input(self, view: torch.Tensor, frame: torch.Tensor) -> list[torch.Tensor]:
+        """Each level's latents of a batch at the level's size (B, channels, h_l, w_l), view grid then
+        view-and-frame grid: what `band` synthesises rows from (the decoder's path)."""
+        cfg = self.cfg
+        index = view * cfg.frames + frame
+        out = []
+        for level in range(cfg.levels):
+            parts = [self.view_grids[level][view]] if cfg.view_channels else []
+            if level in cfg.frame_levels():
+                parts.append(self.frame_part(level, view, frame, index, None))
+            out.append(torch.cat(parts, dim=1) if len(parts) > 1 else parts[0])
+        return out
+
+    def band(self, grids: list[torch.Tensor], r0: int, r1: int) -> torch.Tensor:
+        """RGB rows r0..r1 (B, 3, r1 - r0, width) of the frames of `band_input`, whose values do not depend on
+        the band (bitstream_spec.md, section 12.1): the decoder's path, which differs from `forward` only by
+        rounding (its sums and nonlinearities are computed in another order)."""
+        cfg = self.cfg
+        lo, hi = bands.halo(r0, r1, cfg.height)
+        x = torch.cat(
+            [
+                g[..., lo:hi, :] if level == 0 else bands.upsample_rows(g, cfg.height, cfg.width, lo, hi)
+                for level, g in enumerate(grids)
+            ],
+            dim=1,
+        ).contiguous(memory_format=torch.channels_last)
+        x = bands.gelu(self.synth[0](x))
+        x = bands.gelu(self.synth[1](x))
+        conv = self.synth[2]
+        return bands.sigmoid(bands.conv3x3_rows(x, conv.weight, conv.bias, r0, r1, cfg.height))
+
 
 class MVPyramidArchitecture(Architecture):
     """MV-Pyramid in the stream: an ARCX chunk, architecture id 1 (bitstream_spec.md sections 6.1, 10.1, 12.1;
@@ -156,6 +188,7 @@ class MVPyramidArchitecture(Architecture):
     # one frame a pass: four frames' full-resolution layers (22 MB each at 320x180) outgrow the CPU's cache
     # and decode 30% slower (BENCHMARKS.md, issue 14, experiment 26)
     cpu_decode_batch = 1
+    bands = band_reference = True  # bands of any height decode the whole frame's values (bitstream_spec.md 12.1)
 
     def build(self, cfg: PyramidConfig) -> MVPyramid:
         return MVPyramid(cfg)
@@ -252,9 +285,17 @@ class MVPyramidArchitecture(Architecture):
         return upsampling + cfg.in_channels * cfg.hidden + cfg.hidden**2 + 9 * cfg.hidden * 3
 
     def decode_floats_per_pixel(self, cfg: PyramidConfig, chain: int = 1) -> float:
-        # the levels upsampled, their concatenation and its channels-last copy; then the synthesis: a conv's
-        # input, output and GELU at once; then the colour conversion's planes and temporaries
-        return 3 * max(cfg.in_channels, cfg.hidden) + COLOUR_FLOATS_PER_PIXEL
+        return self.band_floats(cfg, cfg.height, chain) / (cfg.height * cfg.width)
+
+    def band_floats(self, cfg: PyramidConfig, rows: int, chain: int = 1) -> float:
+        # the whole frame: each level's latents gathered and concatenated (a copy at level 0, a third of
+        # that for the coarser ones); the band and its halo rows: the levels upsampled, their concatenation and
+        # its channels-last copy, or a conv's input and output and GELU's temporary, or the 3x3 conv's input,
+        # its tap planes and their padded copy and sums, then the colour conversion's planes and temporaries
+        rows = min(cfg.height, rows + 2)
+        c = cfg.view_channels + cfg.frame_channels
+        per_row = max(3 * cfg.in_channels, cfg.in_channels + 2 * cfg.hidden, 3 * cfg.hidden, cfg.hidden + 60)
+        return (3 * c * cfg.height + (per_row + COLOUR_FLOATS_PER_PIXEL) * rows) * cfg.width
 
     def describe(self, cfg: PyramidConfig) -> str:
         coarsest = "x".join(map(str, cfg.grid_size(cfg.levels - 1)))

@@ -210,12 +210,13 @@ class MVPyramidMCArchitecture(MVPyramidArchitecture):
         (1/8 cost 32% more rate for +0.2 dB: BENCHMARKS.md, issue 14, experiment 18)."""
         return PyramidMCConfig.of(MVPyramidArchitecture().size_for(shape, params), 4)
 
-    def decode_floats_per_pixel(self, cfg: PyramidMCConfig, chain: int = 1) -> float:
+    def band_floats(self, cfg: PyramidMCConfig, rows: int, chain: int = 1) -> float:
         # MV-Pyramid's, and a chain through `chain` frames at each level (at most 4/3 of the frame's pixels in
         # all): the run's latents gathered, its motion upsampled, scaled and added to the sampling grid (two
         # values a pixel each), the grid, and the warped and summed latents of one step
         c = cfg.frame_channels
-        return super().decode_floats_per_pixel(cfg) + 4 / 3 * (chain * (c + 6) + 4 * c + 2)
+        chained = 4 / 3 * (chain * (c + 6) + 4 * c + 2) * cfg.height * cfg.width
+        return super().band_floats(cfg, rows) + chained
 
     def macs_per_pixel(self, cfg: PyramidMCConfig) -> float:
         """MV-Pyramid's, plus the chain's warps averaged over the frames: (frames - 1) / 2 bilinear samples
