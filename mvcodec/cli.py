@@ -178,6 +178,12 @@ def open_cli_source(inputs, size, pix_fmt, fps, frames, seek, views, filters=Non
 )
 @click.option("--resume", is_flag=True, help="Continue an interrupted encode from its checkpoints.")
 @click.option("--keep-checkpoints", is_flag=True, help="Keep OUTPUT.ckpt (the trained float32 model) after writing.")
+@click.option(
+    "--no-info",
+    is_flag=True,
+    help="Leave out the encoder-information chunk (the command, settings and versions, about 1 kB), as x265's "
+    "--no-info leaves out its SEI.",
+)
 @click.option("--threads", type=int, metavar="N", help="CPU threads for torch and OpenCV (default: all cores).")
 @click.option("--no-progress", is_flag=True, help="No progress display.")
 @click.option("--quiet", is_flag=True, help="Print nothing but errors (implies --no-progress).")
@@ -225,6 +231,7 @@ def mvenc(
     segment_frames,
     resume,
     keep_checkpoints,
+    no_info,
     threads,
     no_progress,
     quiet,
@@ -276,6 +283,7 @@ def mvenc(
         resume=resume,
         progress=not (no_progress or quiet),
         keep_checkpoints=keep_checkpoints,
+        info=not no_info,
         command=" ".join(["mvenc", *sys.argv[1:]]),
     )
     if output is None and not dry_run:

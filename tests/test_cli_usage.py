@@ -204,6 +204,13 @@ def test_a_top_left_sited_y4m_round_trips_its_tag(tmp_path):
     assert info["encoder_info"]["source_filters"] == {"crop": "64x32+0+2", "scale": "32x16"}
     assert run_tool("mvdec", out, "-o", tmp_path / "dec", "--y4m", "--quiet").returncode == 0
     assert (tmp_path / "dec" / "cam0.y4m").read_bytes().split(b"\n", 1)[0].endswith(b"C420paldv")
+    # --no-info: the same stream without its enci chunk (as rd_bench measures it, x265 without its info SEI)
+    bare = tmp_path / "bare.mvinr"
+    r = run_tool("mvenc", *views, bare, *args, "--quiet", "--crop", "64x32+0+2", "--scale", "32x16", "--no-info")
+    assert r.returncode == 0, r.stderr
+    info_bare = json.loads(run_tool("mvinfo", bare, "--json").stdout)
+    assert info_bare["encoder_info"] is None and "enci" not in [c["type"] for c in info_bare["chunks"]]
+    assert bare.stat().st_size < out.stat().st_size
 
 
 def test_threads_set_the_pools_and_are_checked():

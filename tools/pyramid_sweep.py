@@ -161,7 +161,8 @@ def main(
     with TemporaryDirectory() as tmp:
         for q in (int(x) for x in quality.split(",")):
             rec = recipe(preset, arch=name, epochs=epochs, qat_epochs=qat_epochs, **train)
-            opts = EncodeOptions(rec, arch=name, quality=q, progress=False)
+            # without the enci chunk, as rd_bench measures mvenc --no-info against x265 without its info SEI
+            opts = EncodeOptions(rec, arch=name, quality=q, progress=False, info=False)
             r = encode(source, Path(tmp) / f"q{q}.mvinr", opts, log=lambda *_: None)
             row = {"arch": name, "q": q, "bpp": r.bpp, "psnr_yuv": r.quality["psnr_yuv"], "params": r.params}
             row |= {k: r.quality[k] for k in ("psnr_y", "psnr_u", "psnr_v") if k in r.quality}

@@ -6,10 +6,13 @@
 Any source mvenc accepts (one file per view, a directory, MIV-named raw, Y4M, containers) is read with
 mvcodec's reader, cut to the first --frames frames and scaled with libswscale (bicubic) to --scale. That
 reference is written as MIV-named raw YUV 4:2:0 and every codec works from it:
-  - mvcodec: `mvenc` at each -q (or --bpp) point with the --preset a user picks, then `mvdec` (its
-    output is what is measured); size is the whole .mvinr file;
+  - mvcodec: `mvenc --no-info` at each -q (or --bpp) point with the --preset a user picks, then `mvdec`
+    (its output is what is measured); size is the whole .mvinr file, written without its informative
+    enci chunk;
   - x265 simulcast: each view its own HEVC stream (libx265 in PyAV's FFmpeg), for each --x265-presets
-    preset and --crf value; size is the sum of the elementary streams (no container);
+    preset and --crf value, with `info=0` (no informative SEI: x265's default writes 2.3 kB of its version
+    and options into every stream, which at 160x96 was most of a low-rate stream's size); size is the sum
+    of the elementary streams (no container);
   - x265 multi-view: all views in one HEVC stream, view after view in time, so inter prediction can
     reference the neighbouring view at the view boundaries;
   - SVT-AV1 simulcast (libsvtav1), --svt-crf ladder at --svt-preset, decoded with libdav1d.
@@ -200,7 +203,8 @@ def mvcodec_point(
     stats = work / f"mvcodec_{kind}{value}.json"
     rate_opt = ["-q", value] if kind == "q" else ["--bpp", value]
     cmd = [tool("mvenc"), *map(str, ref.paths), str(out), *rate_opt, "--preset", preset, "--device", device]
-    cmd += ["--fps", str(ref.fmt.fps), *extra]
+    # the rates of the streams alone: mvenc without its enci chunk, x265 without its info SEI (2.3 kB a stream)
+    cmd += ["--fps", str(ref.fmt.fps), "--no-info", *extra]
     enc_s, _ = run_measured([*cmd, "--stats", str(stats), *(["--no-progress"] if quiet else [])], quiet)
     decoded_dir = work / f"mvcodec_{kind}{value}"
     _, rss = run_measured([tool("mvdec"), str(out), "-o", str(decoded_dir), "--no-progress"], quiet=True)
@@ -375,7 +379,7 @@ def main(inputs, size, pix_fmt, views, frames, scale, quality, bpp, preset, crf,
                     options = {"crf": setting, "preset": str(svt_preset)}
                     row = anchor_point(ref, work, f"svt{setting}", "libsvtav1", "libdav1d", options, "simulcast")
                 else:
-                    options = {"crf": setting, "preset": opts["preset"], "x265-params": "log-level=error"}
+                    options = {"crf": setting, "preset": opts["preset"], "x265-params": "log-level=error:info=0"}
                     row = anchor_point(ref, work, f"{name}{setting}", "libx265", "hevc", options, mode)
                 row["setting"] = setting
                 runs[name]["points"].append(row)

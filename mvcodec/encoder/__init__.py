@@ -44,6 +44,7 @@ class EncodeOptions:
     resume: bool = False
     progress: bool = True
     keep_checkpoints: bool = False
+    info: bool = True  # write the enci chunk (who encoded the stream, how; about 1 kB)
     command: str = ""
 
     def __post_init__(self) -> None:
@@ -83,7 +84,11 @@ def encode(source: MultiViewSource, output: Path, opts: EncodeOptions, log=print
         talk = dict(progress=opts.progress, log=log)
         trained.append(run_phases(s.source, s.config, rec, opts.device, prefix=s.prefix, **talk))
     seq = sequence_header(source, len(plan.segments))
-    info = encoder_info(opts, rec, target_bpp, sum(t.train_seconds for t in trained), source.filters.describe())
+    info = (
+        encoder_info(opts, rec, target_bpp, sum(t.train_seconds for t in trained), source.filters.describe())
+        if opts.info
+        else None
+    )
     exported, scales = fit_to_target(
         [t.model for t in trained],
         [s.frames for s in plan.segments],
