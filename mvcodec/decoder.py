@@ -74,6 +74,8 @@ def segment_needs(index: StreamIndex, segment: int, batch: int, first: int = 0, 
     sizes = [p.numel for p in arch.layout(cfg)]
     batch = max(1, min(batch, seg.header.frames * seq.views))
     pixels = seq.width * seq.height
+    if rows is None and arch.band_reference:
+        rows = default_band_rows(seq.width, seq.height)
     rows = seq.height if rows is None or not arch.bands else min(seq.height, rows + BAND_ROWS_ABOVE)
     floats = arch.band_floats(cfg, rows, max(2, first + 1))
     samples = pixels * 3 // 2 * (1 if seq.bit_depth == 8 else 2)
@@ -84,6 +86,15 @@ def segment_needs(index: StreamIndex, segment: int, batch: int, first: int = 0, 
 # A band's colour conversion with top-left chroma siting reads the row above the band: the band is synthesised
 # from two rows higher (rows come in pairs, as 4:2:0 chroma does).
 BAND_ROWS_ABOVE = 2
+# Where bands decode exactly the whole frame's samples (Architecture.band_reference), frames above this many
+# pixels are synthesised in bands of about this many: their layers then stay in the CPU's caches (at
+# 1280x720 bands of 48 rows decoded 2.2 times as fast as whole frames; BENCHMARKS.md, "Decoding in bands").
+BAND_PIXELS = 65536
+
+
+def default_band_rows(width: int, height: int) -> int | None:
+    """The rows of the bands a frame is synthesised in where the network's bands are exact (None: whole)."""
+    return None if width * height <= BAND_PIXELS else max(2, BAND_PIXELS // width // 2 * 2)
 
 
 def decode_segment(tensors: list[CodedTensor], segment: int) -> decoding.DecodedSegment:
@@ -314,7 +325,8 @@ class Decoder:
                 v = torch.tensor([p[1] for p in chunk], device=self.device)
                 arch = arch_of(self.index.segments[segment].config)
                 if arch.band_reference or (self.rows and arch.bands):
-                    decoded = self._banded(model, v, t, self.rows or seq.height)
+                    rows = self.rows or default_band_rows(seq.width, seq.height) or seq.height
+                    decoded = self._banded(model, v, t, rows)
                 else:
                     decoded = rgb_to_planes(model(v, t), seq.bit_depth, seq.color)
                 for (ft, fv), planes in zip(chunk, decoded, strict=True):

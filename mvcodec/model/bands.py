@@ -10,24 +10,29 @@ exception: PyTorch's convolution, within rounding of the whole frame's.
 
 from __future__ import annotations
 
+import functools
+import math
+
 import torch
 import torch.nn.functional as F
 
 SQRT_HALF = 0.7071067811865476  # binary64 1 / sqrt(2), rounded to binary32 where it multiplies
 
 
-def gelu(x: torch.Tensor) -> torch.Tensor:
-    """GELU as x * 0.5 * (1 + erf(x / sqrt(2))), one operation at a time: PyTorch's fused GELU computes the
-    last elements of a loop (its tail, which moves with the tensor's size and threads) by another formula
-    than the rest, its erf does not."""
-    return (x * SQRT_HALF).erf_().add_(1.0).mul_(x).mul_(0.5)
+def gelu2(x: torch.Tensor) -> torch.Tensor:
+    """Twice GELU, x * (1 + erf(x / sqrt(2))), one operation at a time (the half goes into the next layer's
+    weights, where a multiplication by 0.5 is exact): PyTorch's fused GELU computes the last elements of a
+    loop (its tail, which moves with the tensor's size and threads) by another formula than the rest, its
+    erf does not."""
+    return (x * SQRT_HALF).erf_().add_(1.0).mul_(x)
 
 
 def sigmoid(x: torch.Tensor) -> torch.Tensor:
-    """1 / (1 + e^-x), one operation at a time (as `gelu`: the fused sigmoid's tail differs)."""
+    """1 / (1 + e^-x), one operation at a time (as `gelu2`: the fused sigmoid's tail differs)."""
     return torch.exp(-x).add_(1.0).reciprocal_()
 
 
+@functools.lru_cache(maxsize=64)
 def bilinear_taps(n_in: int, n_out: int, device: torch.device | None = None) -> tuple[torch.Tensor, ...]:
     """Bilinear resampling of n_in samples to n_out (align_corners=False): for each output sample, its two
     source indices (i0, i1) and their binary32 weights (w0, w1), the weights computed in binary64 and rounded
@@ -42,12 +47,19 @@ def bilinear_taps(n_in: int, n_out: int, device: torch.device | None = None) -> 
 
 
 def upsample_rows(x: torch.Tensor, height: int, width: int, r0: int, r1: int) -> torch.Tensor:
-    """Rows r0..r1 of x (B, C, h, w) bilinearly resampled to height x width: (B, C, r1 - r0, width); rows first
-    (each output row the weighted sum of two source rows), then columns, as section 12.1 orders them."""
+    """Rows r0..r1 of x (B, C, h, w) bilinearly resampled to height x width: (B, C, r1 - r0, width); columns
+    first (each source row's samples the weighted sum of two of its columns), then rows, as section 12.1
+    orders them; only the source rows the band reads."""
     i0, i1, w0, w1 = (t[r0:r1] for t in bilinear_taps(x.shape[-2], height, x.device))
-    rows = x[..., i0, :] * w0[:, None].to(x.dtype) + x[..., i1, :] * w1[:, None].to(x.dtype)
+    # the source rows read, as bilinear_taps computes them (binary64), without reading the device's tensors
+    n = x.shape[-2]
+    lo = math.floor(max((r0 + 0.5) * n / height - 0.5, 0.0))
+    hi = min(math.floor(max((r1 - 0.5) * n / height - 0.5, 0.0)) + 1, n - 1) + 1
     j0, j1, v0, v1 = bilinear_taps(x.shape[-1], width, x.device)
-    return rows[..., j0] * v0.to(x.dtype) + rows[..., j1] * v1.to(x.dtype)
+    src = x[..., lo:hi, :]
+    cols = src.index_select(-1, j0).mul_(v0.to(x.dtype)).add_(src.index_select(-1, j1).mul_(v1.to(x.dtype)))
+    out = cols.index_select(-2, i0 - lo).mul_(w0[:, None].to(x.dtype))
+    return out.add_(cols.index_select(-2, i1 - lo).mul_(w1[:, None].to(x.dtype)))
 
 
 def halo(r0: int, r1: int, height: int, k: int = 3) -> tuple[int, int]:
@@ -67,17 +79,20 @@ def conv3x3_rows(
     out = weight.shape[0]
     lo = halo(r0, r1, height)[0]
     flat = x.permute(0, 2, 3, 1).reshape(-1, c)
-    planes = (flat @ weight.permute(2, 3, 0, 1).reshape(9 * out, c).t()).reshape(b, n, w, 3, 3, out)
-    # zero rows above the frame's first and below its last row, zero columns on both sides
+    planes = flat @ weight.permute(2, 3, 0, 1).reshape(9 * out, c).t()  # (pixels, 9 taps x out)
+    # tap-major, with zero rows above the frame's first and below its last row and zero columns either side
     above, below = int(r0 == 0), int(r1 == height)
-    planes = F.pad(planes, (0, 0, 0, 0, 0, 0, 1, 1, above, below))
+    padded = x.new_zeros(b, 9 * out, n + above + below, w + 2)
+    padded[:, :, above : above + n, 1 : w + 1] = planes.view(b, n, w, 9 * out).permute(0, 3, 1, 2)
     top = lo - above  # the frame row of the padded planes' first row
-    acc = None
-    for ky in range(3):
-        for kx in range(3):
-            tap = planes[:, r0 - 1 + ky - top : r1 - 1 + ky - top, kx : kx + w, ky, kx]
-            acc = tap if acc is None else acc + tap
-    return (acc + bias).permute(0, 3, 1, 2)
+    taps = [
+        padded[:, k * out : (k + 1) * out, r0 - 1 + k // 3 - top : r1 - 1 + k // 3 - top, k % 3 : k % 3 + w]
+        for k in range(9)
+    ]
+    acc = taps[0] + taps[1]
+    for tap in taps[2:]:
+        acc.add_(tap)
+    return acc.add_(bias[:, None, None])
 
 
 def conv_rows(x: torch.Tensor, conv: torch.nn.Conv2d, r0: int, r1: int, height: int) -> torch.Tensor:

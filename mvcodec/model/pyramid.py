@@ -163,10 +163,11 @@ class MVPyramid(nn.Module):
             ],
             dim=1,
         ).contiguous(memory_format=torch.channels_last)
-        x = bands.gelu(self.synth[0](x))
-        x = bands.gelu(self.synth[1](x))
+        # each GELU's half goes into the next layer's weights (exact): bands.gelu2
+        x = bands.gelu2(self.synth[0](x))
+        x = bands.gelu2(F.conv2d(x, self.synth[1].weight * 0.5, self.synth[1].bias))
         conv = self.synth[2]
-        return bands.sigmoid(bands.conv3x3_rows(x, conv.weight, conv.bias, r0, r1, cfg.height))
+        return bands.sigmoid(bands.conv3x3_rows(x, conv.weight * 0.5, conv.bias, r0, r1, cfg.height))
 
 
 class MVPyramidArchitecture(Architecture):
@@ -294,7 +295,7 @@ class MVPyramidArchitecture(Architecture):
         # its tap planes and their padded copy and sums, then the colour conversion's planes and temporaries
         rows = min(cfg.height, rows + 2)
         c = cfg.view_channels + cfg.frame_channels
-        per_row = max(3 * cfg.in_channels, cfg.in_channels + 2 * cfg.hidden, 3 * cfg.hidden, cfg.hidden + 60)
+        per_row = max(3 * cfg.in_channels, cfg.in_channels + 2 * cfg.hidden, 3 * cfg.hidden, cfg.hidden + 66)
         return (3 * c * cfg.height + (per_row + COLOUR_FLOATS_PER_PIXEL) * rows) * cfg.width
 
     def describe(self, cfg: PyramidConfig) -> str:
