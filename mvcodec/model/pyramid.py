@@ -12,8 +12,8 @@ view grid, then its view-and-frame grid, finest level first); the synthesis is
 
 Most of the information sits in the grids, coded under Gaussians chosen by context (the coarser level and
 the previous frame: bitstream_spec.md section 7.2), whose rate the entropy model prices during QAT; the
-size follows the frame: -q sets the rate through lambda, and from -q 5 up also buys two channels a level
-and a wider synthesis (BENCHMARKS.md, issue 14, experiment 5).
+size follows the frame: -q sets the rate through lambda, and from -q 7 up also buys two channels a level
+and a wider synthesis (BENCHMARKS.md, issue 14, experiments 5 and 37).
 Trained on the MSE of YUV 4:2:0 weighted 6:1:1 at a learning rate of 1e-2, the grids at 30x that, a fit
 phase of 10% of the epochs without the rate term, then QAT with the latents Quant-Noise has not yet rounded
 seen as y + U(-1/2, 1/2) (BENCHMARKS.md, issue 14, experiment 23), priced under the Gaussians of their rounded
@@ -177,7 +177,7 @@ class MVPyramidArchitecture(Architecture):
     id, name, config_type = 0x0001, "mv-pyramid", PyramidConfig
     legacy_ids = (0x8001,)
     lambda_at_4 = 512.0  # D is an MSE here (1e-3 is 30 dB), not MV-MGINR's L1 + SSIM
-    params_per_pixel_at_4 = 1.5  # -q 4 is the one-channel size (about 1.5 parameters a pixel); -q 5, 6 widen it
+    params_per_pixel_at_4 = 1.5  # -q 4 is the one-channel size (about 1.5 parameters a pixel); -q 7, 8 widen it
     min_params_at_4 = 0
     # lr: 2e-2 was tried and dropped (BENCHMARKS, issue 14, exp. 11); the noise proxy: exp. 23 (which also found
     # a 1% fit phase better at 320x180 but running away at -q 2 and -q 3 on the small cut; with exp. 24's
@@ -268,16 +268,17 @@ class MVPyramidArchitecture(Architecture):
 
     def size_for(self, shape: Shape, params: int) -> PyramidConfig:
         """Levels down to a grid of at least 4 cells a side (5 at most); one channel a level and width 24 up
-        to 1.5 times that size's parameters, two channels and width 32 up to 3 times, then width 48 (the
-        grids dominate the count: the budget buys channels)."""
+        to 6 times that size's parameters (-q 1 to 6: above -q 4 lambda alone buys the quality, at -q 4's
+        time; BENCHMARKS.md, issue 14, experiment 37), two channels and width 32 up to 12 times (-q 7), then
+        width 48 (-q 8; the grids dominate the count: the budget buys channels)."""
         levels = 1
         while levels < 5 and min(math.ceil(shape.height / 2**levels), math.ceil(shape.width / 2**levels)) >= 4:
             levels += 1
         base = PyramidConfig(shape.views, shape.frames, shape.height, shape.width, levels)
         ratio = params / self.params(base)
-        if ratio < 1.5:
+        if ratio < 6:
             return base
-        wider = dict(view_channels=2, frame_channels=2, hidden=32 if ratio < 3 else 48)
+        wider = dict(view_channels=2, frame_channels=2, hidden=32 if ratio < 12 else 48)
         return PyramidConfig(shape.views, shape.frames, shape.height, shape.width, levels, **wider)
 
     def macs_per_pixel(self, cfg: PyramidConfig) -> float:
