@@ -452,8 +452,9 @@ def stream_input(stream: str):
     "--band-rows",
     type=int,
     metavar="N",
-    help="Synthesise frames N rows at a time (even; default: whole frames where they fit --max-memory, "
-    "else the largest band that does).",
+    help="Synthesise frames N rows at a time (even; default: whole frames, in bands of about 65536 pixels for "
+    "larger frames of the pyramid architectures on the CPU, and the largest band that fits --max-memory where "
+    "that does not).",
 )
 @click.option("--threads", type=int, metavar="N", help="CPU threads (default: all cores).")
 @click.option(

@@ -86,9 +86,9 @@ def segment_needs(index: StreamIndex, segment: int, batch: int, first: int = 0, 
 # A band's colour conversion with top-left chroma siting reads the row above the band: the band is synthesised
 # from two rows higher (rows come in pairs, as 4:2:0 chroma does).
 BAND_ROWS_ABOVE = 2
-# Where bands decode exactly the whole frame's samples (Architecture.band_reference), frames above this many
-# pixels are synthesised in bands of about this many: their layers then stay in the CPU's caches (at
-# 1280x720 bands of 48 rows decoded 2.2 times as fast as whole frames; BENCHMARKS.md, "Decoding in bands").
+# Where bands decode exactly the whole frame's samples (Architecture.band_reference), the CPU synthesises frames
+# above this many pixels in bands of about this many: their layers then stay in the caches (at 1280x720 bands
+# of 50 rows decoded 7.2 frames/s against 4.7 for whole frames; BENCHMARKS.md, "Decoding in bands").
 BAND_PIXELS = 65536
 
 
@@ -141,8 +141,8 @@ class Decoder:
         self.batch = None if batch is None else max(1, batch)  # None: 4 on a GPU, on the CPU the architecture's
         if rows is not None and (rows < 2 or rows % 2):
             raise InputError(f"--band-rows {rows}: give an even number of rows, 2 or more")
-        # rows a band: given, or chosen by check_limits where whole frames do not fit (None: whole frames)
-        self.rows = rows
+        # rows a band: given, or chosen by check_limits where whole frames do not fit (None: the default)
+        self.rows = self._given_rows = rows
         self._loaded: tuple[int, nn.Module] | None = None
 
     @property
@@ -164,6 +164,8 @@ class Decoder:
         default) takes, over the segments that hold them, in bands of `rows` rows (default: the decoder's);
         from the headers alone, before anything is decoded."""
         rows = self.rows if rows is None else rows
+        if rows is None and self.device.type == "cuda":  # a GPU synthesises whole frames by default
+            rows = self.sequence.height
         frames = range(self.sequence.frames) if frames is None else frames
         views = self.sequence.views if views is None else views
         first: dict[int, int] = {}
@@ -219,6 +221,7 @@ class Decoder:
                 f"frames of {seq.width}x{seq.height} ({pixels} pixels) are above --max-pixels {max_pixels}; "
                 "raise it (0: no limit) to decode this stream"
             )
+        self.rows = self._given_rows  # each call chooses afresh
         on_gpu = self.device.type == "cuda"
         free = None
         if on_gpu and max_memory is not None and available:  # the forward pass against the GPU's free memory
@@ -325,7 +328,8 @@ class Decoder:
                 v = torch.tensor([p[1] for p in chunk], device=self.device)
                 arch = arch_of(self.index.segments[segment].config)
                 if arch.band_reference or (self.rows and arch.bands):
-                    rows = self.rows or default_band_rows(seq.width, seq.height) or seq.height
+                    cpu = self.device.type == "cpu"
+                    rows = self.rows or (default_band_rows(seq.width, seq.height) if cpu else None) or seq.height
                     decoded = self._banded(model, v, t, rows)
                 else:
                     decoded = rgb_to_planes(model(v, t), seq.bit_depth, seq.color)

@@ -62,12 +62,12 @@ def segment_data(plans: Sequence[SegmentPlan], exported: Sequence[list[ExportedT
     ]
 
 
-def stream_size(seq: SequenceHeader, segments: list[SegmentData], info: dict) -> int:
+def stream_size(seq: SequenceHeader, segments: list[SegmentData], info: dict | None) -> int:
     """Size in bytes of the stream these segments make."""
     return write_stream(io.BytesIO(), seq, segments, info)
 
 
-def write_output(output: Path, seq: SequenceHeader, segments: list[SegmentData], info: dict) -> int:
+def write_output(output: Path, seq: SequenceHeader, segments: list[SegmentData], info: dict | None) -> int:
     """Write the stream atomically (never a truncated file); returns its size in bytes."""
     with atomic_write(output) as out:
         return write_stream(out, seq, segments, info)

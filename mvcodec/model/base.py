@@ -175,8 +175,8 @@ class Architecture:
 
     def band_floats(self, cfg: Any, rows: int, chain: int = 1) -> float:
         """At most how many float32 values the decoder's pass of a band of `rows` output rows of a frame holds
-        at once, its colour conversion included (for a network with a `band` path; else, and for `rows` >=
-        the height, the whole frame's)."""
+        at once, its colour conversion included (for `rows` >= the height, or a network without a `band`
+        path: the whole frame's; an architecture with `bands` gives its own, or mvdec could not size a band)."""
         return self.decode_floats_per_pixel(cfg, chain) * cfg.height * cfg.width
 
     def param_split(self, cfg: Any) -> dict[str, int]:
