@@ -80,18 +80,17 @@ def conv3x3_rows(
     lo = halo(r0, r1, height)[0]
     flat = x.permute(0, 2, 3, 1).reshape(-1, c)
     planes = flat @ weight.permute(2, 3, 0, 1).reshape(9 * out, c).t()  # (pixels, 9 taps x out)
-    # tap-major, with zero rows above the frame's first and below its last row and zero columns either side
-    above, below = int(r0 == 0), int(r1 == height)
-    padded = x.new_zeros(b, 9 * out, n + above + below, w + 2)
-    padded[:, :, above : above + n, 1 : w + 1] = planes.view(b, n, w, 9 * out).permute(0, 3, 1, 2)
-    top = lo - above  # the frame row of the padded planes' first row
-    taps = [
-        padded[:, k * out : (k + 1) * out, r0 - 1 + k // 3 - top : r1 - 1 + k // 3 - top, k % 3 : k % 3 + w]
-        for k in range(9)
-    ]
-    acc = taps[0] + taps[1]
-    for tap in taps[2:]:
-        acc.add_(tap)
+    planes = planes.t().contiguous().view(9, out, b, n, w).transpose(1, 2)  # tap-major: (9, b, out, n, w)
+    # each tap added where it reads inside the frame (outside, its product is the zero padding's: adding
+    # nothing there gives the same sums), in the order of the taps
+    acc = x.new_zeros(b, out, r1 - r0, w)
+    for k in range(9):
+        ky, kx = divmod(k, 3)
+        ra, rb = max(r0, 1 - ky), min(r1, height + 1 - ky)  # output rows whose input row is in the frame
+        ca, cb = max(0, 1 - kx), min(w, w + 1 - kx)
+        acc[:, :, ra - r0 : rb - r0, ca:cb] += planes[
+            k, :, :, ra + ky - 1 - lo : rb + ky - 1 - lo, ca + kx - 1 : cb + kx - 1
+        ]
     return acc.add_(bias[:, None, None])
 
 
