@@ -163,9 +163,6 @@ class Decoder:
         """The most memory and work a frame that decoding `frames` (all by default) of `views` views (all by
         default) takes, over the segments that hold them, in bands of `rows` rows (default: the decoder's);
         from the headers alone, before anything is decoded."""
-        rows = self.rows if rows is None else rows
-        if rows is None and self.device.type == "cuda":  # a GPU synthesises whole frames by default
-            rows = self.sequence.height
         frames = range(self.sequence.frames) if frames is None else frames
         views = self.sequence.views if views is None else views
         first: dict[int, int] = {}
@@ -177,7 +174,11 @@ class Decoder:
             first[k], count[k] = min(first.get(k, t), t), count.get(k, 0) + 1
         needs = [
             segment_needs(
-                self.index, k, self.pass_frames(k, count[k], views), t - self.index.segments[k].frames.start, rows
+                self.index,
+                k,
+                self.pass_frames(k, count[k], views),
+                t - self.index.segments[k].frames.start,
+                rows or self.band_rows(k) or self.sequence.height,
             )
             for k, t in first.items()
         ] or [Needs(0, 0, 0.0)]
@@ -265,6 +266,15 @@ class Decoder:
                 f"{hint}use --device cpu"
             )
 
+    def band_rows(self, segment: int) -> int | None:
+        """The rows a band of a segment's frames (None: whole frames): --band-rows (or check_limits' choice)
+        where the network has a band path, else on the CPU the cache-sized bands where they are exact."""
+        arch = arch_of(self.index.segments[segment].config)
+        if self.rows and arch.bands:
+            return self.rows
+        cpu = self.device.type == "cpu"
+        return default_band_rows(self.sequence.width, self.sequence.height) if cpu and arch.band_reference else None
+
     def _bands(self, frames: Sequence[int]) -> bool:
         """Whether the networks of the segments that hold `frames` decode in bands."""
         segments = {self.index.segment_of(t) for t in frames}
@@ -326,11 +336,9 @@ class Decoder:
                 model = self.model(segment)
                 t = torch.tensor([p[0] - span.start for p in chunk], device=self.device)
                 v = torch.tensor([p[1] for p in chunk], device=self.device)
-                arch = arch_of(self.index.segments[segment].config)
-                if arch.band_reference or (self.rows and arch.bands):
-                    cpu = self.device.type == "cpu"
-                    rows = self.rows or (default_band_rows(seq.width, seq.height) if cpu else None) or seq.height
-                    decoded = self._banded(model, v, t, rows)
+                rows = self.band_rows(segment)
+                if rows or arch_of(self.index.segments[segment].config).band_reference:
+                    decoded = self._banded(model, v, t, rows or seq.height)
                 else:
                     decoded = rgb_to_planes(model(v, t), seq.bit_depth, seq.color)
                 for (ft, fv), planes in zip(chunk, decoded, strict=True):

@@ -126,8 +126,12 @@ class Block(nn.Module):
         self.ge = nn.Parameter(torch.zeros(views, c_out, stride, stride))
 
     def forward(self, x: torch.Tensor, view: torch.Tensor) -> torch.Tensor:
+        return F.gelu(self.shuffle(self.conv(x), view))
+
+    def shuffle(self, y: torch.Tensor, view: torch.Tensor) -> torch.Tensor:
+        """The conv's output `y` plus the grid embedding, PixelShuffled (before the GELU)."""
         bias = self.ge[view].flatten(1)[:, :, None, None]  # PixelShuffle channel order: c * s * s + i * s + j
-        return F.gelu(F.pixel_shuffle(self.conv(x) + bias.to(x.dtype), self.stride))
+        return F.pixel_shuffle(y + bias.to(y.dtype), self.stride)
 
 
 class MVMGINR(nn.Module):
@@ -191,8 +195,7 @@ class MVMGINR(nn.Module):
         for block, (a, b) in zip(self.blocks, need[1:], strict=True):
             s = block.stride
             c0, c1 = a // s, -(-b // s)
-            bias = block.ge[view].flatten(1)[:, :, None, None]
-            y = F.pixel_shuffle(bands.conv_rows(x, block.conv, c0, c1, size) + bias.to(x.dtype), s)
+            y = block.shuffle(bands.conv_rows(x, block.conv, c0, c1, size), view)
             x = F.gelu(y[..., a - c0 * s : b - c0 * s, :])
             size *= s
         return torch.sigmoid(self.head(x))[..., : self.cfg.width]

@@ -105,23 +105,32 @@ class MVPyramid(nn.Module):
             [nn.Conv2d(cfg.in_channels, h, 1), nn.Conv2d(h, h, 1), nn.Conv2d(h, 3, 3, padding=1)]
         )
 
-    def latents(self, view: torch.Tensor, frame: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
-        """Every level's grids at the frame size, concatenated (B, in_channels, height, width). With `rows`
-        (sorted), the view-and-frame grids hold only those rows of view * frames + frame (a training batch's)."""
+    def level_grids(
+        self, view: torch.Tensor, frame: torch.Tensor, rows: torch.Tensor | None = None
+    ) -> list[torch.Tensor]:
+        """Each level's latents of a batch at the level's size (B, channels, h_l, w_l), view grid then
+        view-and-frame grid. With `rows` (sorted), the view-and-frame grids hold only those rows of
+        view * frames + frame (a training batch's)."""
         cfg, out = self.cfg, []
         index = view * cfg.frames + frame
         if rows is not None:
             index = torch.searchsorted(rows, index)
         for level in range(cfg.levels):
-            parts = []
-            if cfg.view_channels:
-                parts.append(self.view_grids[level][view])
+            parts = [self.view_grids[level][view]] if cfg.view_channels else []
             if level in cfg.frame_levels():
                 parts.append(self.frame_part(level, view, frame, index, rows))
-            x = torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]
-            if level:  # in the plain layout: a few channels upsample 3x faster than channels-last
-                x = F.interpolate(x.contiguous(), size=(cfg.height, cfg.width), mode="bilinear", align_corners=False)
-            out.append(x)
+            out.append(torch.cat(parts, dim=1) if len(parts) > 1 else parts[0])
+        return out
+
+    def latents(self, view: torch.Tensor, frame: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
+        """Every level's grids at the frame size, concatenated (B, in_channels, height, width) (`rows`: as
+        level_grids)."""
+        size = (self.cfg.height, self.cfg.width)
+        # in the plain layout: a few channels upsample 3x faster than channels-last
+        out = [
+            F.interpolate(x.contiguous(), size=size, mode="bilinear", align_corners=False) if level else x
+            for level, x in enumerate(self.level_grids(view, frame, rows))
+        ]
         # one conversion for the synthesis: its 1x1 convs are 2-4x faster channels-last
         return torch.cat(out, dim=1).contiguous(memory_format=torch.channels_last)
 
@@ -138,17 +147,8 @@ class MVPyramid(nn.Module):
         return torch.sigmoid(self.synth[2](x))
 
     def band_input(self, view: torch.Tensor, frame: torch.Tensor) -> list[torch.Tensor]:
-        """Each level's latents of a batch at the level's size (B, channels, h_l, w_l), view grid then
-        view-and-frame grid: what `band` synthesises rows from (the decoder's path)."""
-        cfg = self.cfg
-        index = view * cfg.frames + frame
-        out = []
-        for level in range(cfg.levels):
-            parts = [self.view_grids[level][view]] if cfg.view_channels else []
-            if level in cfg.frame_levels():
-                parts.append(self.frame_part(level, view, frame, index, None))
-            out.append(torch.cat(parts, dim=1) if len(parts) > 1 else parts[0])
-        return out
+        """What `band` synthesises rows from (the decoder's path): the batch's level_grids."""
+        return self.level_grids(view, frame)
 
     def band(self, grids: list[torch.Tensor], r0: int, r1: int) -> torch.Tensor:
         """RGB rows r0..r1 (B, 3, r1 - r0, width) of the frames of `band_input`, whose values do not depend on
