@@ -14,7 +14,15 @@ import pytest
 from helpers import run_tool, tool
 
 from mvcodec.bitstream import read_index, read_segment_tensors
-from mvcodec.bitstream.tensor import MODEL_ARM, MODEL_CONTEXT, MODEL_LAPLACE, MODEL_PHASED, MODEL_PREDICTED
+from mvcodec.bitstream.tensor import (
+    MODEL_ARM,
+    MODEL_CONTEXT,
+    MODEL_LAPLACE,
+    MODEL_PHASED,
+    MODEL_PREDICTED,
+    TABLE_BFLOAT16,
+    TABLE_COMPACT,
+)
 from mvcodec.decoder import Decoder
 from mvcodec.io.output import output_name
 from mvcodec.io.raw import frame_bytes_of
@@ -45,6 +53,11 @@ def test_there_are_conformance_streams():
             2,
             {"flows": MODEL_PREDICTED, "view_grids.0": MODEL_PHASED, "frame_grids.0": MODEL_PHASED},
         ),
+        (
+            "c17_pyramid_mc_compact",
+            2,
+            {"flows": MODEL_PREDICTED, "view_grids.0": MODEL_PHASED, "frame_grids.0": MODEL_PHASED},
+        ),
     ],
 )
 def test_the_registered_architectures_and_entropy_models_have_streams(name, arch_id, modes):
@@ -55,6 +68,8 @@ def test_the_registered_architectures_and_entropy_models_have_streams(name, arch
     stored = int.from_bytes(data[data.index(b"ARCX") + 4 :][:2], "little")  # the payload's first field
     assert stored == arch_id == arch_of(index.segments[0].config).id and index.version == (1, 1)
     assert {k: tensors[k].model_mode for k in modes} == modes
+    table = TABLE_COMPACT if "compact" in name else TABLE_BFLOAT16  # section 7.7's tables, or bfloat16 pairs
+    assert all(t.table_format == table for t in tensors.values() if t.model_mode in (MODEL_PHASED, MODEL_PREDICTED))
     assert all(tensors[k].row_period == index.segments[0].header.frames for k in modes if "view" not in k)
     if "flows" in modes:  # motion that moves: more than a pixel somewhere, and fractions of one
         with Decoder(ROOT / name / "stream.mvinr") as dec:

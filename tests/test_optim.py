@@ -48,13 +48,16 @@ def _pyramid(config: dict, draw):
     return CompressibleModel(base, cfg, quantise=True).train()
 
 
-@pytest.fixture(params=[False, True], ids=["mode2", "mode5"])
+@pytest.fixture(params=[(False, False), (True, False), (True, True)], ids=["mode2", "mode5", "mode5-compact"])
 def phased(request, monkeypatch):
-    """MV-Pyramid's latent grids coded (and priced) in model_mode 2, or in model_mode 5 as MV-Pyramid-MC's."""
+    """MV-Pyramid's latent grids coded (and priced) in model_mode 2, or in model_mode 5 as MV-Pyramid-MC's, its
+    pairs as bfloat16 or (as MV-Pyramid-MC's since experiment 39) in the compact table."""
     from mvcodec.model.registry import by_name
 
-    monkeypatch.setattr(type(by_name("mv-pyramid")), "phased_latents", request.param)
-    return request.param
+    phased, compact = request.param
+    monkeypatch.setattr(type(by_name("mv-pyramid")), "phased_latents", phased)
+    monkeypatch.setattr(type(by_name("mv-pyramid")), "compact_tables", compact)
+    return phased
 
 
 def test_pricing_a_batchs_rows_estimates_the_whole_tensors_rate(phased):
@@ -93,7 +96,7 @@ def test_per_row_statistics_stay_those_of_the_whole_tensor_as_rows_are_stepped(p
 
 
 def test_a_batchs_latents_are_priced_under_the_gaussians_the_encoder_stores(monkeypatch, phased):
-    # (with `phased`, model mode 5's: rounded to bfloat16 as the encoder stores them)
+    # (with `phased`, model mode 5's: rounded to bfloat16 or the compact table's values as the encoder stores them)
     """After a step, every latent of a batch, the view grids' (priced whole) and the view-and-frame grids'
     (priced in the batch's rows, from the per-row statistics), is priced under the float32 Gaussian and in
     the symbol range export_tensors writes for its symbols. (Measured on the relaxed values, the Gaussians

@@ -134,7 +134,8 @@ CASES = [
         frames=3,
         views=4,
         arch="mv-pyramid-mc",
-        arch_attrs={"motion_phased": False},  # its motion in model_mode 4, as before experiment 31
+        # its motion in model_mode 4, as before experiment 31; bfloat16 tables, as before experiment 39
+        arch_attrs={"motion_phased": False, "compact_tables": False},
     ),
     Case(
         "c15_pyramid_mc_motion",
@@ -145,6 +146,18 @@ CASES = [
         width=128,
         height=72,
         params=48_000,
+        arch="mv-pyramid-mc",
+        arch_attrs={"compact_tables": False},  # bfloat16 tables, as before experiment 39
+    ),
+    Case(
+        "c17_pyramid_mc_compact",
+        "MV-Pyramid-MC as mvenc codes it since BENCHMARKS.md's experiment 39: the parameters of model_modes 5 and 6 "
+        "in compact tables (section 7.7: contexts without symbols left out, 8-bit codes), 4 frames, 3 views at "
+        "96x54",
+        frames=4,
+        views=3,
+        width=96,
+        height=54,
         arch="mv-pyramid-mc",
     ),
 ]

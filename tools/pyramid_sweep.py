@@ -43,13 +43,15 @@ def variant(
     motion_gaussian: bool = False,
     motion_mode4: bool = False,
     levels: int | None = None,
+    bf16_tables: bool = False,
 ) -> str:
     """Register MV-Pyramid (MV-Pyramid-MC with its motion at `flow_level` where one is given) with
     `channels` view and view-and-frame channels a level, width `hidden` (None: as its sizing gives),
     view-and-frame grids from level `frame_skip`, the latents' learning rate scaled by `latent_lr`
     (None: as it is) and, with `motion_gaussian`, its motion coded under Gaussians (model_mode 2) rather than
     Laplace distributions, with `motion_mode4` under model_mode 4 (before experiment 31) rather than 6, with
-    `levels` levels (None: the sizing's); its name."""
+    `levels` levels (None: the sizing's), with `bf16_tables` its model mode 5 and 6 tables in bfloat16 pairs
+    (before experiment 39) rather than compact; its name."""
 
     mc = flow_level is not None
 
@@ -72,6 +74,7 @@ def variant(
                 ("g", "m" if motion_gaussian else None),
                 ("mm", 4 if motion_mode4 else None),
                 ("l", levels),
+                ("t", "bf16" if bf16_tables else None),
             )
             if v is not None
         )
@@ -79,6 +82,7 @@ def variant(
             lr_scales = {Role.LATENT: latent_lr}
         motion_laplace = not motion_gaussian
         motion_phased = not motion_mode4
+        compact_tables = mc and not bf16_tables
 
         def size_for(self, shape, params):
             base = super().size_for(shape, params).to_dict()
@@ -133,6 +137,7 @@ def tensor_kbits(path: Path) -> dict[str, float]:
 @click.option("--motion-gaussian", is_flag=True, help="MV-Pyramid-MC's motion under Gaussians (before exp. 25).")
 @click.option("--motion-mode4", is_flag=True, help="MV-Pyramid-MC's motion in model_mode 4 (before exp. 31).")
 @click.option("--levels", type=int, help="Levels of the pyramid (default: the sizing's).")
+@click.option("--bf16-tables", is_flag=True, help="MV-Pyramid-MC's mode 5 and 6 tables in bfloat16 (before exp. 39).")
 @click.option("--seed", type=int, help="Seed of initialisation and batch order (default: the recipe's).")
 @click.option("--rate-warmup", type=float, help="Fraction of QAT's steps over which the rate weight rises from 0.")
 @click.option("--noise-ramp", type=float, help="Fraction of QAT after which Quant-Noise rounds every value.")
@@ -140,17 +145,18 @@ def tensor_kbits(path: Path) -> dict[str, float]:
 @click.option("--keep", type=click.Path(file_okay=False), help="Keep the streams here (q<N>.mvinr).")
 def main(
     inputs, fps, frames, epochs, qat_epochs, quality, preset, channels, hidden, frame_skip, lr, latent_lr, flow_level,
-    arm_hidden, frame_channels, latent_proxy, batch_size, price_frames, motion_gaussian, motion_mode4, levels, seed,
-    rate_warmup, noise_ramp, loss, keep,
+    arm_hidden, frame_channels, latent_proxy, batch_size, price_frames, motion_gaussian, motion_mode4, levels,
+    bf16_tables, seed, rate_warmup, noise_ramp, loss, keep,
 ):  # fmt: skip
     knobs = (channels, hidden, frame_skip or None, latent_lr, flow_level, arm_hidden or None, frame_channels, levels)
     changed = any(k is not None for k in knobs)
-    for flag, given in (("--motion-gaussian", motion_gaussian), ("--motion-mode4", motion_mode4)):
+    flags = (("--motion-gaussian", motion_gaussian), ("--motion-mode4", motion_mode4), ("--bf16-tables", bf16_tables))
+    for flag, given in flags:
         if given and flow_level is None:
             raise click.BadParameter("only MV-Pyramid-MC has motion: give --flow-level", param_hint=flag)
-    motion = (motion_gaussian, motion_mode4)
+    more = (motion_gaussian, motion_mode4, levels, bf16_tables)
     name = (
-        variant(channels, hidden, frame_skip, latent_lr, flow_level, arm_hidden, frame_channels, *motion, levels)
+        variant(channels, hidden, frame_skip, latent_lr, flow_level, arm_hidden, frame_channels, *more)
         if changed
         else "mv-pyramid"
     )

@@ -35,6 +35,11 @@ PHASED_CONTEXTS = 36  # model_mode 5: mode 2's 9, times 4 neighbour classes (s i
 PREDICTED_CONTEXTS = 12  # model_mode 6: the previous row's 3 classes, times the 4 neighbour classes (section 7.6)
 NO_REF = 0xFFFF  # model_mode 2: no coarser tensor
 STEPS_FLOAT32, STEPS_BFLOAT16 = 0, 1
+# how modes 5 and 6 store their pairs: bfloat16 pairs, or the compact table of section 7.7 (bit 7 of model_mode)
+TABLE_BFLOAT16, TABLE_COMPACT = 0, 1
+COMPACT_FLAG = 0x80
+MEAN_UNIT = 16  # a compact mean code a is the mean a / 16
+MEAN_ESCAPE, STD_ESCAPE = -128, 255  # codes whose mean (std) follows as a bfloat16
 ARM_INPUTS, ARM_OUTPUTS, ARM_MAX_HIDDEN = 14, 2, 32  # model_mode 3's network (section 7.3)
 
 
@@ -62,6 +67,57 @@ def from_bfloat16_bits(bits: np.ndarray) -> np.ndarray:
     return (bits.astype(np.uint32) << 16).view(np.float32)
 
 
+def compact_stds() -> np.ndarray:
+    """The 255 standard deviations (Laplace scales) of compact std codes 0..254 (section 7.7): binary32 0.1
+    times (16 + b mod 16) 2^(b div 16 - 4), one binary32 product each, rising from 0.1 to 6144."""
+    b = np.arange(STD_ESCAPE)
+    return np.float32(0.1) * ((16 + b % 16) * np.exp2(b // 16 - 4)).astype(np.float32)
+
+
+def compact_table_bytes(means: np.ndarray, stds: np.ndarray) -> bytes:
+    """Section 7.7's table of (mean, std) pairs: a presence bitmap (a pair (0, 1) is left out), then the
+    present pairs' mean codes, std codes, escaped means and escaped stds. ValueError for a value the table
+    cannot hold (a mean neither a multiple of 1/16 in +-127/16 nor a bfloat16, a std neither a code's nor a
+    bfloat16)."""
+    means, stds = np.asarray(means, np.float32), np.asarray(stds, np.float32)
+    present = ~((means == 0) & (stds == 1))
+    m, s = means[present], stds[present]
+    scaled = m * MEAN_UNIT
+    coded = (scaled == np.round(scaled)) & (np.abs(scaled) <= 127)
+    mean_codes = np.where(coded, scaled, MEAN_ESCAPE).astype(np.int8)
+    table = compact_stds()
+    at = np.minimum(np.searchsorted(table, s), len(table) - 1)
+    found = table[at] == s
+    std_codes = np.where(found, at, STD_ESCAPE).astype(np.uint8)
+    parts = [
+        np.packbits(present, bitorder="little").tobytes(),
+        mean_codes.tobytes(),
+        std_codes.tobytes(),
+        bfloat16_bits(m[~coded]).astype("<u2").tobytes(),
+        bfloat16_bits(s[~found]).astype("<u2").tobytes(),
+    ]
+    return b"".join(parts)
+
+
+def read_compact_table(r: ByteReader, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """(means, stds), float32, of a section 7.7 table of n pairs."""
+    bitmap = np.frombuffer(r.raw((n + 7) // 8), np.uint8)
+    present = np.unpackbits(bitmap, count=n, bitorder="little").astype(bool)
+    r.check(not np.unpackbits(bitmap, bitorder="little")[n:].any(), "a presence bit set past the table's pairs")
+    k = int(present.sum())
+    mean_codes, std_codes = r.array("<i1", k), r.array("<u1", k)
+    means, stds = np.zeros(n, np.float32), np.ones(n, np.float32)
+    m = mean_codes.astype(np.float32) / MEAN_UNIT
+    escaped = mean_codes == MEAN_ESCAPE
+    m[escaped] = from_bfloat16_bits(r.array("<u2", int(escaped.sum())))
+    table = compact_stds()
+    s = table[np.minimum(std_codes, STD_ESCAPE - 1)]
+    escaped = std_codes == STD_ESCAPE
+    s[escaped] = from_bfloat16_bits(r.array("<u2", int(escaped.sum())))
+    means[present], stds[present] = m, s
+    return means, stds
+
+
 @dataclass
 class CodedTensor:
     """One parameter tensor as stored: either float32 values, or quantised symbols and their coding."""
@@ -86,6 +142,7 @@ class CodedTensor:
     arm_ref: int = NO_REF  # model_mode 3: index in the segment of the first of the entropy model's six tensors
     means: np.ndarray | None = None  # float32 Gaussian means, one per model
     stds: np.ndarray | None = None  # float32 Gaussian standard deviations (model_modes 5, 6: bfloat16 values)
+    table_format: int = TABLE_BFLOAT16  # model_modes 5, 6: bfloat16 pairs, or the compact table (section 7.7)
     words: np.ndarray | None = None  # uint32 range-coded symbols
 
     @property
@@ -136,7 +193,10 @@ class CodedTensor:
             w.array(self.mask_words, "<u4")
         w.i32(self.sym_min)
         w.i32(self.sym_max)
-        w.u8(self.model_mode)
+        compact = self.table_format == TABLE_COMPACT
+        if compact and self.model_mode not in PHASED_MODES:
+            raise ValueError(f"{self.name}: a compact table in model mode {self.model_mode}")
+        w.u8(self.model_mode | (COMPACT_FLAG if compact else 0))
         w.u8(self.model_axis)
         if self.model_mode in LATENT_MODES:
             w.u16(self.coarse_ref)
@@ -144,7 +204,9 @@ class CodedTensor:
         if self.model_mode == MODEL_ARM:
             w.u16(self.arm_ref)
         w.u32(len(self.means))
-        if self.model_mode in PHASED_MODES:  # bfloat16 (sections 7.5, 7.6)
+        if compact:  # section 7.7
+            w.raw(compact_table_bytes(self.means, self.stds))
+        elif self.model_mode in PHASED_MODES:  # bfloat16 (sections 7.5, 7.6)
             w.array(bfloat16_bits(self.means), "<u2")
             w.array(bfloat16_bits(self.stds), "<u2")
         else:
@@ -194,12 +256,14 @@ class CodedTensor:
             t.mask_words = r.array("<u4", r.u32())
         t.sym_min, t.sym_max = r.i32(), r.i32()
         r.check(-MAX_SYMBOL <= t.sym_min < t.sym_max <= MAX_SYMBOL, f"symbol range {t.sym_min}..{t.sym_max}")
-        t.model_mode = r.u8()
+        mode = r.u8()
+        t.model_mode = mode & ~COMPACT_FLAG if (mode & ~COMPACT_FLAG) in PHASED_MODES else mode
         if t.model_mode not in MODEL_MODES:
             raise UnknownCriticalChunk(
-                f"chunk {r.ctype}: entropy model mode {t.model_mode} is not known to this decoder: the stream needs a "
+                f"chunk {r.ctype}: entropy model mode {mode} is not known to this decoder: the stream needs a "
                 "newer decoder"
             )
+        t.table_format = TABLE_COMPACT if mode != t.model_mode else TABLE_BFLOAT16
         t.model_axis = r.u8()
         r.check(t.model_axis < ndim, f"entropy model axis {t.model_axis} of a {ndim}-d tensor")
         r.check(
@@ -216,7 +280,10 @@ class CodedTensor:
             r.check(t.arm_ref != NO_REF, "an autoregressive model without its network")
         n = r.u32()
         r.check(n == t.model_count(), f"{n} model parameter pairs where the mode implies another count")
-        if t.model_mode in PHASED_MODES:
+        if t.table_format == TABLE_COMPACT:
+            r.check(n <= 8 * r.remaining, f"{n} model parameter pairs do not fit in the {r.remaining} bytes left")
+            t.means, t.stds = read_compact_table(r, n)
+        elif t.model_mode in PHASED_MODES:
             t.means, t.stds = (from_bfloat16_bits(r.array("<u2", n)) for _ in range(2))
         else:
             t.means, t.stds = r.array("<f4", n), r.array("<f4", n)

@@ -32,6 +32,8 @@ from mvcodec.bitstream.tensor import (
     STEP_ROW_COLUMN,
     STEP_SCALAR,
     STEPS_BFLOAT16,
+    TABLE_BFLOAT16,
+    TABLE_COMPACT,
     CodedTensor,
     context_count,
 )
@@ -58,6 +60,7 @@ class CodingPlan:
     step_axis: int
     model_mode: int
     model_axis: int
+    compact: bool = False  # model modes 5 and 6: the parameter pairs in the compact table (spec section 7.7)
 
     @property
     def group_axis(self) -> int | None:
@@ -91,7 +94,7 @@ def plan_for(spec: ParamSpec) -> CodingPlan:
         else:
             context = MODEL_PHASED if spec.phased else MODEL_CONTEXT
         mode = context if len(spec.shape) == 4 else MODEL_PER_AXIS
-        return CodingPlan(STEP_SCALAR, 0, mode, 1)
+        return CodingPlan(STEP_SCALAR, 0, mode, 1, spec.compact and mode in PHASED_MODES)
     return CodingPlan(STEP_PER_AXIS, 1, MODEL_PER_AXIS, 1)
 
 
@@ -156,8 +159,9 @@ def code_symbols(
         stats = context_laplace_stats if plan.model_mode in LAPLACE_MODES else context_stats
         y = torch.from_numpy(symbols.astype(np.float64) - (0 if pred is None else pred))
         mean, std = stats(y, torch.from_numpy(ctx), shape[1], context_count(plan.model_mode))
-        mean, std = stored_gaussians(plan.model_mode, mean, std)  # (modes 5, 6: bfloat16)
+        mean, std = stored_gaussians(plan.model_mode, mean, std, plan.compact)  # (modes 5, 6: rounded)
         t.means, t.stds = mean.numpy(), std.numpy()
+        t.table_format = TABLE_COMPACT if plan.compact else TABLE_BFLOAT16
     elif plan.model_mode == MODEL_ARM:
         if mask is not None or context is None or context.arm_layers is None:
             raise ValueError(f"{spec.name}: model mode 3 needs its context, its network and no pruning")

@@ -29,10 +29,13 @@ neighbour's vector predicts a cell's far better than 0 does (BENCHMARKS.md, issu
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import torch
 
 from mvcodec.bitstream.tensor import (
+    MEAN_UNIT,
     MODEL_PHASED,
     MODEL_PREDICTED,
     NUM_CONTEXTS,
@@ -40,6 +43,7 @@ from mvcodec.bitstream.tensor import (
     PHASED_MODES,
     PREDICTED_CONTEXTS,
     CodedTensor,
+    compact_stds,
 )
 from mvcodec.compress.gaussian import MIN_STD
 
@@ -271,12 +275,39 @@ def context_laplace_stats(
     return mean.float(), scale.float()
 
 
-def stored_gaussians(mode: int, mean: torch.Tensor, std: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def stored_gaussians(
+    mode: int, mean: torch.Tensor, std: torch.Tensor, compact: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
     """float32 (means, stds) as a tensor of model `mode` stores them: modes 5 and 6's rounded to the nearest
-    bfloat16 (ties to even; the nearest to a std of at least 0.1 is at least 0.1), the others' as they are."""
+    bfloat16 (ties to even; the nearest to a std of at least 0.1 is at least 0.1), or with `compact` to the
+    nearest values of the compact table (compact_gaussians); the others' as they are."""
     if mode not in PHASED_MODES:
         return mean, std
+    if compact:
+        return compact_gaussians(mean, std)
     return mean.to(torch.bfloat16).float(), std.to(torch.bfloat16).float()
+
+
+@functools.lru_cache(maxsize=1)
+def _compact_bounds() -> tuple[torch.Tensor, torch.Tensor]:
+    """The compact table's stds (float32) and the geometric midpoints between neighbours (float64)."""
+    table = torch.from_numpy(compact_stds())
+    t = table.double()
+    return table, torch.sqrt(t[:-1] * t[1:])
+
+
+def compact_gaussians(mean: torch.Tensor, std: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """float32 (means, stds) rounded as the encoder stores them in a compact table (spec section 7.7): a mean
+    to the nearest multiple of 1/16 (ties to even) where that is within +-127/16, else to the nearest
+    bfloat16; a std (at least 0.1) to the nearest of the table's 255 in ratio (the lower at a tie), or to the
+    nearest bfloat16 above the largest."""
+    table, bounds = (v.to(std.device) for v in _compact_bounds())
+    scaled = torch.round(mean.float() * MEAN_UNIT)
+    mean = torch.where(scaled.abs() <= 127, scaled / MEAN_UNIT, mean.to(torch.bfloat16).float())
+    std = std.float()
+    code = torch.searchsorted(bounds, std.double()).clamp_max(len(table) - 1)
+    std = torch.where(std > table[-1], std.to(torch.bfloat16).float(), table[code])
+    return mean, std
 
 
 def gaussians(n: torch.Tensor, mean: torch.Tensor, var: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

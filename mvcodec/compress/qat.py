@@ -108,8 +108,9 @@ def _phased(spec) -> bool:
 
 
 def _as_stored(spec, mean: torch.Tensor, std: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """float32 Gaussians as the encoder stores them (model mode 5's in bfloat16)."""
-    return stored_gaussians(plan_for(spec).model_mode, mean, std)
+    """float32 Gaussians as the encoder stores them (model mode 5's in bfloat16 or the compact table)."""
+    plan = plan_for(spec)
+    return stored_gaussians(plan.model_mode, mean, std, plan.compact)
 
 
 class CompressibleModel(nn.Module):
@@ -285,7 +286,7 @@ class CompressibleModel(nn.Module):
             if mode == MODEL_PREDICTED:
                 ctx, pred = phased_contexts(ctx, sym, mode), predictions(sym)
             loc, scale = context_laplace_stats(sym if pred is None else sym - pred, ctx, channels, context_count(mode))
-            loc, scale = stored_gaussians(mode, loc, scale)
+            loc, scale = stored_gaussians(mode, loc, scale, plan_for(spec).compact)
             lo = sym.min()
             hi = torch.maximum(sym.max(), lo + 1)  # the coder's alphabet has two symbols at least
         weight: torch.Tensor | float = 1.0

@@ -65,6 +65,7 @@ class ParamSpec:
     # a latent whose contexts add its decoded neighbours, decoded in phases (model_mode 5; with laplace,
     # model_mode 6: each Laplace also located at the neighbours' median)
     phased: bool = False
+    compact: bool = False  # a phased latent's parameter pairs in the compact table (spec section 7.7)
 
     @property
     def numel(self) -> int:

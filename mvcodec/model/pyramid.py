@@ -186,6 +186,7 @@ class MVPyramidArchitecture(Architecture):
     lr_scales = {Role.LATENT: 30.0}
     presets = PYRAMID_PRESETS
     phased_latents = False  # the latent grids coded in model_mode 5 rather than 2 (without an entropy-model network)
+    compact_tables = False  # model modes 5 and 6's parameter pairs in the compact table (spec 7.7), not bfloat16
     # one frame a pass: four frames' full-resolution layers (22 MB each at 320x180) outgrow the CPU's cache
     # and decode 30% slower (BENCHMARKS.md, issue 14, experiment 26)
     cpu_decode_batch = 1
@@ -215,6 +216,7 @@ class MVPyramidArchitecture(Architecture):
                     f"{kind}.{level + 1}" if level + 1 < cfg.levels else None,
                     arm,
                     phased=self.phased_latents and not arm,
+                    compact=self.compact_tables,
                 )
                 for level in reversed(levels)
             ]

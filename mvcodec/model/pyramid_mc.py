@@ -166,6 +166,9 @@ class MVPyramidMCArchitecture(MVPyramidArchitecture):
     # the latent grids' contexts refined by their decoded neighbours (model_mode 5): BENCHMARKS.md, issue 14,
     # experiment 29
     phased_latents = True
+    # their tables of (mean, std) pairs compact: contexts that do not occur left out, 8-bit codes for the rest (spec
+    # section 7.7; BENCHMARKS.md, issue 14, experiment 39)
+    compact_tables = True
     # `medium` (7 + 63 epochs, the default) takes 316-367 s a point at 320x180 x 16 frames x 4 views on a 2-core
     # CPU, inside the issue's budget of 1.5x 250 s (experiment 30; 5 + 45 took 212-228 s)
     presets = PYRAMID_MC_PRESETS
@@ -184,6 +187,7 @@ class MVPyramidMCArchitecture(MVPyramidArchitecture):
             "frame",
             laplace=self.motion_laplace,
             phased=self.motion_laplace and self.motion_phased,
+            compact=self.compact_tables,
         )
         return out[:first_frame] + [flows] + out[first_frame:]
 
