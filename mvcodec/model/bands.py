@@ -79,8 +79,9 @@ def conv3x3_rows(
     out = weight.shape[0]
     lo = halo(r0, r1, height)[0]
     flat = x.permute(0, 2, 3, 1).reshape(-1, c)
-    planes = flat @ weight.permute(2, 3, 0, 1).reshape(9 * out, c).t()  # (pixels, 9 taps x out)
-    planes = planes.t().contiguous().view(9, out, b, n, w).transpose(1, 2)  # tap-major: (9, b, out, n, w)
+    # (9 taps x out, pixels), written tap-major by the product itself (the pixels operand read transposed)
+    planes = weight.permute(2, 3, 0, 1).reshape(9 * out, c) @ flat.t()
+    planes = planes.view(9, out, b, n, w).transpose(1, 2)  # (9, b, out, n, w)
     # each tap added where it reads inside the frame (outside, its product is the zero padding's: adding
     # nothing there gives the same sums), in the order of the taps
     acc = x.new_zeros(b, out, r1 - r0, w)
