@@ -151,9 +151,9 @@ CASES = [
     ),
     Case(
         "c17_pyramid_mc_compact",
-        "MV-Pyramid-MC as mvenc codes it since BENCHMARKS.md's experiment 39: the parameters of model_modes 5 and 6 "
-        "in compact tables (section 7.7: contexts without symbols left out, 8-bit codes), 4 frames, 3 views at "
-        "96x54",
+        "MV-Pyramid-MC as mvenc codes it since BENCHMARKS.md's experiment 39: tensors in TNSC chunks (names and "
+        "shapes implied, section 7.8), the parameters of model_modes 5 and 6 in compact tables (section 7.7: "
+        "contexts without symbols left out, 8-bit codes), 4 frames, 3 views at 96x54",
         frames=4,
         views=3,
         width=96,

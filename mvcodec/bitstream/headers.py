@@ -144,6 +144,12 @@ def arch_chunk(cfg) -> tuple[str, bytes]:
     return ("ARCH" if arch.id == MV_MGINR_ID else "ARCX"), w.bytes()
 
 
+def implied_tensors(cfg) -> bool:
+    """Whether a segment's tensors are written as TNSC chunks, their names and shapes implied by the layout
+    (format 1.1, every architecture but MV-MGINR), rather than TNSR chunks (format 1.0, MV-MGINR)."""
+    return arch_of(cfg).id != MV_MGINR_ID
+
+
 def parse_arch(ctype: str, payload: bytes, seq: SequenceHeader, seg: SegmentHeader):
     """The model configuration of an ARCH or ARCX payload, checked against the sequence and the segment;
     UnknownCriticalChunk (the stream needs a newer decoder) for an architecture id this decoder lacks."""

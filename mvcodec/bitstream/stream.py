@@ -21,6 +21,7 @@ from mvcodec.bitstream.headers import (
     SequenceHeader,
     arch_chunk,
     hash_bytes,
+    implied_tensors,
     info_bytes,
     parse_arch,
     parse_hash,
@@ -48,7 +49,8 @@ from mvcodec.errors import InvalidStream, UnknownCriticalChunk
 from mvcodec.model.base import ParamSpec
 from mvcodec.model.registry import arch_of
 
-KNOWN_CRITICAL = {"SEQH", "SEGM", "ARCH", "ARCX", "TNSR", "PHSH", "MEND"}
+KNOWN_CRITICAL = {"SEQH", "SEGM", "ARCH", "ARCX", "TNSR", "TNSC", "PHSH", "MEND"}
+TENSOR_CHUNKS = ("TNSR", "TNSC")  # a tensor with its name and shape, or with those its position implies
 
 
 def layout_of(cfg) -> list[ParamSpec]:
@@ -87,7 +89,8 @@ def write_stream(f: BinaryIO, seq: SequenceHeader, segments: Sequence[SegmentDat
     for seg, (ctype, payload) in zip(segments, archs, strict=True):
         parts.append(chunk_bytes("SEGM", seg.header.to_bytes()))
         parts.append(chunk_bytes(ctype, payload))
-        parts += [chunk_bytes("TNSR", t.to_bytes()) for t in seg.tensors]
+        implied = implied_tensors(seg.config)
+        parts += [chunk_bytes("TNSC" if implied else "TNSR", t.to_bytes(implied)) for t in seg.tensors]
         parts.append(chunk_bytes("PHSH", hash_bytes(seg.digest)))
     parts.append(chunk_bytes("MEND", b""))
     data = b"".join(parts)
@@ -177,7 +180,7 @@ def read_index(f: BinaryIO) -> StreamIndex:
             _expect(state == "arch", ref, "an architecture chunk outside its place after SEGM")
             segments[-1].config = parse_arch(ref.type, read_payload(f, ref), seq, segments[-1].header)
             state = "tensors"
-        elif ref.type == "TNSR":
+        elif ref.type in TENSOR_CHUNKS:
             _expect(state == "tensors", ref, "a tensor chunk outside a segment")
             seg = segments[-1]
             _expect(len(seg.tensors) < len(layout_of(seg.config)), ref, "more tensors than the model has")
@@ -219,7 +222,8 @@ def read_segment_tensors(f: BinaryIO, seg: SegmentRef) -> list[CodedTensor]:
     """The coded tensors of a segment, each checked against the name and shape the model gives it."""
     out = []
     for ref, spec in zip(seg.tensors, layout_of(seg.config), strict=True):
-        t = CodedTensor.parse(read_payload(f, ref))
+        implied = (spec.name, tuple(spec.shape)) if ref.type == "TNSC" else None
+        t = CodedTensor.parse(read_payload(f, ref), implied)
         if t.name != spec.name or t.shape != spec.shape:
             raise InvalidStream(
                 f"segment {seg.header.index}: tensor {t.name} {list(t.shape)} "

@@ -166,14 +166,17 @@ class CodedTensor:
             return 0
         return self.group_count(self.model_mode, self.model_axis)
 
-    def to_bytes(self) -> bytes:
+    def to_bytes(self, implied: bool = False) -> bytes:
+        """The TNSR payload, or with `implied` the TNSC payload: without the name and shape, which are those
+        section 10 gives the tensor's position (section 7.8)."""
         w = ByteWriter()
-        name = self.name.encode("ascii")
-        w.u8(len(name))
-        w.raw(name)
-        w.u8(len(self.shape))
-        for d in self.shape:
-            w.u32(d)
+        if not implied:
+            name = self.name.encode("ascii")
+            w.u8(len(name))
+            w.raw(name)
+            w.u8(len(self.shape))
+            for d in self.shape:
+                w.u32(d)
         w.u8(self.coding)
         if self.coding == CODING_FLOAT32:
             w.array(self.values, "<f4")
@@ -217,17 +220,27 @@ class CodedTensor:
         return w.bytes()
 
     @classmethod
-    def parse(cls, payload: bytes) -> CodedTensor:
-        """Parse and validate a TNSR payload (every count against what is left and the limits)."""
-        r = ByteReader(payload, "TNSR")
-        name = r.raw(r.u8())
-        r.check(name.isascii() and name.replace(b".", b"").replace(b"_", b"").isalnum(), f"bad tensor name {name!r}")
-        ndim = r.u8()
-        r.check(1 <= ndim <= MAX_NDIM, f"{ndim} dimensions, must be 1 to {MAX_NDIM}")
-        shape = tuple(r.u32() for _ in range(ndim))
-        r.check(all(d >= 1 for d in shape) and math.prod(shape) <= MAX_ELEMENTS, f"shape {shape} is out of range")
-        t = cls(name.decode("ascii"), shape, coding=r.u8())
-        r.ctype = f"TNSR {t.name}"
+    def parse(cls, payload: bytes, implied: tuple[str, tuple[int, ...]] | None = None) -> CodedTensor:
+        """Parse and validate a TNSR payload, or given the `implied` (name, shape) of its position a TNSC
+        payload, which has neither (every count against what is left and the limits)."""
+        if implied is None:
+            r = ByteReader(payload, "TNSR")
+            name = r.raw(r.u8())
+            r.check(
+                name.isascii() and name.replace(b".", b"").replace(b"_", b"").isalnum(), f"bad tensor name {name!r}"
+            )
+            ndim = r.u8()
+            r.check(1 <= ndim <= MAX_NDIM, f"{ndim} dimensions, must be 1 to {MAX_NDIM}")
+            shape = tuple(r.u32() for _ in range(ndim))
+            r.check(all(d >= 1 for d in shape) and math.prod(shape) <= MAX_ELEMENTS, f"shape {shape} is out of range")
+            name = name.decode("ascii")
+        else:
+            r = ByteReader(payload, "TNSC")
+            name, shape = implied
+            ndim = len(shape)
+            r.check(1 <= ndim <= MAX_NDIM and math.prod(shape) <= MAX_ELEMENTS, f"shape {shape} is out of range")
+        t = cls(name, shape, coding=r.u8())
+        r.ctype = f"{r.ctype} {t.name}"
         if t.coding == CODING_FLOAT32:
             t.values = r.array("<f4", t.numel)
             r.check(bool(np.isfinite(t.values).all()), "values are not all finite")

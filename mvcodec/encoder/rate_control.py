@@ -4,7 +4,9 @@ bisection so that the segment's tensors take its share of the target size."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 
+from mvcodec.bitstream.headers import implied_tensors
 from mvcodec.bitstream.syntax import CHUNK_OVERHEAD
 from mvcodec.compress.coding import ExportedTensor
 from mvcodec.compress.qat import CompressibleModel, export_tensors
@@ -13,9 +15,10 @@ MIN_LOG2_SCALE, MAX_LOG2_SCALE = -6.0, 12.0  # steps from 1/64 to 4096 times the
 BISECTIONS = 14
 
 
-def tensor_bytes(exported: list[ExportedTensor]) -> int:
-    """Bytes the tensors take in the stream (TNSR chunks with their length, type and CRC)."""
-    return sum(len(e.tensor.to_bytes()) + CHUNK_OVERHEAD for e in exported)
+def tensor_bytes(exported: list[ExportedTensor], implied: bool) -> int:
+    """Bytes the tensors take in the stream (TNSR chunks, or with `implied` TNSC chunks, with their length,
+    type and CRC)."""
+    return sum(len(e.tensor.to_bytes(implied)) + CHUNK_OVERHEAD for e in exported)
 
 
 def export_for_target(model: CompressibleModel, target: int | None) -> tuple[list[ExportedTensor], float]:
@@ -24,17 +27,18 @@ def export_for_target(model: CompressibleModel, target: int | None) -> tuple[lis
     (bisection on k; the size falls as the steps grow)."""
     if target is None:
         return export_tensors(model), 1.0
+    size = partial(tensor_bytes, implied=implied_tensors(model.cfg))
     lo, hi = MIN_LOG2_SCALE, MAX_LOG2_SCALE
     best = export_tensors(model, 2.0**lo)
-    if tensor_bytes(best) <= target:
+    if size(best) <= target:
         return best, 2.0**lo
     best = export_tensors(model, 2.0**hi)
-    if tensor_bytes(best) > target:
+    if size(best) > target:
         return best, 2.0**hi
     for _ in range(BISECTIONS):
         mid = (lo + hi) / 2
         trial = export_tensors(model, 2.0**mid)
-        if tensor_bytes(trial) <= target:
+        if size(trial) <= target:
             hi, best = mid, trial
         else:
             lo = mid
@@ -54,7 +58,9 @@ def fit_to_target(
     scales = [1.0] * len(models)
     if target_bytes is None:
         return exported, scales
-    overhead = overhead_of(exported) - sum(tensor_bytes(e) for e in exported)
+    overhead = overhead_of(exported) - sum(
+        tensor_bytes(e, implied_tensors(m.cfg)) for e, m in zip(exported, models, strict=True)
+    )
     for k, (model, count) in enumerate(zip(models, frames, strict=True)):
         share = int((target_bytes - overhead) * count / sum(frames))
         exported[k], scales[k] = export_for_target(model, share)
