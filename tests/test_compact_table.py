@@ -49,6 +49,8 @@ def test_means_round_to_sixteenths_and_stds_to_the_nearest_code_in_ratio():
     codes = compact_stds().astype(np.float64)
     nearest = codes[np.abs(np.log(codes)[None, :] - np.log(std.double().numpy())[:, None]).argmin(axis=1)]
     assert np.array_equal(s.numpy(), nearest.astype(np.float32))
+    # a mean that rounds to zero from below is +0, as the table decodes it
+    assert not torch.signbit(compact_gaussians(torch.tensor([-0.01]), torch.tensor([1.0]))[0]).any()
     # outside the codes' range: the nearest bfloat16
     m, s = compact_gaussians(torch.tensor([9.3, -20.0]), torch.tensor([7000.0, 0.1]))
     assert m.tolist() == [9.3125, -20.0] and s.tolist() == [7008.0, pytest.approx(0.1)]
@@ -79,6 +81,25 @@ def test_a_table_round_trips_with_absent_pairs_and_escapes():
     mm, ss = read_compact_table(r, len(m))
     r.end()
     assert np.array_equal(mm, m) and np.array_equal(ss, s)
+
+
+def test_a_table_written_by_hand_from_the_spec_decodes_to_its_values():
+    """Section 7.7 read literally: 10 pairs, pairs 1, 3, 4 and 9 stored; pair 3's mean and std escaped."""
+    data = bytes.fromhex(
+        "1a02"  # presence: bits 1, 3, 4 (byte 0, least significant first) and 9 (bit 1 of byte 1)
+        "0880fd00"  # mean codes: 8 (0.5), -128 (escaped), -3 (-0.1875), 0
+        "00ff3411"  # std codes: 0 (0.1), 255 (escaped), 52 (1.0), 17
+        "a041"  # escaped mean: bfloat16 0x41a0, 20.0
+        "db45"  # escaped std: bfloat16 0x45db, 7008.0
+    )
+    r = ByteReader(data, "TNSR")
+    means, stds = read_compact_table(r, 10)
+    r.end()
+    tenth = np.float32(0.1)
+    assert means.tolist() == [0, 0.5, 0, 20.0, -0.1875, 0, 0, 0, 0, 0]
+    want = [1, tenth, 1, 7008.0, tenth * np.float32(10), 1, 1, 1, 1, tenth * np.float32(17 / 8)]
+    assert stds.tolist() == np.array(want, np.float32).tolist() and stds[4] == 1.0
+    assert compact_table_bytes(means, stds) == data  # and the writer writes these bytes
 
 
 def test_a_table_refuses_values_it_cannot_hold():

@@ -4,6 +4,7 @@ shape. mvenc writes them in format 1.1 segments and TNSR in MV-MGINR's 1.0 segme
 from __future__ import annotations
 
 import io
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -11,8 +12,9 @@ import pytest
 
 from mvcodec.bitstream import read_index, read_segment_tensors
 from mvcodec.bitstream.stream import SegmentData, write_stream
-from mvcodec.bitstream.syntax import scan_chunks
+from mvcodec.bitstream.syntax import chunk_bytes, scan_chunks
 from mvcodec.bitstream.tensor import CodedTensor
+from mvcodec.decoder import Decoder
 from mvcodec.errors import InvalidStream, UnknownCriticalChunk
 
 CONFORMANCE = Path(__file__).parent / "conformance"
@@ -95,3 +97,24 @@ def test_a_short_tnsc_payload_is_an_invalid_stream():
         CodedTensor.parse(t.to_bytes(implied=True)[:-3], (t.name, t.shape))
     with pytest.raises(InvalidStream, match="TNSC"):
         CodedTensor.parse(b"", (t.name, t.shape))
+
+
+def test_tnsr_and_tnsc_mix_in_a_segment_and_the_writer_keeps_the_layouts_order():
+    index, segments = _segments(CONFORMANCE / "c17_pyramid_mc_compact" / "stream.mvinr")
+    out = io.BytesIO()
+    write_stream(out, index.sequence, segments)
+    data = out.getvalue()
+    # the third tensor chunk as a TNSR: a decoder takes each chunk as it comes
+    third = [ref for ref in _chunks(data) if ref.type == "TNSC"][2]
+    tensor = segments[0].tensors[2]
+    mixed = data[: third.offset - 8] + chunk_bytes("TNSR", tensor.to_bytes()) + data[third.offset + third.length + 4 :]
+    again, rewritten = _segments_of(mixed)
+    assert [t.to_bytes() for t in rewritten[0].tensors] == [t.to_bytes() for t in segments[0].tensors]
+    assert again.segments[0].digest == index.segments[0].digest
+    with Decoder(io.BytesIO(mixed)) as dec:
+        dec.parameters(0)  # the parameter hash holds
+    # tensors out of the layout's order cannot be written where their places name them
+    swapped = [segments[0].tensors[1], segments[0].tensors[0], *segments[0].tensors[2:]]
+    with pytest.raises(ValueError, match="not those of the layout"):
+        write_stream(io.BytesIO(), index.sequence, [replace(segments[0], tensors=swapped)])
+    write_stream(io.BytesIO(), index.sequence, [replace(segments[0], tensors=swapped)], implied=False)  # TNSR

@@ -57,7 +57,7 @@ def phased(request, monkeypatch):
     phased, compact = request.param
     monkeypatch.setattr(type(by_name("mv-pyramid")), "phased_latents", phased)
     monkeypatch.setattr(type(by_name("mv-pyramid")), "compact_tables", compact)
-    return phased
+    return request.param
 
 
 def test_pricing_a_batchs_rows_estimates_the_whole_tensors_rate(phased):
@@ -130,6 +130,12 @@ def test_a_batchs_latents_are_priced_under_the_gaussians_the_encoder_stores(monk
         model.rate_bits(rows)
     tensors = [e.tensor for e in qat.export_tensors(model)]
     exported = {t.name: t for t in tensors}
+    from mvcodec.bitstream.tensor import MODEL_PHASED, TABLE_BFLOAT16, TABLE_COMPACT
+
+    in_mode5, compact = phased
+    latents = [t for t in tensors if t.model_mode == MODEL_PHASED]
+    assert bool(latents) == in_mode5
+    assert all(t.table_format == (TABLE_COMPACT if compact else TABLE_BFLOAT16) for t in latents)
     symbols = dict(zip(exported, segment_symbols(tensors), strict=True))
     specs = [spec for spec in model.layout if spec.role is not Role.BIAS]  # one priced call each, in order
     for spec, (mean, std, lo, hi) in zip(specs, priced, strict=True):

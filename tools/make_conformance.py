@@ -29,9 +29,27 @@ import cv2
 import numpy as np
 import torch
 
-from mvcodec.bitstream import SegmentData, SegmentHeader, SequenceHeader, parameter_hash, write_stream
+from mvcodec.bitstream import (
+    SegmentData,
+    SegmentHeader,
+    SequenceHeader,
+    parameter_hash,
+    read_index,
+    write_stream,
+)
+from mvcodec.bitstream.stream import layout_of
 from mvcodec.bitstream.syntax import FILE_HEADER_BYTES, SIGNATURE, chunk_bytes
-from mvcodec.bitstream.tensor import MASK_BERNOULLI, MODEL_PER_AXIS, STEP_ROW_COLUMN, CodedTensor
+from mvcodec.bitstream.tensor import (
+    COMPACT_FLAG,
+    MASK_BERNOULLI,
+    MODEL_CONTEXT,
+    MODEL_PER_AXIS,
+    MODEL_PHASED,
+    STEP_ROW_COLUMN,
+    TABLE_COMPACT,
+    CodedTensor,
+    compact_table_bytes,
+)
 from mvcodec.color import ColorSpec
 from mvcodec.compress.coding import float32_tensor, quantize_uniform, symbol_range
 from mvcodec.compress.decoding import decode_tensor, element_steps
@@ -73,8 +91,10 @@ class Case:
     # class attributes of the architecture overridden while the stream is made (mvenc's coding of an earlier
     # version: e.g. phased_latents False for latent grids in model_mode 2, motion_phased False for motion in 4)
     arch_attrs: dict = dataclasses.field(default_factory=dict)
+    tnsc: bool = True  # a format 1.1 segment's tensors in TNSC chunks (False: TNSR, as before experiment 39)
 
 
+COMPACT = "c17_pyramid_mc_compact"  # the negative streams' source of compact tables in TNSC chunks
 CASES = [
     Case(
         "c01_8bit",
@@ -109,6 +129,7 @@ CASES = [
         "latents in model_mode 2 (contexts of the coarser level and the previous frame)",
         arch="mv-pyramid",
         config={"view_channels": 2, "frame_skip": 1},
+        tnsc=False,  # TNSR chunks, as mvenc wrote them before experiment 39
     ),
     Case(
         "c12_pyramid_mc",
@@ -118,6 +139,7 @@ CASES = [
         arch="mv-pyramid-mc",
         # its latent grids in model_mode 2, its motion in 4, as mvenc coded them before experiments 29 and 31
         arch_attrs={"phased_latents": False, "motion_phased": False},
+        tnsc=False,  # TNSR chunks, as mvenc wrote them before experiment 39
     ),
     Case(
         "c13_pyramid_mc_arm",
@@ -126,6 +148,7 @@ CASES = [
         arch="mv-pyramid-mc",
         config={"arm_hidden": 8, "flow_level": 2},
         arch_attrs={"motion_phased": False},  # its motion in model_mode 4, as before experiment 31
+        tnsc=False,  # TNSR chunks, as mvenc wrote them before experiment 39
     ),
     Case(
         "c14_pyramid_mc_phased",
@@ -136,6 +159,7 @@ CASES = [
         arch="mv-pyramid-mc",
         # its motion in model_mode 4, as before experiment 31; bfloat16 tables, as before experiment 39
         arch_attrs={"motion_phased": False, "compact_tables": False},
+        tnsc=False,  # TNSR chunks, as mvenc wrote them before experiment 39
     ),
     Case(
         "c15_pyramid_mc_motion",
@@ -148,6 +172,7 @@ CASES = [
         params=48_000,
         arch="mv-pyramid-mc",
         arch_attrs={"compact_tables": False},  # bfloat16 tables, as before experiment 39
+        tnsc=False,  # TNSR chunks, as mvenc wrote them before experiment 39
     ),
     Case(
         "c17_pyramid_mc_compact",
@@ -274,7 +299,8 @@ def make_stream(case: Case, out: Path, work: Path) -> None:
     source.close()
     out.mkdir(parents=True, exist_ok=True)
     with open(out / "stream.mvinr", "wb") as f:
-        write_stream(f, seq, segments, info={"encoder": "tools/make_conformance.py", "case": case.name})
+        info = {"encoder": "tools/make_conformance.py", "case": case.name}
+        write_stream(f, seq, segments, info=info, implied=None if case.tnsc else False)
     record_expected(out, case.description)
 
 
@@ -325,8 +351,38 @@ def _refit(data: bytes, offset: int, new_payload: bytes) -> bytes:
     return data[:offset] + chunk_bytes(ctype, new_payload) + data[offset + 12 + length :]
 
 
-def make_negatives(valid: Path, out: Path) -> None:
-    """Damaged copies of a valid stream, each with the exit code and message mvdec must give."""
+def compact_cases(valid: Path) -> dict[str, tuple[bytes, int, str]]:
+    """Damaged copies of a stream with compact tables (section 7.7) in TNSC chunks: its first model_mode 5
+    tensor of one channel (36 pairs, so 4 padding bits in the presence bitmap) with a padding bit set, with
+    bit 7 on model_mode 2 (0x82), and cut inside its table (each chunk's CRC fixed)."""
+    data = valid.read_bytes()
+    with open(valid, "rb") as f:
+        seg = read_index(f).segments[0]
+    chunks = [c for c in _chunks(data) if c[1] == "TNSC"]
+    for (offset, _, length), spec in zip(chunks, layout_of(seg.config), strict=True):
+        payload = data[offset + 8 : offset + 8 + length]
+        t = CodedTensor.parse(payload, (spec.name, tuple(spec.shape)))
+        if t.table_format == TABLE_COMPACT and t.model_mode == MODEL_PHASED and t.shape[1] == 1:
+            break
+    table = compact_table_bytes(t.means, t.stds)
+    # model_mode, then model_axis, coarse_ref, row_period, model_count, the table, word_count, words
+    mode_at = len(payload) - (1 + 1 + 2 + 4 + 4 + len(table) + 4 + 4 * len(t.words))
+    assert payload[mode_at] == COMPACT_FLAG | MODEL_PHASED
+    bitmap_at = mode_at + 12
+    padded = bytearray(payload)
+    padded[bitmap_at + 4] |= 0x80  # pair 39 of 36
+    flagged = bytearray(payload)
+    flagged[mode_at] = COMPACT_FLAG | MODEL_CONTEXT
+    return {
+        "compact_presence_past_count": (_refit(data, offset, bytes(padded)), 8, "presence bit set past"),
+        "compact_flag_on_mode_2": (_refit(data, offset, bytes(flagged)), 7, "entropy model mode 130"),
+        "compact_table_cut": (_refit(data, offset, payload[: bitmap_at + 3]), 8, "pairs do not fit"),
+    }
+
+
+def make_negatives(valid: Path, out: Path, compact: Path) -> None:
+    """Damaged copies of a valid stream, each with the exit code and message mvdec must give (and of
+    `compact`, a stream with compact tables in TNSC chunks: compact_cases)."""
     data = valid.read_bytes()
     chunks = _chunks(data)
     seqh = next(c for c in chunks if c[1] == "SEQH")
@@ -368,6 +424,7 @@ def make_negatives(valid: Path, out: Path) -> None:
         "second_enci": (data[:after_enci] + data[enci[0] : after_enci] + data[after_enci:], 8, "second encoder"),
         "nonzero_write0_field": (_refit(data, rows[0], axis.to_bytes()), 8, "step axis 1 is not 0"),
         "end_chunk_bad_crc": (data[:-1] + bytes([data[-1] ^ 0xFF]), 6, "chunk MEND"),
+        **compact_cases(compact),
     }
     out.mkdir(parents=True, exist_ok=True)
     expected = {}
@@ -396,7 +453,7 @@ def make_negatives(valid: Path, out: Path) -> None:
 )
 def main(dst: Path, only: str | None) -> None:
     if only == "negative":  # the damaged copies of c01 alone
-        make_negatives(dst / CASES[0].name / "stream.mvinr", dst / "negative")
+        make_negatives(dst / CASES[0].name / "stream.mvinr", dst / "negative", dst / COMPACT / "stream.mvinr")
         return
     if only:
         names = only.split(",")
@@ -414,7 +471,7 @@ def main(dst: Path, only: str | None) -> None:
     for case in CASES:
         with tempfile.TemporaryDirectory() as tmp:
             make_stream(case, dst / case.name, Path(tmp))
-    make_negatives(dst / CASES[0].name / "stream.mvinr", dst / "negative")
+    make_negatives(dst / CASES[0].name / "stream.mvinr", dst / "negative", dst / COMPACT / "stream.mvinr")
 
 
 if __name__ == "__main__":

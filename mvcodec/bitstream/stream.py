@@ -76,10 +76,18 @@ class SegmentData:
     digest: bytes
 
 
-def write_stream(f: BinaryIO, seq: SequenceHeader, segments: Sequence[SegmentData], info: dict | None = None) -> int:
+def write_stream(
+    f: BinaryIO,
+    seq: SequenceHeader,
+    segments: Sequence[SegmentData],
+    info: dict | None = None,
+    implied: bool | None = None,
+) -> int:
     """Write a complete stream; returns its size in bytes. The version is the lowest that has every chunk
     used: 1.0 where every segment is MV-MGINR (ARCH) and chroma is sited left or centre, 1.1 with an ARCX
-    chunk or top-left chroma."""
+    chunk or top-left chroma. The tensors of ARCX segments go in TNSC chunks (their names and shapes implied
+    by the layout, which they must follow), the others' in TNSR; `implied` False writes every tensor as TNSR
+    (as mvenc did before BENCHMARKS.md's experiment 39)."""
     archs = [arch_chunk(seg.config) for seg in segments]
     newer = any(ctype == "ARCX" for ctype, _ in archs) or seq.color.chroma_siting == "top-left"
     version = (1, 1) if newer else (1, 0)
@@ -89,8 +97,12 @@ def write_stream(f: BinaryIO, seq: SequenceHeader, segments: Sequence[SegmentDat
     for seg, (ctype, payload) in zip(segments, archs, strict=True):
         parts.append(chunk_bytes("SEGM", seg.header.to_bytes()))
         parts.append(chunk_bytes(ctype, payload))
-        implied = implied_tensors(seg.config)
-        parts += [chunk_bytes("TNSC" if implied else "TNSR", t.to_bytes(implied)) for t in seg.tensors]
+        tnsc = implied_tensors(seg.config) and implied is not False
+        if tnsc and [(t.name, tuple(t.shape)) for t in seg.tensors] != [
+            (p.name, tuple(p.shape)) for p in layout_of(seg.config)
+        ]:  # a reader takes each tensor's name and shape from its place
+            raise ValueError(f"segment {seg.header.index}: the tensors are not those of the layout, in its order")
+        parts += [chunk_bytes("TNSC" if tnsc else "TNSR", t.to_bytes(tnsc)) for t in seg.tensors]
         parts.append(chunk_bytes("PHSH", hash_bytes(seg.digest)))
     parts.append(chunk_bytes("MEND", b""))
     data = b"".join(parts)

@@ -303,7 +303,8 @@ def compact_gaussians(mean: torch.Tensor, std: torch.Tensor) -> tuple[torch.Tens
     nearest bfloat16 above the largest."""
     table, bounds = (v.to(std.device) for v in _compact_bounds())
     scaled = torch.round(mean.float() * MEAN_UNIT)
-    mean = torch.where(scaled.abs() <= 127, scaled / MEAN_UNIT, mean.to(torch.bfloat16).float())
+    # (+ 0.0: a mean that rounds to -0 is stored, and decoded, as +0)
+    mean = torch.where(scaled.abs() <= 127, scaled / MEAN_UNIT + 0.0, mean.to(torch.bfloat16).float())
     std = std.float()
     code = torch.searchsorted(bounds, std.double()).clamp_max(len(table) - 1)
     std = torch.where(std > table[-1], std.to(torch.bfloat16).float(), table[code])
