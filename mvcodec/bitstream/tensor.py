@@ -273,8 +273,8 @@ class CodedTensor:
         t.model_mode = mode & ~COMPACT_FLAG if (mode & ~COMPACT_FLAG) in PHASED_MODES else mode
         if t.model_mode not in MODEL_MODES:
             raise UnknownCriticalChunk(
-                f"chunk {r.ctype}: entropy model mode {mode} (0x{mode:02x}) is not known to this decoder: the stream "
-                "needs a newer decoder"
+                f"chunk {r.ctype}: entropy model mode {mode} is not known to this decoder: the stream needs a newer "
+                f"decoder (model_mode byte 0x{mode:02x})"
             )
         t.table_format = TABLE_COMPACT if mode != t.model_mode else TABLE_BFLOAT16
         t.model_axis = r.u8()
