@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -67,11 +68,15 @@ def from_bfloat16_bits(bits: np.ndarray) -> np.ndarray:
     return (bits.astype(np.uint32) << 16).view(np.float32)
 
 
+@functools.cache
 def compact_stds() -> np.ndarray:
     """The 255 standard deviations (Laplace scales) of compact std codes 0..254 (section 7.7): binary32 0.1
-    times (16 + b mod 16) 2^(b div 16 - 4), one binary32 product each, rising from 0.1 to 6144."""
+    times (16 + b mod 16) 2^(b div 16 - 4), one binary32 product each, rising from 0.1 to 6144 (computed once,
+    read-only)."""
     b = np.arange(STD_ESCAPE)
-    return np.float32(0.1) * ((16 + b % 16) * np.exp2(b // 16 - 4)).astype(np.float32)
+    table = np.float32(0.1) * ((16 + b % 16) * np.exp2(b // 16 - 4)).astype(np.float32)
+    table.setflags(write=False)
+    return table
 
 
 def compact_table_bytes(means: np.ndarray, stds: np.ndarray) -> bytes:

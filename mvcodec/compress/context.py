@@ -291,7 +291,7 @@ def stored_gaussians(
 @functools.lru_cache(maxsize=1)
 def _compact_bounds() -> tuple[torch.Tensor, torch.Tensor]:
     """The compact table's stds (float32) and the geometric midpoints between neighbours (float64)."""
-    table = torch.from_numpy(compact_stds())
+    table = torch.from_numpy(compact_stds().copy())
     t = table.double()
     return table, torch.sqrt(t[:-1] * t[1:])
 
