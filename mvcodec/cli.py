@@ -137,7 +137,11 @@ def open_cli_source(inputs, size, pix_fmt, fps, frames, seek, views, filters=Non
 @click.option(
     "-b", "--bitrate", type=float, metavar="KBPS", help="Rate control: kbit/s over all views at the input's fps."
 )
-@click.option("--sparsity", type=float, help="Fraction of the conv weights pruned (mv-mginr; default 0.4).")
+@click.option(
+    "--sparsity",
+    type=float,
+    help="Fraction of the conv weights pruned (mv-mginr: default 0.4; mv-hinerv: 0.15).",
+)
 @click.option("--lambda", "rate_lambda", type=float, help="Rate-distortion trade-off of QAT: L = R + lambda D.")
 @click.option("--prune-epochs", type=int, help="Override the preset's fine-tuning epochs after pruning (mv-mginr).")
 @click.option("--qat-epochs", type=int, help="Override the preset's quantisation-aware training epochs.")

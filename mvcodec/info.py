@@ -67,6 +67,7 @@ def stream_report(path: Path, max_memory: int | None = None, available: bool = F
                     "decode_batch": arch.cpu_decode_batch,
                     "decode_memory": needs[k].memory,
                     "decode_memory_least": least[k].memory,
+                    "decode_bands": arch.bands,  # whether the least is in bands of rows (else one whole frame)
                     "params": arch.params(seg.config),
                     "param_split": arch.param_split(seg.config),
                     "param_hash": seg.digest.hex(),
@@ -149,7 +150,8 @@ def report_lines(r: dict) -> list[str]:
         lines.append(
             f"  decoding needs about {size_text(s['decode_memory'])} on the CPU ({s['decode_batch']} frame"
             f"{'s' if s['decode_batch'] > 1 else ''} a pass; at least {size_text(s['decode_memory_least'])}, "
-            f"in bands of rows) and {s['macs_per_frame'] / 1e6:.1f} M MACs a frame"
+            f"{'in bands of rows' if s['decode_bands'] else 'one whole frame a pass'}) and "
+            f"{s['macs_per_frame'] / 1e6:.1f} M MACs a frame"
         )
         lines.append(f"  {'tensor':<22} {'shape':<18} {'symbols':>9} {'coded bits':>11} {'ideal bits':>11}")
         for t in s["tensors"]:

@@ -58,6 +58,16 @@ PYRAMID_MC_PRESETS = {
     "slow": _fit_qat(28, 252),
 }
 
+# MV-HiNeRV's: HiNeRV's pipeline (fit, pruning with fine-tuning, QAT at a tenth of the learning rate), its
+# `medium` about the default architecture's time at 320x180 x 16 frames x 4 views, the others half, twice and
+# four times its epochs (BENCHMARKS.md, issue 16)
+HINERV_PRESETS = {
+    "fast": _phases(15, 2, 4),
+    "medium": _phases(30, 4, 8),
+    "paper": _phases(60, 8, 16),
+    "slow": _phases(120, 16, 32),
+}
+
 DEFAULT_PRESET = "medium"
 DEFAULT_ARCH = "mv-pyramid-mc"  # the network mvenc fits unless --arch names another registered one
 DEFAULT_PRESETS = PYRAMID_MC_PRESETS  # its table
@@ -106,5 +116,7 @@ def preset_help() -> str:
         + ", ".join(parts)
         + "; each architecture has its own (mv-mginr: fit + fine-tuning after pruning + QAT, "
         + ", ".join(f"{name} {epochs(phases)}" for name, phases in PRESETS.items())
+        + "; mv-hinerv: "
+        + ", ".join(f"{name} {epochs(phases)}" for name, phases in HINERV_PRESETS.items())
         + "; README)."
     )

@@ -158,7 +158,7 @@ def test_a_new_architecture_is_one_module_and_one_registry_line(tiny_arch, tmp_p
 def test_registering_refuses_clashes(tiny_arch):
     with pytest.raises(ValueError, match="clashes"):
         register(Tiny())
-    known = "mv-mginr, mv-pyramid, mv-pyramid-mc, tiny-test"
+    known = "mv-mginr, mv-pyramid, mv-pyramid-mc, mv-hinerv, tiny-test"
     with pytest.raises(ValueError, match=f"unknown architecture .nope.; use one of {known}"):
         by_name("nope")
 

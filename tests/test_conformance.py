@@ -15,11 +15,14 @@ from helpers import run_tool, tool
 
 from mvcodec.bitstream import read_index, read_segment_tensors
 from mvcodec.bitstream.tensor import (
+    MASK_BERNOULLI,
     MODEL_ARM,
     MODEL_CONTEXT,
     MODEL_LAPLACE,
+    MODEL_PER_AXIS,
     MODEL_PHASED,
     MODEL_PREDICTED,
+    STEP_ROW_COLUMN,
     TABLE_BFLOAT16,
     TABLE_COMPACT,
 )
@@ -77,6 +80,18 @@ def test_the_registered_architectures_and_entropy_models_have_streams(name, arch
             names = [p.name for p in arch_of(cfg).layout(cfg)]
             flows = dec.parameters(0)[names.index("flows")][1:]  # frame 0's is not used
         assert np.abs(flows).max() >= 4 and np.any(flows % 4 != 0)
+
+
+def test_mv_hinerv_has_a_stream_coded_as_mvenc_codes_it():
+    with open(ROOT / "c18_hinerv" / "stream.mvinr", "rb") as f:
+        index = read_index(f)
+        tensors = {t.name: t for t in read_segment_tensors(f, index.segments[0])}
+    cfg = index.segments[0].config
+    assert arch_of(cfg).id == 3 and index.version == (1, 1) and cfg.strides == (2, 2, 2) and cfg.local_levels == 2
+    assert all(tensors[f"grids.{lv}"].model_mode == MODEL_PER_AXIS for lv in range(cfg.grid_levels))
+    assert tensors["blocks.2.local.1"].model_mode == MODEL_PER_AXIS
+    weight = tensors["blocks.0.pw1.weight"]
+    assert weight.step_mode == STEP_ROW_COLUMN and weight.mask_mode == MASK_BERNOULLI
 
 
 @pytest.mark.parametrize("folder", STREAMS, ids=lambda p: p.name)

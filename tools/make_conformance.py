@@ -185,6 +185,18 @@ CASES = [
         height=54,
         arch="mv-pyramid-mc",
     ),
+    Case(
+        "c18_hinerv",
+        "MV-HiNeRV (arch_id 3): per-view base grids of 3 temporal levels, 3 blocks with per-view local grids "
+        "(hierarchical encoding) and ConvNeXt layers, pruned conv weights with row x column steps, per-channel "
+        "Gaussians; 3 views x 5 frames at 80x48, 8-bit, in TNSC chunks",
+        views=3,
+        frames=5,
+        width=80,
+        height=48,
+        params=16_000,
+        arch="mv-hinerv",
+    ),
 ]
 
 

@@ -6,6 +6,7 @@ and prints one JSON line per -q point. BENCHMARKS.md, issue 14, experiments 5 an
     python tools/pyramid_sweep.py /tmp/cut --fps 6 -q 6 --channels 2 --hidden 48
     python tools/pyramid_sweep.py /tmp/cut320 --fps 6 -q 2 --frame-skip 1
     python tools/pyramid_sweep.py /tmp/cut320 --fps 6 -q 2 --flow-level 4   (MV-Pyramid-MC, experiment 18)
+    python tools/pyramid_sweep.py /tmp/cut320 --fps 6 -q 2,4 --arch mv-hinerv --preset medium   (issue 16)
 """
 
 from __future__ import annotations
@@ -143,10 +144,11 @@ def tensor_kbits(path: Path) -> dict[str, float]:
 @click.option("--noise-ramp", type=float, help="Fraction of QAT after which Quant-Noise rounds every value.")
 @click.option("--loss", type=click.Choice(LOSSES), help="Training loss (default: the architecture's).")
 @click.option("--keep", type=click.Path(file_okay=False), help="Keep the streams here (q<N>.mvinr).")
+@click.option("--arch", "arch_name", help="A registered architecture, as it is (without the variant's knobs above).")
 def main(
     inputs, fps, frames, epochs, qat_epochs, quality, preset, channels, hidden, frame_skip, lr, latent_lr, flow_level,
     arm_hidden, frame_channels, latent_proxy, batch_size, price_frames, motion_gaussian, motion_mode4, levels,
-    bf16_tables, seed, rate_warmup, noise_ramp, loss, keep,
+    bf16_tables, seed, rate_warmup, noise_ramp, loss, keep, arch_name,
 ):  # fmt: skip
     knobs = (channels, hidden, frame_skip or None, latent_lr, flow_level, arm_hidden or None, frame_channels, levels)
     changed = any(k is not None for k in knobs)
@@ -155,10 +157,14 @@ def main(
         if given and flow_level is None:
             raise click.BadParameter("only MV-Pyramid-MC has motion: give --flow-level", param_hint=flag)
     more = (motion_gaussian, motion_mode4, levels, bf16_tables)
+    if arch_name and (changed or any(given for _, given in flags)):
+        raise click.BadParameter(
+            "a registered architecture runs as it is: drop the variant's options", param_hint="--arch"
+        )
     name = (
         variant(channels, hidden, frame_skip, latent_lr, flow_level, arm_hidden, frame_channels, *more)
         if changed
-        else "mv-pyramid"
+        else arch_name or "mv-pyramid"
     )
     # None: the recipe's
     train = {"lr": lr, "latent_proxy": latent_proxy, "batch_size": batch_size, "price_frames": price_frames}

@@ -118,5 +118,6 @@ def recipe(
             )
         fields["motion_weight"] = 0.0  # and the masks are not computed
     tcfg = TrainConfig(phases[0].epochs, **fields)
+    sparsity = a.sparsity if sparsity is None else sparsity
     ccfg = CompressConfig(**{k: v for k, v in (("sparsity", sparsity), ("rate_lambda", rate_lambda)) if v is not None})
     return Recipe(tcfg, phases, ccfg)

@@ -131,6 +131,7 @@ class Architecture:
     train_defaults: ClassVar[dict[str, Any]] = {}
     presets: ClassVar[dict[str, tuple] | None] = None
     lr_scales: ClassVar[dict[Role, float]] = {}
+    sparsity: ClassVar[float | None] = None  # the fraction of conv weights its pruning phase prunes (None: 0.4)
     chain: ClassVar[bool] = False  # frame t reads the frame-row tensors' rows of frames 0..t (see above)
     cpu_decode_batch: ClassVar[int] = 4  # frames a forward pass of the decoder on the CPU (mvdec --batch)
     # The network's `band` path (see the module's docstring) is the decoder's reference path, whole frames

@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from mvcodec.model.base import ArchConfig, Architecture
+from mvcodec.model.hinerv import MVHiNeRVArchitecture
 from mvcodec.model.mginr import MVMGINRArchitecture
 from mvcodec.model.pyramid import MVPyramidArchitecture
 from mvcodec.model.pyramid_mc import MVPyramidMCArchitecture
@@ -71,3 +72,4 @@ def arch_of(cfg: Any) -> Architecture:
 register(MVMGINRArchitecture())
 register(MVPyramidArchitecture())
 register(MVPyramidMCArchitecture())
+register(MVHiNeRVArchitecture())
