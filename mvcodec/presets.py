@@ -59,13 +59,13 @@ PYRAMID_MC_PRESETS = {
 }
 
 # MV-HiNeRV's: HiNeRV's pipeline (fit, pruning with fine-tuning, QAT at a tenth of the learning rate), its
-# `medium` about the default architecture's time at 320x180 x 16 frames x 4 views, the others half, twice and
-# four times its epochs (BENCHMARKS.md, issue 16)
+# `medium` about the default architecture's time at 320x180 x 16 frames x 4 views at -q 4 (130 ms a fit step, 170
+# a QAT step: about 300 s of training), the others half, twice and four times its epochs (BENCHMARKS.md, issue 16)
 HINERV_PRESETS = {
-    "fast": _phases(15, 2, 4),
-    "medium": _phases(30, 4, 8),
-    "paper": _phases(60, 8, 16),
-    "slow": _phases(120, 16, 32),
+    "fast": _phases(25, 3, 6),
+    "medium": _phases(50, 6, 12),
+    "paper": _phases(100, 12, 24),
+    "slow": _phases(200, 24, 48),
 }
 
 DEFAULT_PRESET = "medium"
