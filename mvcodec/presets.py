@@ -74,9 +74,9 @@ DEFAULT_PRESETS = PYRAMID_MC_PRESETS  # its table
 # Seconds each of its presets' encode of the bundled sample took (README's first command: 4 views x 8 frames
 # at 160x96, 10-bit, -q 4) on a 2-core CPU with nothing else running, its bits per pixel and PSNR-YUV:
 # BENCHMARKS.md, "Presets on the bundled sample" (tools/preset_times.py).
-SAMPLE_SECONDS = {"fast": 28.2, "medium": 56.9, "paper": 106.5, "slow": 219.5}
-SAMPLE_BPP = {"fast": 0.43, "medium": 0.39, "paper": 0.37, "slow": 0.38}
-SAMPLE_PSNR = {"fast": 35.6, "medium": 36.5, "paper": 36.8, "slow": 37.2}
+SAMPLE_SECONDS = {"fast": 29.6, "medium": 57.7, "paper": 112.1, "slow": 227.7}
+SAMPLE_BPP = {"fast": 0.43, "medium": 0.40, "paper": 0.37, "slow": 0.40}
+SAMPLE_PSNR = {"fast": 35.9, "medium": 36.6, "paper": 36.9, "slow": 37.4}
 
 
 def phases_for(

@@ -5,17 +5,14 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import signal
-from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers import SAMPLE_FILES, train_config
+from helpers import SAMPLE_FILES
 from test_architectures import _run
-from test_train import moving_square_source
+from test_train import moving_square_source, resumed_equals_uninterrupted
 
 from mvcodec.bitstream import read_index, read_segment_tensors
 from mvcodec.bitstream.syntax import ByteReader, ByteWriter
@@ -26,7 +23,7 @@ from mvcodec.decoder import Decoder
 from mvcodec.errors import StreamError
 from mvcodec.model import Shape, by_name
 from mvcodec.model.hinerv import HiNeRVConfig, time_slices
-from mvcodec.train.fit import Checkpoint, FrameStore, TrainingData, fit
+from mvcodec.train.fit import FrameStore, TrainingData
 
 ARCH = by_name("mv-hinerv")
 CONFIGS = [
@@ -174,21 +171,4 @@ def test_an_mv_hinerv_qat_resumed_equals_an_uninterrupted_one(tmp_path):
         model = CompressibleModel(ARCH.build(cfg), cfg, quantise=True)
         return model, TrainingData(FrameStore(moving_square_source(), torch.device("cpu")), None, "x")
 
-    defaults = {k: v for k, v in ARCH.train_defaults.items() if k != "lr"}
-    tcfg = replace(train_config("fast", epochs=4, checkpoint_every=1, seed=3), rate_weight=1e-2, **defaults)
-    model, data = tiny()
-    fit(model, data, tcfg, progress=False)
-    uninterrupted = [t.clone() for t in model.state_dict().values()]
-    ckpt = Checkpoint(tmp_path / "run.ckpt")
-    model, data = tiny()
-
-    def stop(epoch, loss):
-        if epoch == 2:
-            os.kill(os.getpid(), signal.SIGINT)
-
-    with pytest.raises(KeyboardInterrupt):
-        fit(model, data, tcfg, checkpoint=ckpt, progress=False, on_epoch=stop)
-    model, data = tiny()
-    fit(model, data, tcfg, checkpoint=ckpt, progress=False)
-    for a, b in zip(uninterrupted, model.state_dict().values(), strict=True):
-        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    resumed_equals_uninterrupted(tiny, ARCH, tmp_path)

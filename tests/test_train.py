@@ -351,8 +351,6 @@ def test_ctrl_c_during_mvenc_keeps_a_checkpoint_that_resume_finishes(tmp_path):
 def test_an_mv_pyramid_qat_resumed_equals_an_uninterrupted_one(tmp_path, arch):
     """The row-lazy optimiser's state and the per-row statistics of the latents' Gaussians are checkpointed
     (MV-Pyramid-MC, the default architecture: with its chain, its motion and its own training defaults)."""
-    from dataclasses import replace
-
     from mvcodec.model import by_name
     from mvcodec.model.pyramid import PyramidConfig
     from mvcodec.model.pyramid_mc import PyramidMCConfig
@@ -367,12 +365,21 @@ def test_an_mv_pyramid_qat_resumed_equals_an_uninterrupted_one(tmp_path, arch):
             torch.nn.init.normal_(model.base.flows, 0, 4)
         return model, TrainingData(FrameStore(moving_square_source(), torch.device("cpu")), None, "x")
 
-    defaults = {k: v for k, v in by_name(arch).train_defaults.items() if k != "lr"}
+    model = resumed_equals_uninterrupted(tiny, by_name(arch), tmp_path)
+    assert any(k.startswith("rowstats_") for k in model.state_dict())
+
+
+def resumed_equals_uninterrupted(tiny, arch, tmp_path) -> CompressibleModel:
+    """Train tiny()'s model (its data alongside) for 4 epochs of QAT with the architecture's training defaults,
+    uninterrupted, then interrupted after epoch 2 and resumed from the checkpoint; assert that both end with
+    the same state, bit for bit, and return the resumed model."""
+    from dataclasses import replace
+
+    defaults = {k: v for k, v in arch.train_defaults.items() if k != "lr"}
     tcfg = replace(train_config("fast", epochs=4, checkpoint_every=1, seed=3), rate_weight=1e-2, **defaults)
     model, data = tiny()
     fit(model, data, tcfg, progress=False)
     uninterrupted = [t.clone() for t in model.state_dict().values()]
-
     ckpt = Checkpoint(tmp_path / "run.ckpt")
     model, data = tiny()
 
@@ -384,6 +391,32 @@ def test_an_mv_pyramid_qat_resumed_equals_an_uninterrupted_one(tmp_path, arch):
         fit(model, data, tcfg, checkpoint=ckpt, progress=False, on_epoch=stop)
     model, data = tiny()
     fit(model, data, tcfg, checkpoint=ckpt, progress=False)
-    assert any(k.startswith("rowstats_") for k in model.state_dict())
     for a, b in zip(uninterrupted, model.state_dict().values(), strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
+    return model
+
+
+def test_adams_beta2_is_a_checked_option_that_the_default_architecture_sets(monkeypatch):
+    from dataclasses import replace
+
+    from mvcodec.encoder.recipe import recipe
+    from mvcodec.train import fit as fit_module
+
+    with pytest.raises(InputError, match="adam_beta2"):
+        train_config(adam_beta2=1.0)
+    assert recipe("medium").train.adam_beta2 == 0.99  # mv-pyramid-mc's (BENCHMARKS.md, experiment 41)
+    assert recipe("medium", arch="mv-mginr").train.adam_beta2 == 0.999
+    seen = []
+
+    class Spy(fit_module.RowAdam):
+        def __init__(self, params, **kw):
+            seen.append(kw["betas"])
+            super().__init__(params, **kw)
+
+    monkeypatch.setattr(fit_module, "RowAdam", Spy)
+    source = moving_square_source()
+    cfg = solve_config(2, 3, 36, 64, 12_000)
+    model = CompressibleModel(MVMGINR(cfg), cfg)
+    data = TrainingData(FrameStore(source, torch.device("cpu")))
+    fit(model, data, replace(train_config(epochs=1), adam_beta2=0.9), progress=False)
+    assert seen == [(0.9, 0.9)]

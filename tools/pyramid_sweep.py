@@ -143,12 +143,13 @@ def tensor_kbits(path: Path) -> dict[str, float]:
 @click.option("--rate-warmup", type=float, help="Fraction of QAT's steps over which the rate weight rises from 0.")
 @click.option("--noise-ramp", type=float, help="Fraction of QAT after which Quant-Noise rounds every value.")
 @click.option("--loss", type=click.Choice(LOSSES), help="Training loss (default: the architecture's).")
+@click.option("--adam-beta2", type=float, help="Adam's second-moment decay (default: the recipe's).")
 @click.option("--keep", type=click.Path(file_okay=False), help="Keep the streams here (q<N>.mvinr).")
 @click.option("--arch", "arch_name", help="A registered architecture, as it is (without the variant's knobs above).")
 def main(
     inputs, fps, frames, epochs, qat_epochs, quality, preset, channels, hidden, frame_skip, lr, latent_lr, flow_level,
     arm_hidden, frame_channels, latent_proxy, batch_size, price_frames, motion_gaussian, motion_mode4, levels,
-    bf16_tables, seed, rate_warmup, noise_ramp, loss, keep, arch_name,
+    bf16_tables, seed, rate_warmup, noise_ramp, loss, adam_beta2, keep, arch_name,
 ):  # fmt: skip
     knobs = (channels, hidden, frame_skip or None, latent_lr, flow_level, arm_hidden or None, frame_channels, levels)
     changed = any(k is not None for k in knobs)
@@ -168,7 +169,13 @@ def main(
     )
     # None: the recipe's
     train = {"lr": lr, "latent_proxy": latent_proxy, "batch_size": batch_size, "price_frames": price_frames}
-    train |= {"seed": seed, "rate_warmup": rate_warmup, "noise_ramp": noise_ramp, "loss": loss}
+    train |= {
+        "seed": seed,
+        "rate_warmup": rate_warmup,
+        "noise_ramp": noise_ramp,
+        "loss": loss,
+        "adam_beta2": adam_beta2,
+    }
     source = open_source(list(inputs), fps=parse_fps(fps), frames=frames)
     with TemporaryDirectory() as tmp:
         for q in (int(x) for x in quality.split(",")):
@@ -179,6 +186,7 @@ def main(
             row = {"arch": name, "q": q, "bpp": r.bpp, "psnr_yuv": r.quality["psnr_yuv"], "params": r.params}
             row |= {k: r.quality[k] for k in ("psnr_y", "psnr_u", "psnr_v") if k in r.quality}
             extra = (("seed", seed), ("rate_warmup", rate_warmup), ("noise_ramp", noise_ramp), ("loss", loss))
+            extra += (("adam_beta2", adam_beta2),)
             row |= {k: v for k, v in extra if v is not None}
             row |= {"macs_per_pixel": r.macs_per_pixel, "encode_seconds": r.encode_seconds}
             click.echo(json.dumps({**row, "kbit": tensor_kbits(Path(tmp) / f"q{q}.mvinr")}))

@@ -159,6 +159,10 @@ class MVPyramidMCArchitecture(MVPyramidArchitecture):
         # weighed chroma 3-4 times less than the metric does at 320x180 (BENCHMARKS.md, issue 14, experiment 35: +1.2
         # dB BD-PSNR on both caliscope sessions; PSNR-Y -0.3 dB, chroma +5 dB)
         "loss": "psnr-yuv",
+        # Adam's second moment over about the last 100 steps rather than 1000: the gradients shrink several-fold
+        # over QAT, and a long memory of the early ones shrinks the late steps with them (BENCHMARKS.md, issue 14,
+        # experiment 41: +0.09 dB on the small cut over three seeds, +0.15 dB over the 320x180 ladders)
+        "adam_beta2": 0.99,
     }
     # the latents at 15x the learning rate, half MV-Pyramid's 30x: a residual moves every later frame of its chain
     # (BENCHMARKS.md, issue 14, experiment 28: +0.4 dB average BD-PSNR at 320x180, +1.9 dB on the small cut)

@@ -43,8 +43,8 @@ from mvcodec.train.optim import RowAdam
 # without per-row statistics; 9: TrainConfig.rate_warmup, and MV-Pyramid-MC's latents at 15x the learning rate;
 # 10: MV-Pyramid-MC's latent grids priced in model_mode 5's 36 contexts
 # 11: MV-Pyramid-MC's motion priced in model_mode 6 (located at the neighbours' median); 12: TrainConfig.noise_ramp;
-# 13: the psnr-yuv loss's scale and the epoch's distortion so far
-CHECKPOINT_VERSION = 13
+# 13: the psnr-yuv loss's scale and the epoch's distortion so far; 14: TrainConfig.adam_beta2
+CHECKPOINT_VERSION = 14
 
 LEGACY_ARCH = "mv-mginr"  # the network of the checkpoints written before they named theirs
 
@@ -74,6 +74,7 @@ class TrainConfig:
     price_frames: bool = False  # a chain's rate term prices the batch's frames alone (see qat.py)
     latent_proxy: str = "mixed"  # QAT: what the synthesis sees of a latent not yet rounded (see qat.py)
     noise_ramp: float = NOISE_RAMP  # QAT: fraction of the steps after which Quant-Noise rounds every value (see qat.py)
+    adam_beta2: float = 0.999  # Adam's second-moment decay (beta1 is 0.9)
 
     def __post_init__(self) -> None:
         if self.epochs < 0:
@@ -88,6 +89,8 @@ class TrainConfig:
             raise InputError(f"rate_warmup must be 0 to 1, got {self.rate_warmup}")
         if not 0.0 < self.noise_ramp <= 1.0:
             raise InputError(f"noise_ramp must be above 0 and at most 1, got {self.noise_ramp}")
+        if not 0.0 < self.adam_beta2 < 1.0:
+            raise InputError(f"adam_beta2 must be above 0 and below 1, got {self.adam_beta2}")
         if self.chain_window is not None and self.chain_window < 0:
             raise InputError(f"chain_window must be 0 or more (or None: the whole chain), got {self.chain_window}")
         if self.latent_proxy not in LATENT_PROXIES:
@@ -360,7 +363,7 @@ def fit(
     model.to(device)
     if cuda or device.type == "cpu":  # oneDNN's convolutions too are faster channels-last (1.3-1.7x a step)
         model.to(memory_format=torch.channels_last)
-    opt = RowAdam(model.param_groups(tcfg.lr, tcfg.step_lr or tcfg.lr), lr=tcfg.lr)
+    opt = RowAdam(model.param_groups(tcfg.lr, tcfg.step_lr or tcfg.lr), lr=tcfg.lr, betas=(0.9, tcfg.adam_beta2))
     pixels = store.views * store.frames * store.height * store.width
     forward = torch.compile(model) if tcfg.compile else model
     n = store.views * store.frames
