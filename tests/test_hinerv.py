@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -55,16 +56,18 @@ def test_the_network_has_exactly_its_layouts_tensors_and_its_config_round_trips(
 
 
 @pytest.mark.parametrize(
-    "at, value, message",
-    [(0, 0, "0 blocks"), (1, 9, "strides"), (3, 0, "widths"), (9, 7, "grid levels"), (10, 0, "grid channels"),
-     (11, 7, "local levels"), (14, 4, "kernel"), (15, 0, "expansion")],
+    "edits, message",
+    [({0: 0}, "0 blocks"), ({1: 9}, "strides"), ({1: 8, 2: 8}, "above the frame's larger side"), ({3: 0}, "widths"),
+     ({9: 7}, "grid levels"), ({10: 0}, "grid channels"), ({11: 7}, "local levels"), ({14: 4}, "kernel"),
+     ({15: 0}, "expansion")],
 )  # fmt: skip
-def test_each_configuration_field_is_checked(at, value, message):
-    cfg = CONFIGS[0]  # blocks 2: bytes 1-2 strides, 3-8 widths, 9-11 levels and channels, 12-13 local, 14-15
+def test_each_configuration_field_is_checked(edits, message):
+    cfg = replace(CONFIGS[0], width=48)  # blocks 2: bytes 1-2 strides, 3-8 widths, 9-11 levels and channels, 12-15
     w = ByteWriter()
     ARCH.config_bytes(cfg, w)
     data = bytearray(w.bytes())
-    data[at] = value
+    for at, value in edits.items():
+        data[at] = value
     with pytest.raises(StreamError, match=message):
         ARCH.parse_config(ByteReader(bytes(data), "ARCX"), cfg.shape)
 

@@ -67,6 +67,8 @@ class HiNeRVConfig(ArchConfig):
             raise ValueError(f"{n} blocks: 1 to {MAX_BLOCKS}, with one more width and as many local channels")
         if not all(1 <= s <= MAX_STRIDE for s in self.strides):
             raise ValueError(f"strides {self.strides}: each 1 to {MAX_STRIDE}")
+        if self.upscale > max(self.height, self.width):
+            raise ValueError(f"strides {self.strides}: their product is above the frame's larger side")
         if not all(1 <= w <= MAX_WIDTH for w in self.widths):
             raise ValueError(f"widths {self.widths}: each 1 to {MAX_WIDTH}")
         if not 1 <= self.grid_levels <= MAX_GRID_LEVELS or not 0 <= self.local_levels <= MAX_GRID_LEVELS:
@@ -281,6 +283,8 @@ class MVHiNeRVArchitecture(Architecture):
         r.check(1 <= n <= MAX_BLOCKS, f"{n} blocks, must be 1 to {MAX_BLOCKS}")
         strides = tuple(r.u8() for _ in range(n))
         r.check(all(1 <= s <= MAX_STRIDE for s in strides), f"strides {strides}, each must be 1 to {MAX_STRIDE}")
+        side = max(shape.height, shape.width)
+        r.check(math.prod(strides) <= side, f"strides {strides}: their product is above the frame's larger side {side}")
         widths = tuple(r.u16() for _ in range(n + 1))
         r.check(all(1 <= c <= MAX_WIDTH for c in widths), f"widths {widths}, each must be 1 to {MAX_WIDTH}")
         grid_levels, grid_channels, local_levels = r.u8(), r.u8(), r.u8()
