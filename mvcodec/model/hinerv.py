@@ -164,6 +164,12 @@ def read_in_time(grid: torch.Tensor, view: torch.Tensor, frame: torch.Tensor, sl
     return grid[rows] * (1 - frac) + grid[nxt] * frac
 
 
+def read_levels(grids, view: torch.Tensor, frame: torch.Tensor, frames: int) -> torch.Tensor:
+    """Temporal grids of levels 0, 1, ... read at the batch's frames (read_in_time), concatenated along channels."""
+    parts = [read_in_time(g, view, frame, time_slices(frames, level), level) for level, g in enumerate(grids)]
+    return torch.cat(parts, dim=1)
+
+
 class Block(nn.Module):
     """Bilinear upsampling, the hierarchical encoding added, a ConvNeXt layer."""
 
@@ -183,9 +189,7 @@ class Block(nn.Module):
 
     def encoding(self, view: torch.Tensor, frame: torch.Tensor) -> torch.Tensor:
         """The block's local encoding of the batch (B, channels, s, s), through its 1x1 convolution."""
-        cfg = self.cfg
-        parts = [read_in_time(g, view, frame, time_slices(cfg.frames, lv), lv) for lv, g in enumerate(self.local)]
-        return self.enc(torch.cat(parts, dim=1))
+        return self.enc(read_levels(self.local, view, frame, self.cfg.frames))
 
     def forward(self, x: torch.Tensor, view: torch.Tensor, frame: torch.Tensor) -> torch.Tensor:
         s = self.stride
@@ -223,8 +227,7 @@ class MVHiNeRV(nn.Module):
 
     def forward(self, view: torch.Tensor, frame: torch.Tensor) -> torch.Tensor:
         cfg = self.cfg
-        base = [read_in_time(g, view, frame, time_slices(cfg.frames, lv), lv) for lv, g in enumerate(self.grids)]
-        x = self.stem(torch.cat(base, dim=1))
+        x = self.stem(read_levels(self.grids, view, frame, cfg.frames))
         for block in self.blocks:
             x = block(x, view, frame)
         rgb = torch.sigmoid(self.head(x))
