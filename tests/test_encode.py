@@ -38,6 +38,8 @@ def test_mvenc_writes_segments_and_reports_the_decoded_quality(tmp_path):
     assert r.returncode == 0, r.stderr
     assert "bpp" in r.stdout and "kbps" in r.stdout and "segment 2/2" in r.stdout
     assert "loss psnr-yuv" in r.stdout  # the default architecture's
+    # the float network's figure is said to be the fit phase's, before QAT (the default has no pruning phase)
+    assert "the float network after its 2-epoch fit phase, before QAT: PSNR-YUV" in r.stdout
     stats = json.loads((tmp_path / "s.json").read_text())
     for key in ("bytes", "bpp", "kbps", "psnr_y", "psnr_yuv", "ssim", "per_view", "encode_seconds"):
         assert key in stats

@@ -151,8 +151,8 @@ def summary_lines(r: EncodeResult) -> list[str]:
     lines = [
         f"wrote {r.output}: {r.bytes} bytes, {r.bpp:.5f} bpp, {r.kbps:.2f} kbps at {src['fps']:g} fps "
         f"({src['views']} views x {src['frames']} frames, {r.params} params, {r.macs_per_pixel:.0f} MACs/pixel)",
-        "quality of the decoded stream (the float network before quantisation: "
-        f"PSNR-YUV {r.psnr_yuv_unquantised:.3f} dB):",
+        f"quality of the decoded stream (the float network after its {r.epochs}-epoch fit phase, before "
+        f"{'pruning and ' if 'prune' in r.phase_seconds else ''}QAT: PSNR-YUV {r.psnr_yuv_unquantised:.3f} dB):",
     ]
     lines += quality_table(src["view_names"], r.quality)
     lines.append(
