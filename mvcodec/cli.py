@@ -126,7 +126,7 @@ def open_cli_source(inputs, size, pix_fmt, fps, frames, seek, views, filters=Non
     "-q",
     "--quality",
     type=int,
-    metavar="1-8",
+    metavar="0-8",
     help="Quality level (default 4): lambda doubles per level (the pyramid architectures, which also widen from 5 "
     "up; mv-mginr: the model size doubles too).",
 )

@@ -9,7 +9,8 @@ import pytest
 from helpers import SAMPLE_FILES, run_tool
 
 from mvcodec.encoder.assemble import stream_view_names
-from mvcodec.encoder.plan import config_for_quality, plan_segments
+from mvcodec.encoder.plan import check_quality, config_for_quality, lambda_for_quality, plan_segments
+from mvcodec.errors import InputError
 from mvcodec.io import open_source
 from mvcodec.metrics import frame_quality, mean_quality
 from mvcodec.model import Shape, by_name
@@ -24,6 +25,18 @@ def test_segment_plans():
 def test_quality_levels_fit_many_frames():
     cfg = config_for_quality(by_name("mv-mginr"), 4, Shape(4, 64, 96, 160))  # 50k is too small here: raised
     assert cfg.frames == 64 and cfg.params > 50_000
+
+
+def test_quality_levels_run_from_0_to_8():
+    # -q 0 reaches below -q 1's rate (BENCHMARKS.md, issue 14, experiment 42): lambda halves again, and
+    # mv-mginr's model halves again
+    for name in ("mv-pyramid-mc", "mv-mginr"):
+        arch = by_name(name)
+        assert lambda_for_quality(0, arch) == lambda_for_quality(1, arch) / 2
+        assert arch.params(config_for_quality(arch, 0, Shape(4, 8, 96, 160))) > 0
+    for q in (-1, 9):
+        with pytest.raises(InputError, match="0 to 8"):
+            check_quality(q)
 
 
 def test_view_names_become_file_names():

@@ -11,23 +11,23 @@ from mvcodec.errors import InputError
 from mvcodec.io import MultiViewSource
 from mvcodec.model.base import Architecture, Shape
 
-QUALITY_LEVELS = range(1, 9)
+QUALITY_LEVELS = range(0, 9)
 DEFAULT_QUALITY = 4
 LAMBDA_AT_4 = 8.0  # QAT's rate-distortion weight at -q 4 (R in bits per pixel); it doubles per level
 DEFAULT_SEGMENT_FRAMES = 100  # the papers fit 65-100 frames per model
 
 
 def check_quality(q: int | None) -> int:
-    """The quality level (default 4); InputError outside 1..8."""
+    """The quality level (default 4); InputError outside 0..8."""
     if q is None:
         return DEFAULT_QUALITY
     if q not in QUALITY_LEVELS:
-        raise InputError(f"-q: quality level must be 1 to 8, got {q}")
+        raise InputError(f"-q: quality level must be 0 to 8, got {q}")
     return q
 
 
 def params_for_quality(arch: Architecture, q: int, shape: Shape) -> int:
-    """Parameter budget of quality level q (1..8): doubling per level, with a floor for small inputs."""
+    """Parameter budget of quality level q (0..8): doubling per level, with a floor for small inputs."""
     scale = 2.0 ** (check_quality(q) - DEFAULT_QUALITY)
     pixels = shape.views * shape.frames * shape.width * shape.height
     return round(max(arch.params_per_pixel_at_4 * pixels, arch.min_params_at_4) * scale)
