@@ -127,7 +127,7 @@ def open_cli_source(inputs, size, pix_fmt, fps, frames, seek, views, filters=Non
     "--quality",
     type=int,
     metavar="0-8",
-    help="Quality level (default 4): lambda doubles per level (the pyramid architectures, which also widen from 5 "
+    help="Quality level (default 4): lambda doubles per level (the pyramid architectures, which also widen from 7 "
     "up; mv-mginr: the model size doubles too).",
 )
 @click.option("--params", metavar="N", help="Model size in parameters (250k, 1.5M); overrides -q.")
