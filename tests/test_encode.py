@@ -9,7 +9,13 @@ import pytest
 from helpers import SAMPLE_FILES, run_tool
 
 from mvcodec.encoder.assemble import stream_view_names
-from mvcodec.encoder.plan import check_quality, config_for_quality, lambda_for_quality, plan_segments
+from mvcodec.encoder.plan import (
+    check_quality,
+    config_for_quality,
+    lambda_for_quality,
+    params_for_quality,
+    plan_segments,
+)
 from mvcodec.errors import InputError
 from mvcodec.io import open_source
 from mvcodec.metrics import frame_quality, mean_quality
@@ -28,12 +34,16 @@ def test_quality_levels_fit_many_frames():
 
 
 def test_quality_levels_run_from_0_to_8():
-    # -q 0 reaches below -q 1's rate (BENCHMARKS.md, issue 14, experiment 42): lambda halves again, and
-    # mv-mginr's model halves again
+    # -q 0 reaches below -q 1's rate (BENCHMARKS.md, issue 14, experiment 42): lambda halves again, and so
+    # does mv-mginr's parameter budget (its model is the smallest of at least that many parameters)
     for name in ("mv-pyramid-mc", "mv-mginr"):
         arch = by_name(name)
         assert lambda_for_quality(0, arch) == lambda_for_quality(1, arch) / 2
-        assert arch.params(config_for_quality(arch, 0, Shape(4, 8, 96, 160))) > 0
+    shape = Shape(4, 100, 720, 1280)
+    mginr = by_name("mv-mginr")
+    assert params_for_quality(mginr, 0, shape) * 2 == params_for_quality(mginr, 1, shape)
+    sizes = [mginr.params(config_for_quality(mginr, q, shape)) for q in (0, 1, 2)]
+    assert sizes[0] <= sizes[1] < sizes[2]
     for q in (-1, 9):
         with pytest.raises(InputError, match="0 to 8"):
             check_quality(q)
