@@ -169,13 +169,15 @@ def main(
     )
     # None: the recipe's
     train = {"lr": lr, "latent_proxy": latent_proxy, "batch_size": batch_size, "price_frames": price_frames}
-    train |= {
+    # also recorded in each row where given
+    recorded = {
         "seed": seed,
         "rate_warmup": rate_warmup,
         "noise_ramp": noise_ramp,
         "loss": loss,
         "adam_beta2": adam_beta2,
     }
+    train |= recorded
     source = open_source(list(inputs), fps=parse_fps(fps), frames=frames)
     with TemporaryDirectory() as tmp:
         for q in (int(x) for x in quality.split(",")):
@@ -185,9 +187,7 @@ def main(
             r = encode(source, Path(tmp) / f"q{q}.mvinr", opts, log=lambda *_: None)
             row = {"arch": name, "q": q, "bpp": r.bpp, "psnr_yuv": r.quality["psnr_yuv"], "params": r.params}
             row |= {k: r.quality[k] for k in ("psnr_y", "psnr_u", "psnr_v") if k in r.quality}
-            extra = (("seed", seed), ("rate_warmup", rate_warmup), ("noise_ramp", noise_ramp), ("loss", loss))
-            extra += (("adam_beta2", adam_beta2),)
-            row |= {k: v for k, v in extra if v is not None}
+            row |= {k: v for k, v in recorded.items() if v is not None}
             row |= {"macs_per_pixel": r.macs_per_pixel, "encode_seconds": r.encode_seconds}
             click.echo(json.dumps({**row, "kbit": tensor_kbits(Path(tmp) / f"q{q}.mvinr")}))
             if keep:
