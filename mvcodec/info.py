@@ -16,11 +16,19 @@ from mvcodec.metrics import bits_per_pixel, kbps
 from mvcodec.model.registry import arch_of
 
 
-def coded_bits(t: CodedTensor) -> int:
-    """Bits the tensor's coded data takes in the stream: range-coded words (symbols and mask), or floats."""
+def coded_bits(t: CodedTensor) -> int | None:
+    """Bits the tensor's coded data takes in the stream: range-coded words (symbols and mask), or floats; None
+    where its symbols are in its segment's one message (TNSL), which has no per-tensor share."""
     if t.coding == CODING_FLOAT32:
         return 32 * t.numel
+    if t.message is not None:
+        return None
     return 32 * (len(t.words) + (len(t.mask_words) if t.mask_words is not None else 0))
+
+
+def message_bits(tensors: list[CodedTensor]) -> int:
+    """Bits of a TNSL segment's one range-coded message (0 for a segment of tensor chunks)."""
+    return next((32 * len(t.message) for t in tensors if t.message is not None), 0)
 
 
 def stream_report(path: Path, max_memory: int | None = None, available: bool = False) -> dict:
@@ -72,6 +80,7 @@ def stream_report(path: Path, max_memory: int | None = None, available: bool = F
                     "param_split": arch.param_split(seg.config),
                     "param_hash": seg.digest.hex(),
                     "hash_ok": digest == seg.digest,
+                    "message_bits": message_bits(tensors),
                     "tensors": [
                         {
                             "name": t.name,
@@ -80,14 +89,16 @@ def stream_report(path: Path, max_memory: int | None = None, available: bool = F
                             "symbols": t.numel,
                             "coded_bits": coded_bits(t),
                             "ideal_bits": round(bits, 1),
-                            "chunk_bytes": ref.total_bytes,
+                            "chunk_bytes": None if ref is None else ref.total_bytes,
                         }
-                        for t, bits, ref in zip(tensors, ideal, seg.tensors, strict=True)
+                        for t, bits, ref in zip(
+                            tensors, ideal, [None] * len(tensors) if seg.lean else seg.tensors, strict=True
+                        )
                     ],
                 }
             )
     pixels = seq.views * seq.frames * seq.width * seq.height
-    coded = sum(t["coded_bits"] for s in segments for t in s["tensors"])
+    coded = sum(s["message_bits"] + sum(t["coded_bits"] or 0 for t in s["tensors"]) for s in segments)
     ideal_total = sum(t["ideal_bits"] for s in segments for t in s["tensors"])
     return {
         "version": f"{index.version[0]}.{index.version[1]}",
@@ -156,9 +167,10 @@ def report_lines(r: dict) -> list[str]:
         lines.append(f"  {'tensor':<22} {'shape':<18} {'symbols':>9} {'coded bits':>11} {'ideal bits':>11}")
         for t in s["tensors"]:
             shape = "x".join(map(str, t["shape"]))
-            lines.append(
-                f"  {t['name']:<22} {shape:<18} {t['symbols']:>9} {t['coded_bits']:>11} {t['ideal_bits']:>11.0f}"
-            )
+            coded = "in message" if t["coded_bits"] is None else t["coded_bits"]
+            lines.append(f"  {t['name']:<22} {shape:<18} {t['symbols']:>9} {coded:>11} {t['ideal_bits']:>11.0f}")
+        if s["message_bits"]:
+            lines.append(f"  {'message (TNSL)':<22} {'':<18} {'':>9} {s['message_bits']:>11}")
     if r["encoder_info"]:
         info = r["encoder_info"]
         said = f"{info.get('encoder', '?')}: {info.get('command', '')}"

@@ -245,10 +245,14 @@ class RangeDecoder:
         out = [self.decode(symbol_model(sym_min, sym_max, m, s, laplace)) for m, s in zip(mus, scales, strict=True)]
         return np.array(out, np.int32)
 
+    def mask(self, count: int, p_keep: float) -> np.ndarray:
+        """count mask entries, each under the Bernoulli model of p_keep (section 11.5.3)."""
+        model = mask_model(p_keep)
+        return np.array([self.decode(model) for _ in range(count)], dtype=bool)
+
 
 def decode_mask(words: Sequence[int], count: int, p_keep: float) -> np.ndarray:
-    dec, model = RangeDecoder(words), mask_model(p_keep)
-    return np.array([dec.decode(model) for _ in range(count)], dtype=bool)
+    return RangeDecoder(words).mask(count, p_keep)
 
 
 # ---- section 11.7: the range encoder (informative) -------------------------------------------------------

@@ -12,7 +12,7 @@ from mvcodec.bitstream.tensor import CodedTensor
 from mvcodec.compress import arm
 from mvcodec.compress.decoding import decode_segment, segment_ideal_bits
 from mvcodec.compress.qat import CompressibleModel, export_tensors
-from mvcodec.compress.range_coding import GaussianReader, gaussian_encode
+from mvcodec.compress.range_coding import GaussianReader, SymbolReader, gaussian_encode
 from mvcodec.errors import InvalidStream
 from mvcodec.model import by_name
 from mvcodec.model.pyramid import PyramidConfig
@@ -32,7 +32,7 @@ def test_symbols_round_trip_in_the_checkerboard_order(period):
     coded, means, stds = arm.coded_gaussians(symbols, coarse, period, layers)
     assert sorted(coded.tolist()) == sorted(symbols.ravel().tolist())
     words = gaussian_encode(coded, -3, 3, means, stds)
-    decoded = arm.decode_latent(GaussianReader(words, -3, 3).read, symbols.shape, coarse, period, layers)
+    decoded = arm.decode_latent(GaussianReader(SymbolReader(words), -3, 3).read, symbols.shape, coarse, period, layers)
     assert np.array_equal(decoded, symbols)
 
 

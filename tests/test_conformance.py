@@ -61,6 +61,11 @@ def test_there_are_conformance_streams():
             2,
             {"flows": MODEL_PREDICTED, "view_grids.0": MODEL_PHASED, "frame_grids.0": MODEL_PHASED},
         ),
+        (
+            "c19_pyramid_mc_lean",
+            2,
+            {"flows": MODEL_PREDICTED, "view_grids.0": MODEL_PHASED, "frame_grids.0": MODEL_PHASED},
+        ),
     ],
 )
 def test_the_registered_architectures_and_entropy_models_have_streams(name, arch_id, modes):
@@ -71,7 +76,9 @@ def test_the_registered_architectures_and_entropy_models_have_streams(name, arch
     stored = int.from_bytes(data[data.index(b"ARCX") + 4 :][:2], "little")  # the payload's first field
     assert stored == arch_id == arch_of(index.segments[0].config).id and index.version == (1, 1)
     assert {k: tensors[k].model_mode for k in modes} == modes
-    table = TABLE_COMPACT if "compact" in name else TABLE_BFLOAT16  # section 7.7's tables, or bfloat16 pairs
+    # section 7.7's tables (from experiment 39 on), or bfloat16 pairs
+    table = TABLE_COMPACT if name.endswith(("compact", "lean")) else TABLE_BFLOAT16
+    assert index.segments[0].lean == name.endswith("lean")  # a TNSL chunk (section 7.9)
     assert all(t.table_format == table for t in tensors.values() if t.model_mode in (MODEL_PHASED, MODEL_PREDICTED))
     assert all(tensors[k].row_period == index.segments[0].header.frames for k in modes if "view" not in k)
     if "flows" in modes:  # motion that moves: more than a pixel somewhere, and fractions of one

@@ -57,7 +57,8 @@ def mutate(data: bytes, rng: random.Random) -> bytes:
 
 SPECIAL = (0, 1, 0x7FFF, 0xFFFF, 0x7FFFFFFF, 0xFFFFFFFF)
 STRUCTURED_STREAMS = [
-    Path(__file__).parent / "conformance" / n / "stream.mvinr" for n in ("c07_coding_tools", "c15_pyramid_mc_motion")
+    Path(__file__).parent / "conformance" / n / "stream.mvinr"
+    for n in ("c07_coding_tools", "c15_pyramid_mc_motion", "c20_coding_tools_lean")
 ]
 DONORS = [
     Path(__file__).parent / "conformance" / n / "stream.mvinr" for n in ("c06_two_segments", "c13_pyramid_mc_arm")

@@ -228,7 +228,10 @@ def test_mv_pyramid_mc_round_trips_and_decodes_any_frame_alone(tmp_path, capsys)
     out = _run(mvenc, [*args, "--epochs", "2", "--qat-epochs", "2"], capsys)
     assert "chained along time by 10x6 motion fields" in out
     with open(stream, "rb") as f:
-        assert read_index(f).segments[0].config == cfg
+        index = read_index(f)
+    assert index.segments[0].config == cfg
+    assert [c.type for c in index.chunks].count("TNSL") == 1 and index.segments[0].lean  # section 7.9
+    assert not {"TNSR", "TNSC"} & {c.type for c in index.chunks}
     _run(mvdec, [stream, "-o", tmp_path / "all", "--no-progress"], capsys)
     _run(mvdec, [stream, "-o", tmp_path / "one", "--frames", "2", "--views", "1", "--no-progress"], capsys)
     (whole,) = sorted((tmp_path / "all").glob("v1*"))

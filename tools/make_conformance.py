@@ -51,7 +51,7 @@ from mvcodec.bitstream.tensor import (
     compact_table_bytes,
 )
 from mvcodec.color import ColorSpec
-from mvcodec.compress.coding import float32_tensor, quantize_uniform, symbol_range
+from mvcodec.compress.coding import float32_tensor, quantize_uniform, segment_message, symbol_range
 from mvcodec.compress.decoding import decode_tensor, element_steps
 from mvcodec.compress.gaussian import model_grid
 from mvcodec.compress.qat import export_tensors
@@ -92,9 +92,11 @@ class Case:
     # version: e.g. phased_latents False for latent grids in model_mode 2, motion_phased False for motion in 4)
     arch_attrs: dict = dataclasses.field(default_factory=dict)
     tnsc: bool = True  # a format 1.1 segment's tensors in TNSC chunks (False: TNSR, as before experiment 39)
+    lean: bool = False  # every segment's tensors in one TNSL chunk (section 7.9), as mvenc writes since exp. 43
 
 
 COMPACT = "c17_pyramid_mc_compact"  # the negative streams' source of compact tables in TNSC chunks
+LEAN = "c19_pyramid_mc_lean"  # and of a TNSL chunk
 CASES = [
     Case(
         "c01_8bit",
@@ -197,6 +199,29 @@ CASES = [
         params=16_000,
         arch="mv-hinerv",
     ),
+    Case(
+        "c19_pyramid_mc_lean",
+        "MV-Pyramid-MC as mvenc writes it since BENCHMARKS.md's experiment 43: the segment's tensors in one TNSL "
+        "chunk (section 7.9: no counts the layout implies, varint fields, the symbols of every tensor in one "
+        "range-coded message), compact tables, 4 frames, 3 views at 96x54",
+        frames=4,
+        views=3,
+        width=96,
+        height=54,
+        arch="mv-pyramid-mc",
+        lean=True,
+    ),
+    Case(
+        "c20_coding_tools_lean",
+        "c07's coding tools in TNSL chunks (section 7.9) in two segments (2 + 1 frames) of MV-MGINR: float32 "
+        "biases (coding 0), row x column steps, Bernoulli pruning masks and per-axis Gaussians (model_axis "
+        "stored), the masks and symbols of each segment in its one message",
+        segment_frames=2,
+        params=24_000,
+        ablation="time_view_grid",
+        coding="tools",
+        lean=True,
+    ),
 ]
 
 
@@ -297,7 +322,8 @@ def make_stream(case: Case, out: Path, work: Path) -> None:
                 attrs.enter_context(mock.patch.object(type(by_name(case.arch)), name, value))
             trained = run_phases(sub, cfg, rec, torch.device("cpu"), prefix=None, progress=False, log=lambda *_: None)
             tensors, digest = code_model(trained, case.coding)
-        segments.append(SegmentData(SegmentHeader(k, first, count), cfg, tensors, digest))
+        message = segment_message(tensors) if case.lean else None
+        segments.append(SegmentData(SegmentHeader(k, first, count), cfg, tensors, digest, message))
     seq = SequenceHeader(
         tuple(source.view_names),
         case.frames,
@@ -392,9 +418,35 @@ def compact_cases(valid: Path) -> dict[str, tuple[bytes, int, str]]:
     }
 
 
-def make_negatives(valid: Path, out: Path, compact: Path) -> None:
+def lean_cases(valid: Path) -> dict[str, tuple[bytes, int, str]]:
+    """Damaged copies of a stream with a TNSL chunk (section 7.9): a reserved bit of its first entry's flags
+    set, its first entry's sym_min in a varint longer than it need be, its message cut by a byte, and a TNSC
+    chunk after it (each chunk's CRC fixed)."""
+    data = valid.read_bytes()
+    offset, _, length = next(c for c in _chunks(data) if c[1] == "TNSL")
+    payload = data[offset + 8 : offset + 8 + length]
+    with open(valid, "rb") as f:
+        seg = read_index(f).segments[0]
+    spec = layout_of(seg.config)[0]
+    assert payload[0] == 1 and payload[1] & 0xB == 0  # a quantised first entry: one step, no mask
+    at = 2 + (2 if payload[1] & 4 else 4)  # sym_min: after coding, the flags and the step
+    assert payload[at] < 0x80 and spec.name.startswith("view_grids")
+    flagged = bytearray(payload)
+    flagged[1] |= 0x10
+    long_varint = payload[:at] + bytes([payload[at] | 0x80, 0]) + payload[at + 1 :]
+    after = offset + 12 + length
+    return {
+        "lean_reserved_flag": (_refit(data, offset, bytes(flagged)), 8, "set a reserved bit"),
+        "lean_long_varint": (_refit(data, offset, long_varint), 8, "not in its shortest form"),
+        "lean_message_cut": (_refit(data, offset, payload[:-1]), 8, "not whole 32-bit words"),
+        "lean_then_tnsc": (data[:after] + chunk_bytes("TNSC", b"\x01") + data[after:], 8, "after the segment's TNSL"),
+    }
+
+
+def make_negatives(valid: Path, out: Path, compact: Path, lean: Path) -> None:
     """Damaged copies of a valid stream, each with the exit code and message mvdec must give (and of
-    `compact`, a stream with compact tables in TNSC chunks: compact_cases)."""
+    `compact`, a stream with compact tables in TNSC chunks: compact_cases; of `lean`, one with a TNSL chunk:
+    lean_cases)."""
     data = valid.read_bytes()
     chunks = _chunks(data)
     seqh = next(c for c in chunks if c[1] == "SEQH")
@@ -437,6 +489,7 @@ def make_negatives(valid: Path, out: Path, compact: Path) -> None:
         "nonzero_write0_field": (_refit(data, rows[0], axis.to_bytes()), 8, "step axis 1 is not 0"),
         "end_chunk_bad_crc": (data[:-1] + bytes([data[-1] ^ 0xFF]), 6, "chunk MEND"),
         **compact_cases(compact),
+        **lean_cases(lean),
     }
     out.mkdir(parents=True, exist_ok=True)
     expected = {}
@@ -465,7 +518,7 @@ def make_negatives(valid: Path, out: Path, compact: Path) -> None:
 )
 def main(dst: Path, only: str | None) -> None:
     if only == "negative":  # the damaged copies of c01 alone
-        make_negatives(dst / CASES[0].name / "stream.mvinr", dst / "negative", dst / COMPACT / "stream.mvinr")
+        make_negatives(*_negative_sources(dst))
         return
     if only:
         names = only.split(",")
@@ -483,7 +536,17 @@ def main(dst: Path, only: str | None) -> None:
     for case in CASES:
         with tempfile.TemporaryDirectory() as tmp:
             make_stream(case, dst / case.name, Path(tmp))
-    make_negatives(dst / CASES[0].name / "stream.mvinr", dst / "negative", dst / COMPACT / "stream.mvinr")
+    make_negatives(*_negative_sources(dst))
+
+
+def _negative_sources(dst: Path) -> tuple[Path, Path, Path, Path]:
+    """make_negatives' streams: c01, the folder of the damaged copies, and the compact and lean sources."""
+    return (
+        dst / CASES[0].name / "stream.mvinr",
+        dst / "negative",
+        dst / COMPACT / "stream.mvinr",
+        dst / LEAN / "stream.mvinr",
+    )
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ Chunk order (bitstream_spec.md, "Stream structure"):
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ from mvcodec.bitstream.headers import (
     parse_info,
 )
 from mvcodec.bitstream.syntax import (
+    ByteReader,
     ChunkRef,
     chunk_bytes,
     file_header,
@@ -40,6 +42,8 @@ from mvcodec.bitstream.tensor import (
     CODING_FLOAT32,
     LATENT_MODES,
     MASK_NONE,
+    MAX_ELEMENTS,
+    MAX_NDIM,
     MODEL_ARM,
     NO_REF,
     CodedTensor,
@@ -49,8 +53,9 @@ from mvcodec.errors import InvalidStream, UnknownCriticalChunk
 from mvcodec.model.base import ParamSpec
 from mvcodec.model.registry import arch_of
 
-KNOWN_CRITICAL = {"SEQH", "SEGM", "ARCH", "ARCX", "TNSR", "TNSC", "PHSH", "MEND"}
+KNOWN_CRITICAL = {"SEQH", "SEGM", "ARCH", "ARCX", "TNSR", "TNSC", "TNSL", "PHSH", "MEND"}
 TENSOR_CHUNKS = ("TNSR", "TNSC")  # a tensor with its name and shape, or with those its position implies
+LEAN_CHUNK = "TNSL"  # every tensor of a segment, their symbols in one message (section 7.9)
 
 
 def layout_of(cfg) -> list[ParamSpec]:
@@ -74,6 +79,15 @@ class SegmentData:
     config: object  # a registered architecture's config
     tensors: list[CodedTensor]
     digest: bytes
+    # the tensors' symbols (and masks) in one range-coded message: the segment's tensors go in one TNSL chunk
+    # (section 7.9) rather than a chunk each (None)
+    message: np.ndarray | None = None
+
+
+def lean_payload(tensors: Sequence[CodedTensor], message: np.ndarray) -> bytes:
+    """A TNSL payload: each tensor's fields without the counts the layout implies, then the segment's one
+    range-coded message (section 7.9)."""
+    return b"".join(t.lean_bytes() for t in tensors) + np.ascontiguousarray(message, "<u4").tobytes()
 
 
 def write_stream(
@@ -84,12 +98,17 @@ def write_stream(
     implied: bool | None = None,
 ) -> int:
     """Write a complete stream; returns its size in bytes. The version is the lowest that has every chunk
-    used: 1.0 where every segment is MV-MGINR (ARCH) and chroma is sited left or centre, 1.1 with an ARCX
-    chunk or top-left chroma. The tensors of ARCX segments go in TNSC chunks (their names and shapes implied
-    by the layout, which they must follow), the others' in TNSR; `implied` False writes every tensor as TNSR
-    (as mvenc did before BENCHMARKS.md's experiment 39)."""
+    used: 1.0 where every segment is MV-MGINR (ARCH) in TNSR chunks and chroma is sited left or centre, 1.1
+    with an ARCX or TNSL chunk or top-left chroma. A segment with a `message` goes in one TNSL chunk; the
+    tensors of the other ARCX segments go in TNSC chunks (their names and shapes implied by the layout, which
+    they must follow in both), the others' in TNSR; `implied` False writes every tensor of a segment without a
+    message as TNSR (as mvenc did before BENCHMARKS.md's experiment 39)."""
     archs = [arch_chunk(seg.config) for seg in segments]
-    newer = any(ctype == "ARCX" for ctype, _ in archs) or seq.color.chroma_siting == "top-left"
+    newer = (
+        any(ctype == "ARCX" for ctype, _ in archs)
+        or any(seg.message is not None for seg in segments)
+        or seq.color.chroma_siting == "top-left"
+    )
     version = (1, 1) if newer else (1, 0)
     parts = [file_header(version), chunk_bytes("SEQH", seq.to_bytes())]
     if info is not None:
@@ -98,11 +117,15 @@ def write_stream(
         parts.append(chunk_bytes("SEGM", seg.header.to_bytes()))
         parts.append(chunk_bytes(ctype, payload))
         tnsc = implied_tensors(seg.config) and implied is not False
-        if tnsc and [(t.name, tuple(t.shape)) for t in seg.tensors] != [
+        lean = seg.message is not None
+        if (tnsc or lean) and [(t.name, tuple(t.shape)) for t in seg.tensors] != [
             (p.name, tuple(p.shape)) for p in layout_of(seg.config)
         ]:  # a reader takes each tensor's name and shape from its place
             raise ValueError(f"segment {seg.header.index}: the tensors are not those of the layout, in its order")
-        parts += [chunk_bytes("TNSC" if tnsc else "TNSR", t.to_bytes(tnsc)) for t in seg.tensors]
+        if lean:
+            parts.append(chunk_bytes(LEAN_CHUNK, lean_payload(seg.tensors, seg.message)))
+        else:
+            parts += [chunk_bytes("TNSC" if tnsc else "TNSR", t.to_bytes(tnsc)) for t in seg.tensors]
         parts.append(chunk_bytes("PHSH", hash_bytes(seg.digest)))
     parts.append(chunk_bytes("MEND", b""))
     data = b"".join(parts)
@@ -112,12 +135,18 @@ def write_stream(
 
 @dataclass
 class SegmentRef:
-    """A segment as read: its header, model configuration, tensor chunks (payloads not yet read) and hash."""
+    """A segment as read: its header, model configuration, tensor chunks (payloads not yet read: one a
+    tensor, or its one TNSL chunk) and hash."""
 
     header: SegmentHeader
     config: object
     tensors: list[ChunkRef] = field(default_factory=list)
     digest: bytes = b""
+
+    @property
+    def lean(self) -> bool:
+        """Whether the segment's tensors are in one TNSL chunk."""
+        return bool(self.tensors) and self.tensors[0].type == LEAN_CHUNK
 
     @property
     def frames(self) -> range:
@@ -195,13 +224,21 @@ def read_index(f: BinaryIO) -> StreamIndex:
         elif ref.type in TENSOR_CHUNKS:
             _expect(state == "tensors", ref, "a tensor chunk outside a segment")
             seg = segments[-1]
+            _expect(not seg.lean, ref, "a tensor chunk after the segment's TNSL chunk")
             _expect(len(seg.tensors) < len(layout_of(seg.config)), ref, "more tensors than the model has")
+            seg.tensors.append(ref)
+        elif ref.type == LEAN_CHUNK:
+            _expect(state == "tensors", ref, "a TNSL chunk outside a segment")
+            seg = segments[-1]
+            _expect(not seg.tensors, ref, "a second TNSL chunk, or one after tensor chunks, in a segment")
             seg.tensors.append(ref)
         elif ref.type == "PHSH":
             _expect(state == "tensors", ref, "a parameter hash outside a segment")
             seg = segments[-1]
             n = len(layout_of(seg.config))
-            _expect(len(seg.tensors) == n, ref, f"segment has {len(seg.tensors)} tensors, its model has {n}")
+            _expect(
+                seg.lean or len(seg.tensors) == n, ref, f"segment has {len(seg.tensors)} tensors, its model has {n}"
+            )
             seg.digest = parse_hash(read_payload(f, ref))
             state = "between"
         else:
@@ -232,6 +269,31 @@ def check_arm_tensors(tensors: list[CodedTensor], t: CodedTensor, i: int, segmen
 
 def read_segment_tensors(f: BinaryIO, seg: SegmentRef) -> list[CodedTensor]:
     """The coded tensors of a segment, each checked against the name and shape the model gives it."""
+    out = _read_lean(f, seg) if seg.lean else _read_chunks(f, seg)
+    _check_references(out, seg)
+    return out
+
+
+def _read_lean(f: BinaryIO, seg: SegmentRef) -> list[CodedTensor]:
+    """A TNSL chunk's tensors (section 7.9), each quantised one holding the segment's message."""
+    r = ByteReader(read_payload(f, seg.tensors[0]), LEAN_CHUNK)
+    out = []
+    for spec in layout_of(seg.config):
+        r.ctype = LEAN_CHUNK
+        shape = tuple(spec.shape)
+        r.check(1 <= len(shape) <= MAX_NDIM and math.prod(shape) <= MAX_ELEMENTS, f"shape {shape} is out of range")
+        out.append(CodedTensor.read_fields(r, spec.name, shape, lean=True))
+    r.ctype = LEAN_CHUNK
+    r.check(r.remaining % 4 == 0, f"the message's {r.remaining} bytes are not whole 32-bit words")
+    message = r.array("<u4", r.remaining // 4)
+    for t in out:
+        if t.coding != CODING_FLOAT32:
+            t.message = message
+    return out
+
+
+def _read_chunks(f: BinaryIO, seg: SegmentRef) -> list[CodedTensor]:
+    """The tensors of a segment's TNSR and TNSC chunks."""
     out = []
     for ref, spec in zip(seg.tensors, layout_of(seg.config), strict=True):
         implied = (spec.name, tuple(spec.shape)) if ref.type == "TNSC" else None
@@ -242,6 +304,11 @@ def read_segment_tensors(f: BinaryIO, seg: SegmentRef) -> list[CodedTensor]:
                 f"where the model has {spec.name} {list(spec.shape)}"
             )
         out.append(t)
+    return out
+
+
+def _check_references(out: list[CodedTensor], seg: SegmentRef) -> None:
+    """Each tensor's references (its entropy model's network, its coarser tensor) are to tensors that can be."""
     for i, t in enumerate(out):
         if t.coding != CODING_FLOAT32 and t.model_mode == MODEL_ARM:
             check_arm_tensors(out, t, i, seg.header.index)
@@ -263,4 +330,3 @@ def read_segment_tensors(f: BinaryIO, seg: SegmentRef) -> list[CodedTensor]:
                     f"segment {seg.header.index}: tensor {t.name}'s context refers to tensor {t.coarse_ref}, "
                     "which is not an earlier unpruned quantised tensor of half its size"
                 )
-    return out

@@ -24,6 +24,7 @@ VERSION = (1, 1)  # the newest version this code reads and writes; it reads ever
 FILE_HEADER_BYTES = len(SIGNATURE) + 4
 CHUNK_OVERHEAD = 12  # length, type, CRC
 MAX_CHUNK_BYTES = 1 << 31
+MAX_VARINT_BYTES = 5  # an unsigned LEB128 varint below 2^32
 
 
 @dataclass(frozen=True)
@@ -139,6 +140,24 @@ class ByteReader:
     def i32(self) -> int:
         return self._unpack("i")
 
+    def vu(self) -> int:
+        """An unsigned LEB128 varint: 1 to 5 bytes, 7 bits each, least significant first, the high bit set on
+        every byte but the last; below 2^32 and in its shortest form (no final 0 byte after another)."""
+        value = 0
+        for k in range(MAX_VARINT_BYTES):
+            byte = self.u8()
+            value |= (byte & 0x7F) << (7 * k)
+            if not byte & 0x80:
+                self.check(byte or k == 0, "a varint is not in its shortest form")
+                self.check(value < 1 << 32, f"a varint of {value} is out of range")
+                return value
+        raise InvalidStream(f"chunk {self.ctype}: a varint runs past {MAX_VARINT_BYTES} bytes")
+
+    def vs(self) -> int:
+        """A signed varint: zigzag (0, -1, 1, -2, ... as 0, 1, 2, 3, ...) over vu; -2^31 to 2^31 - 1."""
+        u = self.vu()
+        return (u >> 1) ^ -(u & 1)
+
     def raw(self, n: int) -> bytes:
         return self._take(n)
 
@@ -185,6 +204,24 @@ class ByteWriter:
 
     def i32(self, v: int) -> None:
         self.parts.append(struct.pack("<i", v))
+
+    def vu(self, v: int) -> None:
+        """An unsigned LEB128 varint (ByteReader.vu)."""
+        if not 0 <= v < 1 << 32:
+            raise ValueError(f"varint {v} is out of range")
+        out = bytearray()
+        while True:
+            low, v = v & 0x7F, v >> 7
+            out.append(low | (0x80 if v else 0))
+            if not v:
+                break
+        self.parts.append(bytes(out))
+
+    def vs(self, v: int) -> None:
+        """A signed zigzag varint (ByteReader.vs)."""
+        if not -(1 << 31) <= v < 1 << 31:
+            raise ValueError(f"varint {v} is out of range")
+        self.vu(((v << 1) ^ (v >> 31)) & 0xFFFFFFFF)
 
     def raw(self, b: bytes) -> None:
         self.parts.append(bytes(b))

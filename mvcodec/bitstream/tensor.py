@@ -148,7 +148,10 @@ class CodedTensor:
     means: np.ndarray | None = None  # float32 Gaussian means, one per model
     stds: np.ndarray | None = None  # float32 Gaussian standard deviations (model_modes 5, 6: bfloat16 values)
     table_format: int = TABLE_BFLOAT16  # model_modes 5, 6: bfloat16 pairs, or the compact table (section 7.7)
-    words: np.ndarray | None = None  # uint32 range-coded symbols
+    words: np.ndarray | None = None  # uint32 range-coded symbols (None in a TNSL chunk: they are in `message`)
+    # TNSL (section 7.9): the segment's one range-coded message, shared by its tensors, which holds this
+    # tensor's mask and symbols after those of the tensors before it
+    message: np.ndarray | None = None
 
     @property
     def numel(self) -> int:
@@ -182,36 +185,65 @@ class CodedTensor:
             w.u8(len(self.shape))
             for d in self.shape:
                 w.u32(d)
+        self.write_fields(w)
+        return w.bytes()
+
+    def lean_bytes(self) -> bytes:
+        """The tensor's fields in a TNSL payload (section 7.9): those of a TNSC without the counts the layout
+        implies, and without its words, which go into the segment's one message."""
+        w = ByteWriter()
+        self.write_fields(w, lean=True)
+        return w.bytes()
+
+    def write_fields(self, w: ByteWriter, lean: bool = False) -> None:
+        """The fields from `coding` on (read_fields)."""
         w.u8(self.coding)
         if self.coding == CODING_FLOAT32:
             w.array(self.values, "<f4")
-            return w.bytes()
-        w.u8(self.step_mode)
-        w.u8(self.step_axis)
-        w.u8(self.step_format)
-        w.u32(len(self.steps))
+            return
+        if lean:
+            w.u8(self.step_mode | self.step_format << 2 | self.mask_mode << 3)
+            if self.step_mode == STEP_PER_AXIS:
+                w.u8(self.step_axis)
+        else:
+            w.u8(self.step_mode)
+            w.u8(self.step_axis)
+            w.u8(self.step_format)
+            w.u32(len(self.steps))
         if self.step_format == STEPS_BFLOAT16:
             w.array(bfloat16_bits(self.steps), "<u2")
         else:
             w.array(self.steps, "<f4")
-        w.u8(self.mask_mode)
+        if not lean:
+            w.u8(self.mask_mode)
         if self.mask_mode == MASK_BERNOULLI:
             w.array(np.float32(self.p_keep), "<f4")
-            w.u32(len(self.mask_words))
-            w.array(self.mask_words, "<u4")
-        w.i32(self.sym_min)
-        w.i32(self.sym_max)
+            if not lean:
+                w.u32(len(self.mask_words))
+                w.array(self.mask_words, "<u4")
+        if lean:
+            w.vs(self.sym_min)
+            w.vs(self.sym_max)
+        else:
+            w.i32(self.sym_min)
+            w.i32(self.sym_max)
         compact = self.table_format == TABLE_COMPACT
         if compact and self.model_mode not in PHASED_MODES:
             raise ValueError(f"{self.name}: a compact table in model mode {self.model_mode}")
         w.u8(self.model_mode | (COMPACT_FLAG if compact else 0))
-        w.u8(self.model_axis)
+        if not lean or self.model_mode == MODEL_PER_AXIS:
+            w.u8(self.model_axis)
         if self.model_mode in LATENT_MODES:
-            w.u16(self.coarse_ref)
-            w.u32(self.row_period)
+            if lean:
+                w.vu(0 if self.coarse_ref == NO_REF else self.coarse_ref + 1)
+                w.vu(self.row_period)
+            else:
+                w.u16(self.coarse_ref)
+                w.u32(self.row_period)
         if self.model_mode == MODEL_ARM:
-            w.u16(self.arm_ref)
-        w.u32(len(self.means))
+            (w.vu if lean else w.u16)(self.arm_ref)
+        if not lean:
+            w.u32(len(self.means))
         if compact:  # section 7.7
             w.raw(compact_table_bytes(self.means, self.stds))
         elif self.model_mode in PHASED_MODES:  # bfloat16 (sections 7.5, 7.6)
@@ -220,9 +252,9 @@ class CodedTensor:
         else:
             w.array(self.means, "<f4")
             w.array(self.stds, "<f4")
-        w.u32(len(self.words))
-        w.array(self.words, "<u4")
-        return w.bytes()
+        if not lean:
+            w.u32(len(self.words))
+            w.array(self.words, "<u4")
 
     @classmethod
     def parse(cls, payload: bytes, implied: tuple[str, tuple[int, ...]] | None = None) -> CodedTensor:
@@ -244,15 +276,30 @@ class CodedTensor:
             name, shape = implied
             ndim = len(shape)
             r.check(1 <= ndim <= MAX_NDIM and math.prod(shape) <= MAX_ELEMENTS, f"shape {shape} is out of range")
+        t = cls.read_fields(r, name, shape)
+        r.end()
+        return t
+
+    @classmethod
+    def read_fields(cls, r: ByteReader, name: str, shape: tuple[int, ...], lean: bool = False) -> CodedTensor:
+        """The fields from `coding` on of a TNSR or TNSC payload, or with `lean` of one tensor of a TNSL
+        payload (section 7.9: no counts the layout implies, no words), each checked; `r` is left after them,
+        its errors naming the tensor."""
+        ndim = len(shape)
         t = cls(name, shape, coding=r.u8())
         r.ctype = f"{r.ctype} {t.name}"
         if t.coding == CODING_FLOAT32:
             t.values = r.array("<f4", t.numel)
             r.check(bool(np.isfinite(t.values).all()), "values are not all finite")
-            r.end()
             return t
         r.check(t.coding == CODING_QUANTISED, f"coding {t.coding} is not 0 or 1")
-        t.step_mode, t.step_axis = r.u8(), r.u8()
+        if lean:
+            flags = r.u8()
+            r.check(flags < 16, f"tensor flags 0x{flags:02x} set a reserved bit")
+            t.step_mode, t.step_format, t.mask_mode = flags & 3, flags >> 2 & 1, flags >> 3 & 1
+            t.step_axis = r.u8() if t.step_mode == STEP_PER_AXIS else 0
+        else:
+            t.step_mode, t.step_axis = r.u8(), r.u8()
         r.check(t.step_mode in (STEP_SCALAR, STEP_PER_AXIS, STEP_ROW_COLUMN), f"step mode {t.step_mode}")
         r.check(t.step_axis < ndim, f"step axis {t.step_axis} of a {ndim}-d tensor")
         r.check(t.step_mode != STEP_ROW_COLUMN or ndim >= 2, "row/column steps on a 1-d tensor")
@@ -260,19 +307,24 @@ class CodedTensor:
             t.step_mode == STEP_PER_AXIS or t.step_axis == 0,
             f"step axis {t.step_axis} is not 0 in step mode {t.step_mode}",
         )
-        t.step_format = r.u8()
+        if not lean:
+            t.step_format = r.u8()
         r.check(t.step_format in (STEPS_FLOAT32, STEPS_BFLOAT16), f"step format {t.step_format}")
-        n = r.u32()
-        r.check(n == t.group_count(t.step_mode, t.step_axis), f"{n} steps where the mode implies another count")
+        n = t.group_count(t.step_mode, t.step_axis)
+        if not lean:
+            count = r.u32()
+            r.check(count == n, f"{count} steps where the mode implies another count")
         t.steps = from_bfloat16_bits(r.array("<u2", n)) if t.step_format else r.array("<f4", n)
         r.check(bool(((t.steps >= STEP_RANGE[0]) & (t.steps <= STEP_RANGE[1])).all()), "a step is out of range")
-        t.mask_mode = r.u8()
+        if not lean:
+            t.mask_mode = r.u8()
         r.check(t.mask_mode in (MASK_NONE, MASK_BERNOULLI), f"mask mode {t.mask_mode}")
         if t.mask_mode == MASK_BERNOULLI:
             t.p_keep = float(r.array("<f4", 1)[0])
             r.check(0.0 < t.p_keep < 1.0, f"mask probability {t.p_keep} is not in (0, 1)")
-            t.mask_words = r.array("<u4", r.u32())
-        t.sym_min, t.sym_max = r.i32(), r.i32()
+            if not lean:
+                t.mask_words = r.array("<u4", r.u32())
+        t.sym_min, t.sym_max = (r.vs(), r.vs()) if lean else (r.i32(), r.i32())
         r.check(-MAX_SYMBOL <= t.sym_min < t.sym_max <= MAX_SYMBOL, f"symbol range {t.sym_min}..{t.sym_max}")
         mode = r.u8()
         t.model_mode = mode & ~COMPACT_FLAG if (mode & ~COMPACT_FLAG) in PHASED_MODES else mode
@@ -282,7 +334,12 @@ class CodedTensor:
                 f"decoder (model_mode byte 0x{mode:02x})"
             )
         t.table_format = TABLE_COMPACT if mode != t.model_mode else TABLE_BFLOAT16
-        t.model_axis = r.u8()
+        if not lean:
+            t.model_axis = r.u8()
+        elif t.model_mode == MODEL_PER_AXIS:
+            t.model_axis = r.u8()
+        else:  # implied: 0 for one model, 1 (the channels) for the latent modes
+            t.model_axis = 0 if t.model_mode == MODEL_SCALAR else 1
         r.check(t.model_axis < ndim, f"entropy model axis {t.model_axis} of a {ndim}-d tensor")
         r.check(
             t.model_mode != MODEL_SCALAR or t.model_axis == 0, f"entropy model axis {t.model_axis} is not 0 in mode 0"
@@ -290,14 +347,21 @@ class CodedTensor:
         if t.model_mode in LATENT_MODES:
             r.check(ndim == 4 and t.model_axis == 1, "context model on other than a 4-d tensor by axis 1")
             r.check(t.mask_mode == MASK_NONE, "context model on a pruned tensor")
-            t.coarse_ref, t.row_period = r.u16(), r.u32()
+            if lean:
+                ref = r.vu()
+                r.check(ref <= NO_REF, f"coarse reference {ref} is out of range")
+                t.coarse_ref, t.row_period = (ref - 1 if ref else NO_REF), r.vu()
+            else:
+                t.coarse_ref, t.row_period = r.u16(), r.u32()
             r.check(t.row_period == 0 or shape[0] % t.row_period == 0, f"row period {t.row_period} of {shape[0]} rows")
             r.check(t.model_mode != MODEL_PREDICTED or t.coarse_ref == NO_REF, "model mode 6 with a coarser tensor")
         if t.model_mode == MODEL_ARM:
-            t.arm_ref = r.u16()
-            r.check(t.arm_ref != NO_REF, "an autoregressive model without its network")
-        n = r.u32()
-        r.check(n == t.model_count(), f"{n} model parameter pairs where the mode implies another count")
+            t.arm_ref = r.vu() if lean else r.u16()
+            r.check(t.arm_ref < NO_REF, "an autoregressive model without its network")
+        n = t.model_count()
+        if not lean:
+            count = r.u32()
+            r.check(count == n, f"{count} model parameter pairs where the mode implies another count")
         if t.table_format == TABLE_COMPACT:
             r.check(n <= 8 * r.remaining, f"{n} model parameter pairs do not fit in the {r.remaining} bytes left")
             t.means, t.stds = read_compact_table(r, n)
@@ -310,6 +374,6 @@ class CodedTensor:
             bool(((t.stds >= STD_RANGE[0]) & (t.stds <= STD_RANGE[1])).all()),
             "a model std (or Laplace scale) is out of range",
         )
-        t.words = r.array("<u4", r.u32())
-        r.end()
+        if not lean:
+            t.words = r.array("<u4", r.u32())
         return t

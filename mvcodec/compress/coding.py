@@ -46,9 +46,9 @@ from mvcodec.compress.context import (
     phased_order,
     stored_gaussians,
 )
-from mvcodec.compress.decoding import element_steps, tensor_contexts, tensor_predictions, values_of
+from mvcodec.compress.decoding import decode_segment, element_steps, tensor_contexts, tensor_predictions, values_of
 from mvcodec.compress.gaussian import group_stats, model_grid
-from mvcodec.compress.range_coding import gaussian_encode, mask_encode
+from mvcodec.compress.range_coding import MessageWriter, gaussian_encode, mask_encode
 from mvcodec.model.base import ParamSpec, Role
 
 
@@ -221,3 +221,11 @@ def float32_tensor(name: str, w: np.ndarray) -> CodedTensor:
     """A tensor stored as plain float32 values (no quantisation)."""
     w = np.asarray(w, np.float32)
     return CodedTensor(name, tuple(w.shape), coding=CODING_FLOAT32, values=w.ravel().copy())
+
+
+def segment_message(tensors: list[CodedTensor]) -> np.ndarray:
+    """The one range-coded message of a segment's TNSL chunk (bitstream_spec.md section 7.9): every quantised
+    tensor's mask, then its symbols, in tensor order, under the models its own words are coded with."""
+    writer = MessageWriter()
+    decode_segment(tensors, writer.reading)
+    return writer.words()

@@ -6,6 +6,7 @@ stored steps; pruned elements are +0.0. This is exact on every IEEE-754 platform
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -41,7 +42,7 @@ from mvcodec.compress.context import (
     sublattice_prediction,
 )
 from mvcodec.compress.gaussian import gaussian_bits, laplace_bits, model_grid
-from mvcodec.compress.range_coding import GaussianReader, gaussian_decode, mask_bits, mask_decode
+from mvcodec.compress.range_coding import GaussianReader, SymbolReader, mask_bits
 from mvcodec.compress.steps import dequantize, step_grid
 from mvcodec.errors import InvalidStream
 
@@ -52,40 +53,53 @@ def element_steps(t: CodedTensor) -> torch.Tensor:
     return step_grid(t.step_mode, t.step_axis, steps, t.shape).expand(t.shape)
 
 
-def decode_mask(t: CodedTensor) -> np.ndarray | None:
-    """The kept-elements mask of the tensor (bool, its shape), or None where nothing is pruned."""
+def own_message(words: np.ndarray | None) -> SymbolReader:
+    """A reader of a tensor's own message (its words or mask_words); in a TNSL chunk there is none."""
+    if words is None:
+        raise ValueError("the tensor's symbols are in its segment's message: decode the segment")
+    return SymbolReader(words)
+
+
+def decode_mask(t: CodedTensor, source: SymbolReader | None = None) -> np.ndarray | None:
+    """The kept-elements mask of the tensor (bool, its shape), or None where nothing is pruned; read from
+    `source` (by default its own mask_words)."""
     if t.mask_mode != MASK_BERNOULLI:
         return None
-    return mask_decode(t.mask_words, t.numel, t.p_keep).reshape(t.shape)
+    return (source or own_message(t.mask_words)).mask(t.numel, t.p_keep).reshape(t.shape)
 
 
 def decode_symbols(
-    t: CodedTensor, mask: np.ndarray | None, coarse: np.ndarray | None = None, layers: list | None = None
+    t: CodedTensor,
+    mask: np.ndarray | None,
+    coarse: np.ndarray | None = None,
+    layers: list | None = None,
+    source: SymbolReader | None = None,
 ) -> np.ndarray:
-    """The int32 symbols of the kept elements, in C order. A context-modelled tensor (model modes 2 to 6)
-    needs the symbols of its coarser tensor (`coarse`, full shape) where it has one, and with a row period
-    decodes position by position in its runs of rows (bitstream_spec.md sections 7.2, 7.3); mode 3 needs its
-    network's `layers` (arm.layers_of)."""
+    """The int32 symbols of the kept elements, in C order, read from `source` (by default the tensor's own
+    words). A context-modelled tensor (model modes 2 to 6) needs the symbols of its coarser tensor (`coarse`,
+    full shape) where it has one, and with a row period decodes position by position in its runs of rows
+    (bitstream_spec.md sections 7.2, 7.3); mode 3 needs its network's `layers` (arm.layers_of)."""
+    source = source or own_message(t.words)
     if t.model_mode == MODEL_ARM:
-        reader = GaussianReader(t.words, t.sym_min, t.sym_max)
+        reader = GaussianReader(source, t.sym_min, t.sym_max)
         return arm.decode_latent(reader.read, t.shape, coarse, t.row_period, layers).ravel()
     if t.model_mode in PHASED_MODES:
-        return _decode_phased(t, coarse)
+        return _decode_phased(t, coarse, source)
     if t.model_mode in CONTEXT_MODES:
-        return _decode_in_context(t, coarse)
+        return _decode_in_context(t, coarse, source)
     means, stds = model_grid(t)
     if mask is not None:
         means, stds = means[mask], stds[mask]
-    return gaussian_decode(t.words, t.sym_min, t.sym_max, means.ravel(), stds.ravel())
+    return source.symbols(t.sym_min, t.sym_max, means.ravel(), stds.ravel())
 
 
-def _decode_in_context(t: CodedTensor, coarse: np.ndarray | None) -> np.ndarray:
+def _decode_in_context(t: CodedTensor, coarse: np.ndarray | None, source: SymbolReader) -> np.ndarray:
     c = None if coarse is None else torch.from_numpy(coarse)
     laplace = t.model_mode == MODEL_LAPLACE
     if not t.row_period:
         means, stds = context_grid(t, contexts(t.shape, c, None))
-        return gaussian_decode(t.words, t.sym_min, t.sym_max, means.ravel(), stds.ravel(), laplace)
-    reader = GaussianReader(t.words, t.sym_min, t.sym_max, laplace)
+        return source.symbols(t.sym_min, t.sym_max, means.ravel(), stds.ravel(), laplace)
+    reader = GaussianReader(source, t.sym_min, t.sym_max, laplace)
     period, runs = t.row_period, t.shape[0] // t.row_period
     out = torch.zeros((runs, period, *t.shape[1:]), dtype=torch.int32)  # (run, position in it, ...)
     coarse_runs = None if c is None else c.reshape(runs, period, *c.shape[1:])
@@ -97,12 +111,12 @@ def _decode_in_context(t: CodedTensor, coarse: np.ndarray | None) -> np.ndarray:
     return out.numpy().ravel()
 
 
-def _decode_phased(t: CodedTensor, coarse: np.ndarray | None) -> np.ndarray:
+def _decode_phased(t: CodedTensor, coarse: np.ndarray | None, source: SymbolReader) -> np.ndarray:
     """Model modes 5 and 6 (sections 7.5, 7.6): row position by row position as mode 2, in each sub-lattice by
     sub-lattice, each with its spatial levels (mode 6: and its predictions) from the symbols of the
     sub-lattices before it."""
     predicted = t.model_mode == MODEL_PREDICTED
-    reader = GaussianReader(t.words, t.sym_min, t.sym_max, laplace=predicted)
+    reader = GaussianReader(source, t.sym_min, t.sym_max, laplace=predicted)
     n, ch, h, w = t.shape
     period = t.row_period or 1  # without a period every row is at position 0
     out = torch.zeros((n // period, period, ch, h, w), dtype=torch.int32)  # (run, position in it, ...)
@@ -167,8 +181,16 @@ class DecodedSegment:
     masks: list[np.ndarray | None]
 
 
-def decode_segment(tensors: list[CodedTensor]) -> DecodedSegment:
-    """Decode every tensor of a segment once, each with the symbols of the tensor its context refers to."""
+def decode_segment(
+    tensors: list[CodedTensor], source_of: Callable[[np.ndarray | None], SymbolReader] | None = None
+) -> DecodedSegment:
+    """Decode every tensor of a segment once, each with the symbols of the tensor its context refers to: each
+    mask and each tensor's symbols from the reader `source_of` gives for its words (by default a reader of
+    those words, or in a TNSL chunk the one reader of the segment's message, in tensor order)."""
+    if source_of is None:
+        message = next((t.message for t in tensors if t.message is not None), None)
+        shared = None if message is None else SymbolReader(message)
+        source_of = own_message if shared is None else lambda _: shared
     out = DecodedSegment([], [], [])
     for t in tensors:
         if t.coding == CODING_FLOAT32:
@@ -176,9 +198,9 @@ def decode_segment(tensors: list[CodedTensor]) -> DecodedSegment:
             out.symbols.append(None)
             out.masks.append(None)
             continue
-        mask = decode_mask(t)
+        mask = decode_mask(t, source_of(t.mask_words)) if t.mask_mode == MASK_BERNOULLI else None
         coarse = out.symbols[t.coarse_ref] if t.model_mode in LATENT_MODES and t.coarse_ref != NO_REF else None
-        kept = decode_symbols(t, mask, coarse, arm_layers(t, out.values))
+        kept = decode_symbols(t, mask, coarse, arm_layers(t, out.values), source_of(t.words))
         full = np.zeros(t.shape, np.int32)
         if mask is None:
             full[...] = kept.reshape(t.shape)
@@ -240,7 +262,11 @@ def ideal_bits(
     if mask is None:
         mask = decode_mask(t)
     if symbols is None:
-        if (t.model_mode in CONTEXT_MODES and t.coarse_ref != NO_REF) or t.model_mode == MODEL_ARM:
+        if (
+            (t.model_mode in CONTEXT_MODES and t.coarse_ref != NO_REF)
+            or t.model_mode == MODEL_ARM
+            or t.message is not None
+        ):
             raise ValueError(f"{t.name}: give its symbols (and those of the tensors it refers to)")
         symbols = segment_symbols([t])[0]
     if t.model_mode in LATENT_MODES and t.coarse_ref != NO_REF and coarse is None:

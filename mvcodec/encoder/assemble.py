@@ -11,8 +11,9 @@ from pathlib import Path
 import torch
 
 from mvcodec.bitstream import SegmentData, SegmentHeader, SequenceHeader, parameter_hash, write_stream
+from mvcodec.bitstream.headers import implied_tensors
 from mvcodec.color import ColorSpec
-from mvcodec.compress.coding import ExportedTensor
+from mvcodec.compress.coding import ExportedTensor, segment_message
 from mvcodec.decoder import Decoder
 from mvcodec.encoder.plan import SegmentPlan
 from mvcodec.fsutil import atomic_write
@@ -50,16 +51,15 @@ def sequence_header(source: MultiViewSource, segments: int) -> SequenceHeader:
 
 
 def segment_data(plans: Sequence[SegmentPlan], exported: Sequence[list[ExportedTensor]]) -> list[SegmentData]:
-    """The segments as the stream writer takes them, each with the hash of its decoded parameters."""
-    return [
-        SegmentData(
-            SegmentHeader(p.index, p.first, p.frames),
-            p.config,
-            [e.tensor for e in ex],
-            parameter_hash([e.values for e in ex]),
-        )
-        for p, ex in zip(plans, exported, strict=True)
-    ]
+    """The segments as the stream writer takes them, each with the hash of its decoded parameters; those whose
+    layout names their tensors (every architecture but MV-MGINR) with their one message, for a TNSL chunk."""
+    out = []
+    for p, ex in zip(plans, exported, strict=True):
+        tensors = [e.tensor for e in ex]
+        message = segment_message(tensors) if implied_tensors(p.config) else None
+        header = SegmentHeader(p.index, p.first, p.frames)
+        out.append(SegmentData(header, p.config, tensors, parameter_hash([e.values for e in ex]), message))
+    return out
 
 
 def stream_size(seq: SequenceHeader, segments: list[SegmentData], info: dict | None) -> int:

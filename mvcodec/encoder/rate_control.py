@@ -7,18 +7,29 @@ from collections.abc import Callable
 from functools import partial
 
 from mvcodec.bitstream.headers import implied_tensors
+from mvcodec.bitstream.stream import lean_payload
 from mvcodec.bitstream.syntax import CHUNK_OVERHEAD
-from mvcodec.compress.coding import ExportedTensor
+from mvcodec.bitstream.tensor import CODING_FLOAT32
+from mvcodec.compress.coding import ExportedTensor, segment_message
 from mvcodec.compress.qat import CompressibleModel, export_tensors
 
 MIN_LOG2_SCALE, MAX_LOG2_SCALE = -6.0, 12.0  # steps from 1/64 to 4096 times the trained ones
 BISECTIONS = 14
 
 
-def tensor_bytes(exported: list[ExportedTensor], implied: bool) -> int:
-    """Bytes the tensors take in the stream (TNSR chunks, or with `implied` TNSC chunks, with their length,
-    type and CRC)."""
-    return sum(len(e.tensor.to_bytes(implied)) + CHUNK_OVERHEAD for e in exported)
+def tensor_bytes(exported: list[ExportedTensor], lean: bool, exact: bool = False) -> int:
+    """Bytes the tensors take in the stream: TNSR chunks with their length, type and CRC, or with `lean` a
+    TNSL chunk. Its message is coded unless `exact` is False: then counted as the tensors' own words, a few
+    bytes a tensor more than the one message takes (each message's last word), a bound that saves coding the
+    message at every bisection step."""
+    tensors = [e.tensor for e in exported]
+    if not lean:
+        return sum(len(t.to_bytes()) + CHUNK_OVERHEAD for t in tensors)
+    if exact:
+        return CHUNK_OVERHEAD + len(lean_payload(tensors, segment_message(tensors)))
+    coded = [t for t in tensors if t.coding != CODING_FLOAT32]
+    words = sum(len(t.words) + (0 if t.mask_words is None else len(t.mask_words)) for t in coded)
+    return CHUNK_OVERHEAD + sum(len(t.lean_bytes()) for t in tensors) + 4 * words
 
 
 def export_for_target(model: CompressibleModel, target: int | None) -> tuple[list[ExportedTensor], float]:
@@ -27,7 +38,7 @@ def export_for_target(model: CompressibleModel, target: int | None) -> tuple[lis
     (bisection on k; the size falls as the steps grow)."""
     if target is None:
         return export_tensors(model), 1.0
-    size = partial(tensor_bytes, implied=implied_tensors(model.cfg))
+    size = partial(tensor_bytes, lean=implied_tensors(model.cfg))
     lo, hi = MIN_LOG2_SCALE, MAX_LOG2_SCALE
     best = export_tensors(model, 2.0**lo)
     if size(best) <= target:
@@ -59,7 +70,7 @@ def fit_to_target(
     if target_bytes is None:
         return exported, scales
     overhead = overhead_of(exported) - sum(
-        tensor_bytes(e, implied_tensors(m.cfg)) for e, m in zip(exported, models, strict=True)
+        tensor_bytes(e, implied_tensors(m.cfg), exact=True) for e, m in zip(exported, models, strict=True)
     )
     for k, (model, count) in enumerate(zip(models, frames, strict=True)):
         share = int((target_bytes - overhead) * count / sum(frames))
