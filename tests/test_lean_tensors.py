@@ -4,6 +4,8 @@ layout implies, their masks and symbols in one range-coded message. mvenc writes
 from __future__ import annotations
 
 import io
+import subprocess
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -170,3 +172,29 @@ def test_mvinfo_counts_the_message_once():
     assert all(t["coded_bits"] is None for s in r["segments"] for t in s["tensors"] if t["coding"] == "quantised")
     assert r["coded_bits"] == floats + sum(s["message_bits"] for s in r["segments"]) > floats > 0
     assert len(r["segments"]) == 2 and abs(r["coded_bits"] / r["ideal_bits"] - 1) < 0.01
+
+
+def test_repack_splits_the_message_and_rebuilds_the_stream_bit_for_bit(tmp_path):
+    sys.path.insert(0, str(Path(__file__).parent.parent / "tools"))
+    from repack import read_stream, repacked
+
+    path = CONFORMANCE / "c19_pyramid_mc_lean" / "stream.mvinr"
+    index, segments = read_stream(path)
+    assert all(t.message is None and t.words is not None for t in segments[0].tensors)
+    tnsc = repacked(index, segments, "tnsc")
+    assert repacked(*_segments(tnsc), "tnsl") == path.read_bytes()
+    assert len(tnsc) - index.size > 12 * len(segments[0].tensors)
+    r = subprocess.run(
+        [
+            sys.executable,
+            Path(__file__).parent.parent / "tools" / "repack.py",
+            path,
+            "-o",
+            tmp_path / "c.mvinr",
+            "--tensors",
+            "tnsc",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert r.returncode == 0 and (tmp_path / "c.mvinr").read_bytes() == tnsc, r.stderr

@@ -8,7 +8,7 @@ embeddings a step and a Gaussian per channel (axis 1); biases one of each.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -48,7 +48,7 @@ from mvcodec.compress.context import (
 )
 from mvcodec.compress.decoding import decode_segment, element_steps, tensor_contexts, tensor_predictions, values_of
 from mvcodec.compress.gaussian import group_stats, model_grid
-from mvcodec.compress.range_coding import MessageWriter, gaussian_encode, mask_encode
+from mvcodec.compress.range_coding import MessageWriter, SymbolReader, gaussian_encode, mask_encode
 from mvcodec.model.base import ParamSpec, Role
 
 
@@ -229,3 +229,25 @@ def segment_message(tensors: list[CodedTensor]) -> np.ndarray:
     writer = MessageWriter()
     decode_segment(tensors, writer.reading)
     return writer.words()
+
+
+def split_message(tensors: list[CodedTensor]) -> list[CodedTensor]:
+    """The tensors of a TNSL segment with words (and mask words) of their own in place of the shared message
+    (the inverse of segment_message): each mask and each tensor's symbols coded again alone."""
+    message = next((t.message for t in tensors if t.message is not None), None)
+    if message is None:
+        return tensors
+    shared, pieces = SymbolReader(message), []
+
+    def source_of(_words):
+        pieces.append(MessageWriter().reading(shared))
+        return pieces[-1]
+
+    decode_segment(tensors, source_of)
+    out, it = [], iter(pieces)
+    for t in tensors:
+        if t.coding != CODING_FLOAT32:
+            mask_words = next(it).words() if t.mask_mode == MASK_BERNOULLI else None
+            t = replace(t, mask_words=mask_words, words=next(it).words(), message=None)
+        out.append(t)
+    return out

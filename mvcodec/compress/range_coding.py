@@ -72,9 +72,9 @@ class MessageWriter(SymbolReader):
         self._encoder = RangeEncoder()
         self._source: SymbolReader | None = None
 
-    def reading(self, words: np.ndarray) -> MessageWriter:
-        """Read the next pieces from `words`; returns self."""
-        self._source = SymbolReader(words)
+    def reading(self, source: np.ndarray | SymbolReader) -> MessageWriter:
+        """Read the next pieces from `source` (the words of a message, or a reader of one); returns self."""
+        self._source = source if isinstance(source, SymbolReader) else SymbolReader(source)
         return self
 
     def symbols(self, lo: int, hi: int, means: np.ndarray, stds: np.ndarray, laplace: bool = False) -> np.ndarray:
