@@ -145,8 +145,9 @@ def arch_chunk(cfg) -> tuple[str, bytes]:
 
 
 def implied_tensors(cfg) -> bool:
-    """Whether a segment's tensors are written as TNSC chunks, their names and shapes implied by the layout
-    (format 1.1, every architecture but MV-MGINR), rather than TNSR chunks (format 1.0, MV-MGINR)."""
+    """Whether a segment's tensors are written with their names and shapes implied by the layout, in one TNSL
+    chunk by mvenc (or TNSC chunks; format 1.1, every architecture but MV-MGINR), rather than in TNSR chunks
+    (format 1.0, MV-MGINR)."""
     return arch_of(cfg).id != MV_MGINR_ID
 
 

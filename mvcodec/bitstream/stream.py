@@ -2,7 +2,7 @@
 
 Chunk order (bitstream_spec.md, "Stream structure"):
 
-    SEQH, then per segment: SEGM (ARCH or ARCX) TNSR... PHSH, then MEND
+    SEQH, then per segment: SEGM (ARCH or ARCX) (TNSR or TNSC)... or one TNSL, PHSH, then MEND
     ancillary chunks (enci, unknown lower-case types) may appear anywhere after SEQH and before MEND.
 """
 
@@ -275,7 +275,7 @@ def read_segment_tensors(f: BinaryIO, seg: SegmentRef) -> list[CodedTensor]:
 
 
 def _read_lean(f: BinaryIO, seg: SegmentRef) -> list[CodedTensor]:
-    """A TNSL chunk's tensors (section 7.9), each quantised one holding the segment's message."""
+    """A TNSL chunk's tensors (section 7.9), each holding the segment's message."""
     r = ByteReader(read_payload(f, seg.tensors[0]), LEAN_CHUNK)
     out = []
     for spec in layout_of(seg.config):
@@ -287,8 +287,7 @@ def _read_lean(f: BinaryIO, seg: SegmentRef) -> list[CodedTensor]:
     r.check(r.remaining % 4 == 0, f"the message's {r.remaining} bytes are not whole 32-bit words")
     message = r.array("<u4", r.remaining // 4)
     for t in out:
-        if t.coding != CODING_FLOAT32:
-            t.message = message
+        t.message = message
     return out
 
 

@@ -196,7 +196,15 @@ class CodedTensor:
         return w.bytes()
 
     def write_fields(self, w: ByteWriter, lean: bool = False) -> None:
-        """The fields from `coding` on (read_fields)."""
+        """The fields from `coding` on (read_fields). ValueError for a tensor whose symbols are in its segment's
+        message (in a TNSC or TNSR: split_message first), and in a TNSL for a field it leaves out that differs
+        from the value a reader implies."""
+        if lean:
+            self._check_implied()
+        elif self.coding != CODING_FLOAT32 and (
+            self.words is None or (self.mask_mode == MASK_BERNOULLI and self.mask_words is None)
+        ):
+            raise ValueError(f"{self.name}: its symbols are in its segment's message (split_message first)")
         w.u8(self.coding)
         if self.coding == CODING_FLOAT32:
             w.array(self.values, "<f4")
@@ -255,6 +263,22 @@ class CodedTensor:
         if not lean:
             w.u32(len(self.words))
             w.array(self.words, "<u4")
+
+    def _check_implied(self) -> None:
+        """ValueError where a field a TNSL entry leaves out is not the value its reader implies (section 7.9)."""
+        if self.coding == CODING_FLOAT32:
+            return
+        implied_model_axis = {MODEL_SCALAR: 0, MODEL_PER_AXIS: self.model_axis}.get(self.model_mode, 1)
+        if (
+            self.step_mode not in (STEP_SCALAR, STEP_PER_AXIS, STEP_ROW_COLUMN)
+            or self.step_format not in (STEPS_FLOAT32, STEPS_BFLOAT16)
+            or self.mask_mode not in (MASK_NONE, MASK_BERNOULLI)
+            or (self.step_mode != STEP_PER_AXIS and self.step_axis != 0)
+            or self.model_axis != implied_model_axis
+            or len(self.steps) != self.group_count(self.step_mode, self.step_axis)
+            or len(self.means) != self.model_count()
+        ):
+            raise ValueError(f"{self.name}: a field a TNSL entry leaves out is not the value its reader implies")
 
     @classmethod
     def parse(cls, payload: bytes, implied: tuple[str, tuple[int, ...]] | None = None) -> CodedTensor:

@@ -225,7 +225,11 @@ def float32_tensor(name: str, w: np.ndarray) -> CodedTensor:
 
 def segment_message(tensors: list[CodedTensor]) -> np.ndarray:
     """The one range-coded message of a segment's TNSL chunk (bitstream_spec.md section 7.9): every quantised
-    tensor's mask, then its symbols, in tensor order, under the models its own words are coded with."""
+    tensor's mask, then its symbols, in tensor order, under the models its own words are coded with (tensors
+    read from a TNSL chunk: theirs)."""
+    shared = next((t.message for t in tensors if t.message is not None), None)
+    if shared is not None:
+        return shared
     writer = MessageWriter()
     decode_segment(tensors, writer.reading)
     return writer.words()
