@@ -19,6 +19,7 @@ from mvcodec.bitstream.tensor import (
     compact_table_bytes,
     read_compact_table,
 )
+from mvcodec.compress.coding import without_costly_pairs
 from mvcodec.compress.context import compact_gaussians, stored_gaussians
 from mvcodec.errors import InvalidStream, UnknownCriticalChunk
 
@@ -174,3 +175,19 @@ def test_damaged_tables_are_invalid_streams():
     huge = data[: table - 4] + (1 << 30).to_bytes(4, "little") + data[table:]
     with pytest.raises(InvalidStream):
         CodedTensor.parse(huge)  # a count the mode does not imply, before anything is allocated
+
+
+def test_the_encoder_leaves_out_a_pair_that_costs_more_than_its_symbols_save():
+    # context 0: 63 zeros, cheap under (0, 0.1) and 1.4 bits each under (0, 1): kept; context 5: one symbol
+    # 1, about 2 bits under (0, 1) against the pair's 16: left out, coded under (0, 1)
+    t = CodedTensor("view_grids.0", (1, 1, 8, 8), model_mode=MODEL_PHASED, model_axis=1, sym_min=-1, sym_max=1)
+    t.means, t.stds = np.zeros(36, np.float32), np.ones(36, np.float32)
+    t.means[5], t.stds[:6] = 1.0, np.float32(0.1)
+    symbols, ctx = np.zeros(t.shape, np.int32), np.zeros(t.shape, np.int64)
+    symbols[0, 0, 3, 3], ctx[0, 0, 3, 3] = 1, 5
+    means, stds = without_costly_pairs(t, symbols, ctx, None)
+    assert (means[0], stds[0]) == (0, np.float32(0.1)) and (means[5], stds[5]) == (0, 1)
+    assert stds[1:5].tolist() == [1.0] * 4  # and those of contexts without symbols
+    symbols[0, 0, :2] = 1  # 16 symbols in context 5: now the pair pays
+    ctx[0, 0, :2] = 5
+    assert without_costly_pairs(t, symbols, ctx, None)[0][5] == 1.0

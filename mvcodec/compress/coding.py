@@ -19,6 +19,7 @@ from mvcodec.bitstream.tensor import (
     LAPLACE_MODES,
     MASK_BERNOULLI,
     MAX_SYMBOL,
+    MEAN_UNIT,
     MODEL_ARM,
     MODEL_CONTEXT,
     MODEL_LAPLACE,
@@ -35,6 +36,7 @@ from mvcodec.bitstream.tensor import (
     TABLE_BFLOAT16,
     TABLE_COMPACT,
     CodedTensor,
+    compact_stds,
     context_count,
 )
 from mvcodec.compress import arm
@@ -47,7 +49,7 @@ from mvcodec.compress.context import (
     stored_gaussians,
 )
 from mvcodec.compress.decoding import decode_segment, element_steps, tensor_contexts, tensor_predictions, values_of
-from mvcodec.compress.gaussian import group_stats, model_grid
+from mvcodec.compress.gaussian import gaussian_bits, group_stats, laplace_bits, model_grid
 from mvcodec.compress.range_coding import MessageWriter, SymbolReader, gaussian_encode, mask_encode
 from mvcodec.model.base import ParamSpec, Role
 
@@ -162,6 +164,8 @@ def code_symbols(
         mean, std = stored_gaussians(plan.model_mode, mean, std, plan.compact)  # (modes 5, 6: rounded)
         t.means, t.stds = mean.numpy(), std.numpy()
         t.table_format = TABLE_COMPACT if plan.compact else TABLE_BFLOAT16
+        if plan.compact:
+            t.means, t.stds = without_costly_pairs(t, symbols, ctx, pred)
     elif plan.model_mode == MODEL_ARM:
         if mask is not None or context is None or context.arm_layers is None:
             raise ValueError(f"{spec.name}: model mode 3 needs its context, its network and no pruning")
@@ -192,6 +196,40 @@ def code_symbols(
     laplace = t.model_mode in LAPLACE_MODES
     t.words = gaussian_encode(coded, t.sym_min, t.sym_max, means.ravel(), stds.ravel(), laplace)
     return ExportedTensor(t, values_of(t, kept, mask))
+
+
+def without_costly_pairs(
+    t: CodedTensor, symbols: np.ndarray, ctx: np.ndarray, pred: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """A compact table's (means, stds) with the pairs left out (mean 0, std 1: spec section 7.7) whose symbols
+    (`ctx` their contexts, `pred` model mode 6's predictions) take fewer bits under (0, 1) than under the pair
+    plus the pair's own bits in the table (16, and 16 more for each escaped value)."""
+    means, stds = t.means.copy(), t.stds.copy()
+    channels = t.shape[1]
+    group = (np.asarray(ctx) * channels + np.arange(channels).reshape(1, channels, 1, 1)).ravel()
+    y = torch.from_numpy(symbols.astype(np.float64).ravel())
+    bits = laplace_bits if t.model_mode in LAPLACE_MODES else gaussian_bits
+    offset = 0.0 if pred is None else np.asarray(pred, np.float32).ravel()
+
+    def per_group(m: np.ndarray, s: np.ndarray) -> np.ndarray:
+        loc = torch.from_numpy(np.asarray(m[group] + offset, np.float64))
+        scale = torch.from_numpy(np.asarray(s[group], np.float64))
+        each = bits(y, loc, scale, t.sym_min, t.sym_max, reduce=False).numpy()
+        return np.bincount(group, each, minlength=len(means))
+
+    stored = per_group(means, stds)
+    default = per_group(np.zeros_like(means), np.ones_like(stds))
+    present = ~((means == 0) & (stds == 1))
+    escapes = (~_compact_mean(means)).astype(int) + (stds > compact_stds()[-1])
+    drop = present & (default <= stored + 16 + 16 * escapes)
+    means[drop], stds[drop] = 0, 1
+    return means, stds
+
+
+def _compact_mean(means: np.ndarray) -> np.ndarray:
+    """Whether each mean has a compact code (a multiple of 1/16 within +-127/16: spec section 7.7)."""
+    scaled = means * MEAN_UNIT
+    return (scaled == np.round(scaled)) & (np.abs(scaled) <= 127)
 
 
 def quantize_uniform(

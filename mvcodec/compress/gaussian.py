@@ -44,26 +44,34 @@ def gaussian_bits(
     hi: torch.Tensor | int,
     mask: torch.Tensor | None = None,
     weight: torch.Tensor | None = None,
+    reduce: bool = True,
 ) -> torch.Tensor:
     """Code length in bits of symbols y (kept elements only): -sum log2 P, P the Gaussian's mass on
     [y - 1/2, y + 1/2], with the tails below lo and above hi folded into the end symbols (as the range
     coder's alphabet lo..hi does), floored at MIN_PROB; each symbol's bits times `weight` (broadcast) where
-    one is given."""
+    one is given; without `reduce` each symbol's bits, not their sum."""
     with torch.no_grad():
         rounded = torch.round(y)
     upper = torch.where(rounded >= hi, torch.ones_like(y), normal_cdf((y + 0.5 - mean) / std))
     lower = torch.where(rounded <= lo, torch.zeros_like(y), normal_cdf((y - 0.5 - mean) / std))
-    return _interval_bits(upper, lower, mask, weight)
+    return _interval_bits(upper, lower, mask, weight, reduce)
 
 
 def _interval_bits(
-    upper: torch.Tensor, lower: torch.Tensor, mask: torch.Tensor | None, weight: torch.Tensor | None
+    upper: torch.Tensor,
+    lower: torch.Tensor,
+    mask: torch.Tensor | None,
+    weight: torch.Tensor | None,
+    reduce: bool = True,
 ) -> torch.Tensor:
-    """-sum log2 of the masses upper - lower (floored at MIN_PROB), each times `weight`, over `mask`."""
+    """-sum log2 of the masses upper - lower (floored at MIN_PROB), each times `weight`, over `mask` (without
+    `reduce`, each one's)."""
     bits = -torch.log2((upper - lower).clamp_min(MIN_PROB))
     if weight is not None:
         bits = bits * weight
-    return (bits * mask).sum() if mask is not None else bits.sum()
+    if mask is not None:
+        bits = bits * mask
+    return bits.sum() if reduce else bits
 
 
 def laplace_cdf(x: torch.Tensor) -> torch.Tensor:
@@ -79,6 +87,7 @@ def laplace_bits(
     lo: torch.Tensor | int,
     hi: torch.Tensor | int,
     weight: torch.Tensor | None = None,
+    reduce: bool = True,
 ) -> torch.Tensor:
     """gaussian_bits under Laplace distributions (location, scale) in place of Gaussians (model mode 4). An
     interval above the location is mirrored below it (the distribution is symmetric), where the CDF,
@@ -93,7 +102,7 @@ def laplace_bits(
     open_high = torch.where(flip, rounded <= lo, rounded >= hi)
     upper = torch.where(open_high, torch.ones_like(y), laplace_cdf(b))
     lower = torch.where(open_low, torch.zeros_like(y), laplace_cdf(a))
-    return _interval_bits(upper, lower, None, weight)
+    return _interval_bits(upper, lower, None, weight, reduce)
 
 
 def model_grid(t: CodedTensor) -> tuple[np.ndarray, np.ndarray]:
