@@ -73,9 +73,9 @@ DEFAULT_ARCH = "mv-pyramid-mc"  # the network mvenc fits unless --arch names ano
 DEFAULT_PRESETS = PYRAMID_MC_PRESETS  # its table
 # Seconds each of its presets' encode of the bundled sample took (README's first command: 4 views x 8 frames
 # at 160x96, 10-bit, -q 4) on a 2-core CPU with nothing else running, its bits per pixel and PSNR-YUV:
-# BENCHMARKS.md, "Presets on the bundled sample" (tools/preset_times.py).
-SAMPLE_SECONDS = {"fast": 29.6, "medium": 57.7, "paper": 112.1, "slow": 227.7}
-SAMPLE_BPP = {"fast": 0.43, "medium": 0.40, "paper": 0.37, "slow": 0.40}
+# BENCHMARKS.md, "Presets on the bundled sample" (tools/preset_times.py, after experiment 43).
+SAMPLE_SECONDS = {"fast": 29.3, "medium": 56.5, "paper": 120.6, "slow": 264.6}
+SAMPLE_BPP = {"fast": 0.42, "medium": 0.39, "paper": 0.35, "slow": 0.38}
 SAMPLE_PSNR = {"fast": 35.9, "medium": 36.6, "paper": 36.9, "slow": 37.4}
 
 
