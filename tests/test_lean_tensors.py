@@ -198,3 +198,15 @@ def test_repack_splits_the_message_and_rebuilds_the_stream_bit_for_bit(tmp_path)
         text=True,
     )
     assert r.returncode == 0 and (tmp_path / "c.mvinr").read_bytes() == tnsc, r.stderr
+
+
+def test_split_message_gives_every_tensor_of_a_segment_with_floats_its_own_words():
+    sys.path.insert(0, str(Path(__file__).parent.parent / "tools"))
+    from repack import read_stream, repacked
+
+    path = CONFORMANCE / "c20_coding_tools_lean" / "stream.mvinr"
+    index, segments = read_stream(path)
+    assert all(t.message is None for s in segments for t in s.tensors)
+    assert any(t.coding == CODING_FLOAT32 for t in segments[0].tensors)
+    assert repacked(index, segments, "tnsr") != path.read_bytes()
+    assert repacked(*_segments(repacked(index, segments, "tnsr")), "tnsr") == repacked(index, segments, "tnsr")

@@ -288,8 +288,9 @@ def split_message(tensors: list[CodedTensor]) -> list[CodedTensor]:
     decode_segment(tensors, source_of)
     out, it = [], iter(pieces)
     for t in tensors:
-        if t.coding != CODING_FLOAT32:
-            mask_words = next(it).words() if t.mask_mode == MASK_BERNOULLI else None
-            t = replace(t, mask_words=mask_words, words=next(it).words(), message=None)
-        out.append(t)
+        if t.coding == CODING_FLOAT32:
+            out.append(replace(t, message=None))
+            continue
+        mask_words = next(it).words() if t.mask_mode == MASK_BERNOULLI else None
+        out.append(replace(t, mask_words=mask_words, words=next(it).words(), message=None))
     return out
