@@ -8,7 +8,7 @@ from pathlib import Path
 from mvcodec.bitstream import parameter_hash, read_index, read_segment_tensors
 from mvcodec.bitstream.syntax import CHUNK_OVERHEAD, FILE_HEADER_BYTES
 from mvcodec.bitstream.tensor import CODING_FLOAT32, CodedTensor
-from mvcodec.compress.decoding import segment_ideal_bits
+from mvcodec.compress.decoding import segment_ideal_bits, shared_message
 from mvcodec.decoder import decode_segment, segment_needs, size_text
 from mvcodec.errors import ResourceLimit
 from mvcodec.io.formats import format_fps
@@ -28,7 +28,8 @@ def coded_bits(t: CodedTensor) -> int | None:
 
 def message_bits(tensors: list[CodedTensor]) -> int:
     """Bits of a TNSL segment's one range-coded message (0 for a segment of tensor chunks)."""
-    return next((32 * len(t.message) for t in tensors if t.message is not None), 0)
+    message = shared_message(tensors)
+    return 0 if message is None else 32 * len(message)
 
 
 def stream_report(path: Path, max_memory: int | None = None, available: bool = False) -> dict:

@@ -48,7 +48,14 @@ from mvcodec.compress.context import (
     phased_order,
     stored_gaussians,
 )
-from mvcodec.compress.decoding import decode_segment, element_steps, tensor_contexts, tensor_predictions, values_of
+from mvcodec.compress.decoding import (
+    decode_segment,
+    element_steps,
+    shared_message,
+    tensor_contexts,
+    tensor_predictions,
+    values_of,
+)
 from mvcodec.compress.gaussian import gaussian_bits, group_stats, laplace_bits, model_grid
 from mvcodec.compress.range_coding import MessageWriter, SymbolReader, gaussian_encode, mask_encode
 from mvcodec.model.base import ParamSpec, Role
@@ -265,7 +272,7 @@ def segment_message(tensors: list[CodedTensor]) -> np.ndarray:
     """The one range-coded message of a segment's TNSL chunk (bitstream_spec.md section 7.9): every quantised
     tensor's mask, then its symbols, in tensor order, under the models its own words are coded with (tensors
     read from a TNSL chunk: theirs)."""
-    shared = next((t.message for t in tensors if t.message is not None), None)
+    shared = shared_message(tensors)
     if shared is not None:
         return shared
     writer = MessageWriter()
@@ -276,7 +283,7 @@ def segment_message(tensors: list[CodedTensor]) -> np.ndarray:
 def split_message(tensors: list[CodedTensor]) -> list[CodedTensor]:
     """The tensors of a TNSL segment with words (and mask words) of their own in place of the shared message
     (the inverse of segment_message): each mask and each tensor's symbols coded again alone."""
-    message = next((t.message for t in tensors if t.message is not None), None)
+    message = shared_message(tensors)
     if message is None:
         return tensors
     shared, pieces = SymbolReader(message), []

@@ -53,6 +53,11 @@ def element_steps(t: CodedTensor) -> torch.Tensor:
     return step_grid(t.step_mode, t.step_axis, steps, t.shape).expand(t.shape)
 
 
+def shared_message(tensors: list[CodedTensor]) -> np.ndarray | None:
+    """The one message a TNSL segment's tensors share (spec section 7.9); None for tensors with words of their own."""
+    return next((t.message for t in tensors if t.message is not None), None)
+
+
 def own_message(words: np.ndarray | None) -> SymbolReader:
     """A reader of a tensor's own message (its words or mask_words); in a TNSL chunk there is none."""
     if words is None:
@@ -188,7 +193,7 @@ def decode_segment(
     mask and each tensor's symbols from the reader `source_of` gives for its words (by default a reader of
     those words, or in a TNSL chunk the one reader of the segment's message, in tensor order)."""
     if source_of is None:
-        message = next((t.message for t in tensors if t.message is not None), None)
+        message = shared_message(tensors)
         shared = None if message is None else SymbolReader(message)
         source_of = own_message if shared is None else lambda _: shared
     out = DecodedSegment([], [], [])
