@@ -68,15 +68,32 @@ HINERV_PRESETS = {
     "slow": _phases(200, 24, 48),
 }
 
+# A preset's epochs are those of a segment of REFERENCE_VIEW_FRAMES views x frames (4 x 16, where they were tuned).
+# An architecture whose short_segment_scale is above 1 gives a shorter segment proportionally more epochs, at most
+# that many times, so that what every step trains (the view grids, the synthesis) takes about as many steps as in
+# a reference segment; the frames' own grids are trained only when their frame is in a batch, an epoch at a time.
+# (MV-Pyramid-MC: at most 2x; the small cut, 4 views x 8 frames, gains 0.45-0.47 dB BD-PSNR over three seeds at twice
+# its time, about 2 minutes a point: BENCHMARKS.md, issue 14, experiment 44.)
+REFERENCE_VIEW_FRAMES = 64
+
+
+def epoch_scale(view_frames: int, cap: float) -> float:
+    """How many times the preset's epochs a segment of view_frames views x frames trains (1 to cap)."""
+    if view_frames < 1:
+        raise ValueError(f"a segment has at least one view and frame, got {view_frames}")
+    return min(cap, max(1.0, REFERENCE_VIEW_FRAMES / view_frames))
+
+
 DEFAULT_PRESET = "medium"
 DEFAULT_ARCH = "mv-pyramid-mc"  # the network mvenc fits unless --arch names another registered one
 DEFAULT_PRESETS = PYRAMID_MC_PRESETS  # its table
 # Seconds each of its presets' encode of the bundled sample took (README's first command: 4 views x 8 frames
 # at 160x96, 10-bit, -q 4) on a 2-core CPU with nothing else running, its bits per pixel and PSNR-YUV:
-# BENCHMARKS.md, "Presets on the bundled sample" (tools/preset_times.py, after experiment 43).
-SAMPLE_SECONDS = {"fast": 29.3, "medium": 56.5, "paper": 120.6, "slow": 264.6}
-SAMPLE_BPP = {"fast": 0.42, "medium": 0.39, "paper": 0.35, "slow": 0.38}
-SAMPLE_PSNR = {"fast": 35.9, "medium": 36.6, "paper": 36.9, "slow": 37.4}
+# BENCHMARKS.md, "Presets on the bundled sample" (tools/preset_times.py, after experiment 44: the sample's 4 x 8
+# views x frames train twice each preset's epochs).
+SAMPLE_SECONDS = {"fast": 58.0, "medium": 114.5, "paper": 234.4, "slow": 470.8}
+SAMPLE_BPP = {"fast": 0.39, "medium": 0.35, "paper": 0.38, "slow": 0.40}
+SAMPLE_PSNR = {"fast": 36.7, "medium": 36.9, "paper": 37.4, "slow": 37.8}
 
 
 def phases_for(
@@ -112,7 +129,8 @@ def preset_help() -> str:
     return (
         f"Training schedule, fastest to slowest, epochs of fit + QAT of the default architecture ({DEFAULT_ARCH}; "
         "encode time, bits per pixel and PSNR-YUV of the bundled sample at -q 4 on a 2-core CPU; time grows with "
-        "pixels x frames): "
+        f"pixels x frames; a segment of fewer than {REFERENCE_VIEW_FRAMES} views x frames, as the sample's 4 x 8, "
+        "trains up to twice the epochs): "
         + ", ".join(parts)
         + "; each architecture has its own (mv-mginr: fit + fine-tuning after pruning + QAT, "
         + ", ".join(f"{name} {epochs(phases)}" for name, phases in PRESETS.items())

@@ -241,3 +241,32 @@ def test_mv_pyramid_mc_round_trips_and_decodes_any_frame_alone(tmp_path, capsys)
     (alone,) = sorted((tmp_path / "one").glob("v1*"))
     frame_bytes = 160 * 96 * 3 // 2 * 2  # 10-bit samples
     assert np.array_equal(np.fromfile(alone, np.uint8), np.fromfile(whole, np.uint8)[2 * frame_bytes :])
+
+
+def test_a_short_segment_trains_up_to_twice_the_presets_epochs_and_the_given_ones_as_given():
+    from mvcodec.encoder.recipe import recipe
+    from mvcodec.presets import REFERENCE_VIEW_FRAMES, epoch_scale
+
+    assert REFERENCE_VIEW_FRAMES == 64 and by_name("mv-pyramid-mc").short_segment_scale == 2.0
+    assert [epoch_scale(n, 2.0) for n in (1, 32, 48, 64, 400)] == [2.0, 2.0, 64 / 48, 1.0, 1.0]
+    assert epoch_scale(8, 1.0) == 1.0  # an architecture without the scale (MV-MGINR, MV-Pyramid)
+    with pytest.raises(ValueError, match="at least one view and frame"):
+        epoch_scale(0, 2.0)
+    medium = recipe("medium", arch="mv-pyramid-mc")
+    assert [p.epochs for p in medium.for_segment(32, 2.0).phases] == [14, 126]  # the small cut: 4 views x 8 frames
+    assert [p.epochs for p in medium.for_segment(48, 2.0).phases] == [9, 84]
+    assert medium.for_segment(64, 2.0) is medium and medium.for_segment(8, 1.0) is medium
+    assert medium.for_segment(32, 2.0).train.epochs == 14  # the fit's TrainConfig follows its phase
+    given = recipe("medium", arch="mv-pyramid-mc", qat_epochs=5)  # the command line's epochs stay as given
+    assert [p.epochs for p in given.for_segment(32, 2.0).phases] == [14, 5]
+
+
+def test_mvenc_says_when_a_short_segment_trains_more_epochs(tmp_path, capsys):
+    stream = tmp_path / "s.mvinr"
+    args = [*SAMPLE_FILES[:2], stream, "-f", "1", "--preset", "fast", "--epochs", "1", "--no-progress"]
+    out = _run(mvenc, args, capsys)  # 2 views x 1 frame: fast's 32 QAT epochs twice, the fit's 1 as given
+    assert "training: preset fast, 1 + 32 epochs" in out
+    assert "training: 2 views x frames, fewer than 64: 1 + 64 epochs (the preset's, up to 2x" in out
+    with open(stream, "rb") as f:
+        info = read_index(f).info
+    assert info["compress"]["qat_epochs"] == 64 and info["train"]["epochs"] == 1

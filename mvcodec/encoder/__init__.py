@@ -25,6 +25,7 @@ from mvcodec.encoder.report import EncodeResult, Run, encode_result, summary_lin
 from mvcodec.errors import InputError
 from mvcodec.io import MultiViewSource
 from mvcodec.model.registry import DEFAULT, by_name
+from mvcodec.presets import REFERENCE_VIEW_FRAMES
 
 __all__ = ["EncodeOptions", "EncodeResult", "encode", "pick_device", "recipe", "summary_lines"]
 
@@ -75,14 +76,23 @@ def encode(source: MultiViewSource, output: Path, opts: EncodeOptions, log=print
         rate_lambda=opts.recipe.compress.rate_lambda,
         log=log,
     )
-    rec = opts.recipe.with_lambda(plan.rate_lambda)
+    base = opts.recipe.with_lambda(plan.rate_lambda)
+    # each segment's recipe: a short one trains more epochs than the preset's (presets.epoch_scale)
+    recipes = [base.for_segment(s.source.num_views * s.frames, arch.short_segment_scale) for s in plan.segments]
+    rec = recipes[0]
     prepare_checkpoints([c for s in plan.segments for c in work_files(s.prefix)[:-1]], opts.resume)
     trained = []
-    for s in plan.segments:
+    for s, srec in zip(plan.segments, recipes, strict=True):
         if len(plan.segments) > 1:
             log(f"segment {s.index + 1}/{len(plan.segments)}: frames {s.first}-{s.first + s.frames - 1}")
+        if srec.phases != base.phases:
+            log(
+                f"training: {s.source.num_views * s.frames} views x frames, fewer than {REFERENCE_VIEW_FRAMES}: "
+                f"{' + '.join(str(p.epochs) for p in srec.phases)} epochs (the preset's, up to "
+                f"{arch.short_segment_scale:g}x, so that the shared grids and synthesis train about as many steps)"
+            )
         talk = dict(progress=opts.progress, log=log)
-        trained.append(run_phases(s.source, s.config, rec, opts.device, prefix=s.prefix, **talk))
+        trained.append(run_phases(s.source, s.config, srec, opts.device, prefix=s.prefix, **talk))
     seq = sequence_header(source, len(plan.segments))
     info = (
         encoder_info(opts, rec, target_bpp, sum(t.train_seconds for t in trained), source.filters.describe())

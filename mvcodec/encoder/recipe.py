@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass, replace
 
 from mvcodec.errors import InputError
 from mvcodec.model.registry import DEFAULT, by_name
-from mvcodec.presets import DEFAULT_PRESET, PHASE_NAMES, Phase, phases_for
+from mvcodec.presets import DEFAULT_PRESET, PHASE_NAMES, Phase, epoch_scale, phases_for
 from mvcodec.train.fit import TrainConfig
 
 
@@ -33,6 +33,7 @@ class Recipe:
     train: TrainConfig  # the fit phase's; its epochs are the fit phase's
     phases: tuple[Phase, ...]
     compress: CompressConfig = CompressConfig()
+    fixed: frozenset[str] = frozenset()  # the phases whose epochs the command line set (for_segment keeps them)
 
     def __post_init__(self) -> None:
         names = [p.name for p in self.phases]
@@ -43,6 +44,15 @@ class Recipe:
             raise InputError(f"--epochs must be 1 or more, got {fit.epochs}")
         if fit.epochs != self.train.epochs:
             object.__setattr__(self, "train", replace(self.train, epochs=fit.epochs))
+
+    def for_segment(self, view_frames: int, cap: float) -> Recipe:
+        """The recipe of a segment of view_frames views x frames: the preset's epochs of each phase not in
+        `fixed` times presets.epoch_scale (rounded; 1 at a reference segment or longer, or where cap is 1)."""
+        scale = epoch_scale(view_frames, cap)
+        if scale == 1.0:
+            return self
+        phases = tuple(p if p.name in self.fixed else replace(p, epochs=round(p.epochs * scale)) for p in self.phases)
+        return replace(self, phases=phases)
 
     def phase(self, name: str) -> Phase | None:
         """The phase of a name, or None where the recipe has none."""
@@ -120,4 +130,5 @@ def recipe(
     tcfg = TrainConfig(phases[0].epochs, **fields)
     sparsity = a.sparsity if sparsity is None else sparsity
     ccfg = CompressConfig(**{k: v for k, v in (("sparsity", sparsity), ("rate_lambda", rate_lambda)) if v is not None})
-    return Recipe(tcfg, phases, ccfg)
+    given = {"fit": epochs, "prune": prune_epochs, "qat": qat_epochs}
+    return Recipe(tcfg, phases, ccfg, frozenset(k for k, v in given.items() if v is not None))

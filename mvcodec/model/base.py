@@ -132,6 +132,8 @@ class Architecture:
     presets: ClassVar[dict[str, tuple] | None] = None
     lr_scales: ClassVar[dict[Role, float]] = {}
     sparsity: ClassVar[float | None] = None  # the fraction of conv weights its pruning phase prunes (None: 0.4)
+    # at most how many times its preset's epochs a segment shorter than presets.REFERENCE_VIEW_FRAMES trains
+    short_segment_scale: ClassVar[float] = 1.0
     chain: ClassVar[bool] = False  # frame t reads the frame-row tensors' rows of frames 0..t (see above)
     cpu_decode_batch: ClassVar[int] = 4  # frames a forward pass of the decoder on the CPU (mvdec --batch)
     # The network's `band` path (see the module's docstring) is the decoder's reference path, whole frames

@@ -176,6 +176,10 @@ class MVPyramidMCArchitecture(MVPyramidArchitecture):
     # `medium` (7 + 63 epochs, the default) takes 316-367 s a point at 320x180 x 16 frames x 4 views on a 2-core
     # CPU, inside the issue's budget of 1.5x 250 s (experiment 30; 5 + 45 took 212-228 s)
     presets = PYRAMID_MC_PRESETS
+    # a segment under 64 views x frames trains up to twice its preset's epochs, so that its view grids and synthesis
+    # take about a reference segment's steps (the small cut, 4 views x 8 frames: +0.45 dB over three seeds at twice
+    # its time; BENCHMARKS.md, issue 14, experiment 44)
+    short_segment_scale = 2.0
 
     def build(self, cfg: PyramidMCConfig) -> MVPyramidMC:
         return MVPyramidMC(cfg)
